@@ -1,0 +1,1 @@
+"""agentwatch: OpenTelemetry instrumentation and resilience for tool-using LLM agents."""
