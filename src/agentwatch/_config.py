@@ -1,0 +1,223 @@
+"""One resolver for agentwatch's settings: keyword argument > environment variable > default.
+
+A value that cannot be used raises :class:`~agentwatch._errors.ConfigError` naming the setting and
+the accepted values. That differs from opentelemetry-util-genai (warn and fall back) on purpose:
+a typo in a capture or propagation setting should stop start-up rather than silently record (or
+not record) content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentwatch import environment_variables as ev
+from agentwatch._errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+__all__ = ["ContentCapture", "HostPolicy", "ModelPrices", "Settings", "parse_bool", "resolve_settings"]
+
+_CAPTURE_MODES = {
+    "no_content": (False, False),
+    "span_only": (True, False),
+    "event_only": (False, True),
+    "span_and_event": (True, True),
+    # Legacy boolean form used by the contrib GenAI instrumentations.
+    "false": (False, False),
+    "true": (True, True),
+}
+_CAPTURE_ACCEPTED = "NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT (or true/false)"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentCapture:
+    """Where message content may be recorded. Both false by default."""
+
+    span: bool = False
+    event: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.span or self.event
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """Which hosts receive trace-context headers: every host, none, or an allow-list."""
+
+    allow_all: bool = True
+    hosts: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+
+    def allows(self, host: str) -> bool:
+        if self.allow_all:
+            return True
+        host = host.lower()
+        return host in self.hosts or host.endswith(self.suffixes)
+
+
+PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrices:
+    """USD per million tokens for one model, given by the user (private and fine-tuned models).
+
+    Cached and reasoning tokens without a price of their own are charged at the input and output
+    price respectively, as genai-prices does.
+    """
+
+    input_mtok: float
+    output_mtok: float
+    cache_read_mtok: float | None = None
+    cache_write_mtok: float | None = None
+    output_reasoning_mtok: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    capture: ContentCapture = ContentCapture()
+    propagate: HostPolicy = HostPolicy()
+    openai_include_usage: bool = False
+    prices: Mapping[str, ModelPrices] = field(default_factory=dict)
+
+
+def parse_bool(setting: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(setting, value, "true, false")
+
+
+def _capture(value: object, setting: str) -> ContentCapture:
+    if isinstance(value, ContentCapture):
+        return value
+    if isinstance(value, bool):
+        return ContentCapture(value, value)
+    mode = _CAPTURE_MODES.get(str(value).strip().lower())
+    if mode is None:
+        raise ConfigError(setting, value, _CAPTURE_ACCEPTED)
+    return ContentCapture(*mode)
+
+
+def _host_policy(value: object, setting: str) -> HostPolicy:
+    if isinstance(value, HostPolicy):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "*", "all"):
+            return HostPolicy()
+        if text.lower() == "none":
+            return HostPolicy(allow_all=False)
+        items: Iterable[object] = text.split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ConfigError(setting, value, "'*', 'none', or a list of host names")
+    hosts: set[str] = set()
+    suffixes: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or "/" in item or ":" in item:
+            raise ConfigError(setting, value, "'*', 'none', or host names such as 'api.openai.com' or '*.internal'")
+        host = item.strip().lower()
+        if host == "*":
+            return HostPolicy()
+        if host.startswith("*."):
+            suffixes.append(host[1:])
+        else:
+            hosts.add(host)
+    return HostPolicy(allow_all=False, hosts=frozenset(hosts), suffixes=tuple(suffixes))
+
+
+def _model_prices(model: str, value: object, setting: str) -> ModelPrices:
+    if isinstance(value, ModelPrices):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{setting}.{model}", value, f"a table with keys {', '.join(PRICE_KEYS)}")
+    unknown = set(value) - set(PRICE_KEYS)
+    if unknown:
+        raise ConfigError(f"{setting}.{model}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], PRICE_KEYS)
+    numbers: dict[str, float] = {}
+    for key, raw in value.items():
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
+            raise ConfigError(f"{setting}.{model}.{key}", raw, "a number >= 0 (USD per million tokens)")
+        numbers[key] = float(raw)
+    for required in ("input_mtok", "output_mtok"):
+        if required not in numbers:
+            raise ConfigError(f"{setting}.{model}.{required}", None, "a number >= 0 (USD per million tokens)")
+    return ModelPrices(**numbers)
+
+
+def _prices(value: object, setting: str) -> dict[str, ModelPrices]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(setting, value, "a mapping of model name to prices")
+    return {str(model): _model_prices(str(model), prices, setting) for model, prices in value.items()}
+
+
+def load_prices_file(path: str) -> dict[str, ModelPrices]:
+    """Read ``AGENTWATCH_PRICES_FILE``: TOML (``[models."name"]`` tables) or JSON (``{"models": {...}}``)."""
+    setting = ev.AGENTWATCH_PRICES_FILE
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(setting, path, f"a readable TOML or JSON file ({exc.strerror})") from None
+    data: Any
+    try:
+        data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
+    except ValueError as exc:
+        raise ConfigError(setting, path, f"valid TOML or JSON ({exc})") from None
+    if not isinstance(data, dict) or set(data) - {"models"}:
+        raise ConfigError(setting, path, 'a single top-level table "models"')
+    return _prices(data.get("models", {}), f"{setting}:models")
+
+
+def resolve_settings(
+    *,
+    capture_message_content: object = None,
+    propagate_hosts: object = None,
+    openai_include_usage: object = None,
+    prices: object = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if environ is None else environ
+
+    if capture_message_content is not None:
+        capture = _capture(capture_message_content, "capture_message_content")
+    elif (raw := env.get(ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)) is not None:
+        capture = _capture(raw, ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
+    else:
+        capture = ContentCapture()
+
+    if propagate_hosts is not None:
+        propagate = _host_policy(propagate_hosts, "propagate_hosts")
+    elif (raw := env.get(ev.AGENTWATCH_PROPAGATE_HOSTS)) is not None:
+        propagate = _host_policy(raw, ev.AGENTWATCH_PROPAGATE_HOSTS)
+    else:
+        propagate = HostPolicy()
+
+    if openai_include_usage is not None:
+        include_usage = parse_bool("openai_include_usage", openai_include_usage)
+    else:
+        include_usage = parse_bool(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, ""))
+
+    table: dict[str, ModelPrices] = {}
+    if path := env.get(ev.AGENTWATCH_PRICES_FILE):
+        table.update(load_prices_file(path))
+    if prices is not None:
+        # Prices given in code win over the file: code is the more specific place.
+        table.update(_prices(prices, "prices"))
+
+    return Settings(capture=capture, propagate=propagate, openai_include_usage=include_usage, prices=table)

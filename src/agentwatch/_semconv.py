@@ -1,0 +1,90 @@
+"""Attribute, event and metric names.
+
+The GenAI names come from ``opentelemetry-semantic-conventions`` (v1.41 of the conventions). Its
+0.65b0+ releases mark them "moved" but the string values are the v1.41 ones; only the enum
+classes warn when called, so none are called here. Names agentwatch invents are prefixed
+``agentwatch.`` (or follow the open cost proposal, genai PR #443) and are listed in the README.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _g
+from opentelemetry.semconv._incubating.attributes import user_attributes as _u
+from opentelemetry.semconv.attributes import error_attributes as _e
+from opentelemetry.semconv.attributes import server_attributes as _s
+
+ERROR_TYPE: Final = _e.ERROR_TYPE
+SERVER_ADDRESS: Final = _s.SERVER_ADDRESS
+SERVER_PORT: Final = _s.SERVER_PORT
+USER_ID: Final = _u.USER_ID
+
+OPERATION_NAME: Final = _g.GEN_AI_OPERATION_NAME
+PROVIDER_NAME: Final = _g.GEN_AI_PROVIDER_NAME
+CONVERSATION_ID: Final = _g.GEN_AI_CONVERSATION_ID
+OUTPUT_TYPE: Final = _g.GEN_AI_OUTPUT_TYPE
+REQUEST_MODEL: Final = _g.GEN_AI_REQUEST_MODEL
+REQUEST_MAX_TOKENS: Final = _g.GEN_AI_REQUEST_MAX_TOKENS
+REQUEST_TEMPERATURE: Final = _g.GEN_AI_REQUEST_TEMPERATURE
+REQUEST_TOP_P: Final = _g.GEN_AI_REQUEST_TOP_P
+REQUEST_TOP_K: Final = _g.GEN_AI_REQUEST_TOP_K
+REQUEST_FREQUENCY_PENALTY: Final = _g.GEN_AI_REQUEST_FREQUENCY_PENALTY
+REQUEST_PRESENCE_PENALTY: Final = _g.GEN_AI_REQUEST_PRESENCE_PENALTY
+REQUEST_STOP_SEQUENCES: Final = _g.GEN_AI_REQUEST_STOP_SEQUENCES
+REQUEST_SEED: Final = _g.GEN_AI_REQUEST_SEED
+REQUEST_CHOICE_COUNT: Final = _g.GEN_AI_REQUEST_CHOICE_COUNT
+REQUEST_STREAM: Final = _g.GEN_AI_REQUEST_STREAM
+REQUEST_ENCODING_FORMATS: Final = _g.GEN_AI_REQUEST_ENCODING_FORMATS
+RESPONSE_ID: Final = _g.GEN_AI_RESPONSE_ID
+RESPONSE_MODEL: Final = _g.GEN_AI_RESPONSE_MODEL
+RESPONSE_FINISH_REASONS: Final = _g.GEN_AI_RESPONSE_FINISH_REASONS
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = _g.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+USAGE_INPUT_TOKENS: Final = _g.GEN_AI_USAGE_INPUT_TOKENS
+USAGE_OUTPUT_TOKENS: Final = _g.GEN_AI_USAGE_OUTPUT_TOKENS
+USAGE_CACHE_READ_INPUT_TOKENS: Final = _g.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = _g.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+USAGE_REASONING_OUTPUT_TOKENS: Final = _g.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
+EMBEDDINGS_DIMENSION_COUNT: Final = _g.GEN_AI_EMBEDDINGS_DIMENSION_COUNT
+TOKEN_TYPE: Final = _g.GEN_AI_TOKEN_TYPE
+INPUT_MESSAGES: Final = _g.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES: Final = _g.GEN_AI_OUTPUT_MESSAGES
+SYSTEM_INSTRUCTIONS: Final = _g.GEN_AI_SYSTEM_INSTRUCTIONS
+AGENT_NAME: Final = _g.GEN_AI_AGENT_NAME
+TOOL_NAME: Final = _g.GEN_AI_TOOL_NAME
+TOOL_CALL_ID: Final = _g.GEN_AI_TOOL_CALL_ID
+TOOL_TYPE: Final = _g.GEN_AI_TOOL_TYPE
+TOOL_DESCRIPTION: Final = _g.GEN_AI_TOOL_DESCRIPTION
+TOOL_CALL_ARGUMENTS: Final = _g.GEN_AI_TOOL_CALL_ARGUMENTS
+TOOL_CALL_RESULT: Final = _g.GEN_AI_TOOL_CALL_RESULT
+
+# v1.41 OpenAI-specific attributes (the Python package still only has the older gen_ai.openai.* names).
+OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
+
+# Cost: genai PR #443's proposal (no released convention exists).
+USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+
+# agentwatch's own.
+COST_UNPRICED: Final = "agentwatch.usage.cost.unpriced"
+STREAM_OUTCOME: Final = "agentwatch.stream.outcome"
+
+# Operation and token-type values (strings, never the deprecated enum classes).
+OP_CHAT: Final = "chat"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+TOKEN_INPUT: Final = "input"
+TOKEN_OUTPUT: Final = "output"
+
+# Events.
+EVENT_OPERATION_DETAILS: Final = "gen_ai.client.inference.operation.details"
+
+# Metrics (v1.41 names; cost per PR #443).
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"

@@ -1,0 +1,29 @@
+"""Context shared between instrumentations without importing each other.
+
+An agent session (``agentwatch.session``) puts itself in :data:`current_session`; inference
+calls read it to tag their spans with the conversation id and to add their tokens and cost to
+the session's totals. While an instrumented SDK method runs, :data:`current_call` holds its call
+so that the SDK-level hooks (request building, native-span enrichment) can find it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from agentwatch._telemetry._inference import InferenceCall
+    from agentwatch._telemetry._usage import Usage
+
+__all__ = ["SessionSink", "current_call", "current_session"]
+
+
+class SessionSink(Protocol):
+    @property
+    def conversation_id(self) -> str: ...
+
+    def record_inference(self, usage: Usage, cost: float | None, *, priced: bool, failed: bool) -> None: ...
+
+
+current_session: ContextVar[SessionSink | None] = ContextVar("agentwatch_session", default=None)
+current_call: ContextVar[InferenceCall | None] = ContextVar("agentwatch_inference_call", default=None)

@@ -1,0 +1,366 @@
+"""One instrumented inference call: its span, its metrics, its contribution to the session.
+
+The provider instrumentors translate SDK requests, responses and stream chunks into the fields
+of :class:`InferenceCall`; everything that follows the conventions (names, units, which
+attribute goes where, content capture, cost) happens here once for every provider.
+
+Hot-path rules: the span starts with every attribute known from the request in one dict (so a
+sampler sees them and no per-attribute calls follow); metric attributes are built once at the
+end; content is converted only when capture is on; span-only work is skipped when the span is
+not recording, but metrics are always recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch import _semconv as sc
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._context import SessionSink, current_call, current_session
+from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._usage import Usage
+
+__all__ = ["Content", "InferenceCall"]
+
+Content = list[dict[str, Any]]
+"""Messages in the semconv v1.41 JSON message schema."""
+
+_NO_USAGE = Usage()
+
+
+class InferenceCall:
+    """Created when the SDK method is called; ended exactly once by :meth:`end`."""
+
+    __slots__ = (
+        "_ended",
+        "_owns_span",
+        "_start_ns",
+        "error_typer",
+        "_start_perf",
+        "_tokens",
+        "attributes",
+        "before_end",
+        "chunk_gaps",
+        "finish_reasons",
+        "first_chunk_at",
+        "input_messages",
+        "last_chunk_at",
+        "operation",
+        "output_messages",
+        "provider",
+        "request_model",
+        "response_attributes",
+        "response_id",
+        "response_model",
+        "session",
+        "span",
+        "stream",
+        "system_instructions",
+        "telemetry",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        *,
+        operation: str,
+        provider: str,
+        request_model: str | None,
+        server_address: str | None,
+        server_port: int | None,
+        attributes: dict[str, AttributeValue],
+        stream: bool = False,
+        owns_span: bool = True,
+    ) -> None:
+        self.telemetry = telemetry
+        self.operation = operation
+        self.provider = provider
+        self.request_model = request_model
+        self.stream = stream
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.finish_reasons: list[str] | None = None
+        self.usage = _NO_USAGE
+        self.response_attributes: dict[str, AttributeValue] | None = None
+        self.first_chunk_at: float | None = None
+        self.last_chunk_at: float | None = None
+        self.chunk_gaps: list[float] | None = None
+        self.input_messages: Content | None = None
+        self.system_instructions: Content | None = None
+        self.output_messages: Content | None = None
+        # Set by stream handlers that accumulate content: turns the accumulation into output
+        # messages once, at the end, rather than on every chunk.
+        self.before_end: Callable[[InferenceCall], None] | None = None
+        self._ended = False
+        self._tokens: tuple[object, object] | None = None
+        self._owns_span = owns_span
+        # Where the SDK owns the span (Anthropic's native tracing) its error.type convention is
+        # used for the metric too, so span and metric agree.
+        self.error_typer: Callable[[BaseException], str] = error_type
+
+        attributes[sc.OPERATION_NAME] = operation
+        attributes[sc.PROVIDER_NAME] = provider
+        if request_model:
+            attributes[sc.REQUEST_MODEL] = request_model
+        if server_address:
+            attributes[sc.SERVER_ADDRESS] = server_address
+        if server_port:
+            attributes[sc.SERVER_PORT] = server_port
+        if stream:
+            attributes[sc.REQUEST_STREAM] = True
+        self.session: SessionSink | None = current_session.get()
+        if self.session is not None and sc.CONVERSATION_ID not in attributes:
+            attributes[sc.CONVERSATION_ID] = self.session.conversation_id
+        self.attributes = attributes
+
+        self._start_perf = time.perf_counter()
+        self._start_ns = time.time_ns()
+        self.span: Span | None = None
+        if owns_span:
+            self.span = telemetry.tracer.start_span(
+                self.span_name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self._start_ns
+            )
+
+    @property
+    def span_name(self) -> str:
+        return f"{self.operation} {self.request_model}" if self.request_model else self.operation
+
+    @property
+    def capture_content(self) -> bool:
+        return self.telemetry.settings.capture.enabled
+
+    # -- context ---------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Make the call's span current (for propagation and child spans) until :meth:`deactivate`."""
+        ctx = trace.set_span_in_context(self.span) if self.span is not None else otel_context.get_current()
+        self._tokens = (otel_context.attach(ctx), current_call.set(self))
+
+    def deactivate(self) -> None:
+        tokens = self._tokens
+        if tokens is not None:
+            self._tokens = None
+            current_call.reset(tokens[1])  # type: ignore[arg-type]
+            otel_context.detach(tokens[0])  # type: ignore[arg-type]
+
+    def adopt_span(self, span: Span) -> None:
+        """Enrich a span the SDK made itself (Anthropic's native tracing) instead of owning one."""
+        self.span = span
+        if span.is_recording():
+            span.update_name(self.span_name)
+            span.set_attributes(self.attributes)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def chunk_received(self) -> None:
+        now = time.perf_counter()
+        last = self.last_chunk_at
+        if last is None:
+            self.first_chunk_at = now
+        else:
+            # Recorded into the histogram at the end: one SDK record costs ~10 µs, which would
+            # dominate the per-chunk path (see benchmarks/).
+            gaps = self.chunk_gaps
+            if gaps is None:
+                self.chunk_gaps = [now - last]
+            else:
+                gaps.append(now - last)
+        self.last_chunk_at = now
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def end(self, error: BaseException | None = None, *, outcome: str | None = None, at_last_activity: bool = False) -> None:
+        """Finish the call once; later calls do nothing. Never raises."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._end(error, outcome, at_last_activity)
+        except Exception:  # noqa: BLE001 - a telemetry fault must not reach the app
+            report_internal_error("ending an inference span")
+            span = self.span
+            if span is not None and self._owns_span and span.is_recording():
+                span.end()
+
+    def _end(self, error: BaseException | None, outcome: str | None, at_last_activity: bool) -> None:
+        now = time.perf_counter()
+        if self.before_end is not None:
+            self.before_end(self)
+        if at_last_activity and self.last_chunk_at is not None:
+            # An abandoned stream is noticed only when it is garbage-collected; its operation
+            # really ended at the last chunk it delivered.
+            now = self.last_chunk_at
+        duration = now - self._start_perf
+        tel = self.telemetry
+        inst = tel.instruments
+        usage = self.usage
+
+        metric_attrs: dict[str, AttributeValue] = {
+            sc.OPERATION_NAME: self.operation,
+            sc.PROVIDER_NAME: self.provider,
+        }
+        attrs = self.attributes
+        for key in (sc.REQUEST_MODEL, sc.SERVER_ADDRESS, sc.SERVER_PORT):
+            value = attrs.get(key)
+            if value is not None:
+                metric_attrs[key] = value
+        if self.response_model:
+            metric_attrs[sc.RESPONSE_MODEL] = self.response_model
+
+        etype = None
+        if error is not None and isinstance(error, Exception):
+            etype = self.error_typer(error)
+            inst.duration.record(duration, {**metric_attrs, sc.ERROR_TYPE: etype})
+        else:
+            inst.duration.record(duration, metric_attrs)
+
+        if usage.input_tokens is not None:
+            inst.token_usage.record(usage.input_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
+        if usage.output_tokens is not None:
+            inst.token_usage.record(usage.output_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
+
+        cost: float | None = None
+        unpriced = False
+        if usage.reported:
+            cost = tel.pricer.cost(self.provider, (self.response_model, self.request_model), usage)
+            if cost is None:
+                unpriced = True
+            else:
+                inst.cost.record(cost, metric_attrs)
+
+        ttfc: float | None = None
+        if self.first_chunk_at is not None:
+            ttfc = self.first_chunk_at - self._start_perf
+            inst.time_to_first_chunk.record(ttfc, metric_attrs)
+            if self.chunk_gaps:
+                record = inst.time_per_output_chunk.record
+                for gap in self.chunk_gaps:
+                    record(gap, metric_attrs)
+
+        session = self.session
+        if session is not None:
+            try:
+                session.record_inference(usage, cost, priced=not unpriced, failed=etype is not None)
+            except Exception:  # noqa: BLE001
+                report_internal_error("session accounting")
+
+        span = self.span
+        if span is None:
+            return
+        if span.is_recording():
+            self._write_response(span, cost, unpriced, ttfc)
+            if self.stream and outcome is not None:
+                span.set_attribute(sc.STREAM_OUTCOME, outcome)
+            if etype is not None:
+                span.set_attribute(sc.ERROR_TYPE, etype)
+                span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+            if tel.settings.capture.event:
+                self._emit_details_event(span, etype)
+        if self._owns_span:
+            if at_last_activity:
+                span.end(end_time=self._start_ns + int(duration * 1e9))
+            else:
+                span.end()
+
+    @property
+    def owns_span(self) -> bool:
+        return self._owns_span
+
+    def write_response_to_span(self) -> None:
+        """Write what is known of the response now, for a span the SDK ends itself."""
+        span = self.span
+        if span is None or not span.is_recording():
+            return
+        if self.before_end is not None:
+            self.before_end(self)
+        cost = None
+        if self.usage.reported:
+            cost = self.telemetry.pricer.cost(self.provider, (self.response_model, self.request_model), self.usage)
+        self._write_response(span, cost, self.usage.reported and cost is None, None)
+
+    def _write_response(self, span: Span, cost: float | None, unpriced: bool, ttfc: float | None) -> None:
+        out: dict[str, AttributeValue] = {}
+        if self.response_id:
+            out[sc.RESPONSE_ID] = self.response_id
+        if self.response_model:
+            out[sc.RESPONSE_MODEL] = self.response_model
+        if self.finish_reasons:
+            out[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
+        usage = self.usage
+        if usage.input_tokens is not None:
+            out[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
+        if usage.output_tokens is not None:
+            out[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cache_read_tokens is not None:
+            out[sc.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+        if usage.cache_creation_tokens is not None:
+            out[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_creation_tokens
+        if usage.reasoning_tokens is not None:
+            out[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        if cost is not None:
+            out[sc.USAGE_COST_AMOUNT] = cost
+            out[sc.USAGE_COST_CURRENCY] = "USD"
+        elif unpriced:
+            out[sc.COST_UNPRICED] = True
+        if ttfc is not None:
+            out[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
+        if self.response_attributes:
+            out.update(self.response_attributes)
+        if self.telemetry.settings.capture.span:
+            if self.input_messages is not None:
+                out[sc.INPUT_MESSAGES] = _json(self.input_messages)
+            if self.system_instructions:
+                out[sc.SYSTEM_INSTRUCTIONS] = _json(self.system_instructions)
+            if self.output_messages is not None:
+                out[sc.OUTPUT_MESSAGES] = _json(self.output_messages)
+        if out:
+            span.set_attributes(out)
+
+    def _emit_details_event(self, span: Span, etype: str | None) -> None:
+        attributes: dict[str, Any] = dict(self.attributes)
+        if self.response_id:
+            attributes[sc.RESPONSE_ID] = self.response_id
+        if self.response_model:
+            attributes[sc.RESPONSE_MODEL] = self.response_model
+        if self.finish_reasons:
+            attributes[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
+        if self.usage.input_tokens is not None:
+            attributes[sc.USAGE_INPUT_TOKENS] = self.usage.input_tokens
+        if self.usage.output_tokens is not None:
+            attributes[sc.USAGE_OUTPUT_TOKENS] = self.usage.output_tokens
+        if etype is not None:
+            attributes[sc.ERROR_TYPE] = etype
+        # On events the conventions require structured values, not JSON strings.
+        if self.input_messages is not None:
+            attributes[sc.INPUT_MESSAGES] = self.input_messages
+        if self.system_instructions:
+            attributes[sc.SYSTEM_INSTRUCTIONS] = self.system_instructions
+        if self.output_messages is not None:
+            attributes[sc.OUTPUT_MESSAGES] = self.output_messages
+        self.telemetry.event_logger.emit(
+            event_name=sc.EVENT_OPERATION_DETAILS,
+            attributes=attributes,
+            context=trace.set_span_in_context(span),
+        )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def guarded(site: str, fn: Callable[..., None], *args: Any) -> None:
+    """Run telemetry code that must never raise into the application."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001
+        report_internal_error(site)

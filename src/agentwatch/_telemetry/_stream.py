@@ -1,0 +1,216 @@
+"""Proxies around SDK stream objects that end the call's span exactly once.
+
+Exit paths: consumed to the end, ``break`` inside ``with``/``async with``, ``close()``, an
+exception in the caller's loop (the caller's ``with`` exits), an error raised by the stream
+itself mid-way (status ERROR), and a stream that is simply dropped: a ``weakref.finalize`` on
+the proxy ends the span when it is garbage-collected, with outcome ``abandoned`` and the end
+time of its last chunk. The proxies are ``wrapt.ObjectProxy`` subclasses, so ``isinstance``
+checks and every attribute of the SDK stream (``response``, ``until_done`` ...) still work.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._inference import InferenceCall
+
+__all__ = ["AsyncStreamManagerProxy", "AsyncStreamProxy", "OnItem", "SyncStreamManagerProxy", "SyncStreamProxy"]
+
+OnItem = Callable[[InferenceCall, Any], None]
+
+
+def _abandon(call: InferenceCall) -> None:
+    call.end(None, outcome="abandoned", at_last_activity=True)
+
+
+class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+    def __init__(self, wrapped: Any, call: InferenceCall, on_item: OnItem) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_on_item = on_item
+        # The finalizer must not reference the proxy, or it would keep it alive.
+        self._self_finalizer = weakref.finalize(self, _abandon, call)
+
+    def _self_end(self, error: BaseException | None, outcome: str) -> None:
+        self._self_finalizer.detach()
+        self._self_call.end(error, outcome=outcome)
+
+    def _self_item(self, item: Any) -> None:
+        call = self._self_call
+        call.chunk_received()
+        try:
+            self._self_on_item(call, item)
+        except Exception:  # noqa: BLE001 - a chunk we cannot parse is still the app's chunk
+            report_internal_error("reading a stream chunk")
+
+    def _self_failed(self, exc: BaseException) -> None:
+        self._self_end(exc, "error" if isinstance(exc, Exception) else "closed")
+
+
+class SyncStreamProxy(_StreamProxyBase):
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = self.__wrapped__.__next__()
+        except StopIteration:
+            self._self_end(None, "completed")
+            raise
+        except BaseException as exc:
+            self._self_failed(exc)
+            raise
+        self._self_item(item)
+        return item
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_end(None, "closed")
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_end(None, "closed")
+
+
+class AsyncStreamProxy(_StreamProxyBase):
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_end(None, "completed")
+            raise
+        except BaseException as exc:
+            self._self_failed(exc)
+            raise
+        self._self_item(item)
+        return item
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_end(None, "closed")
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_end(None, "closed")
+
+    @property
+    def aclose(self) -> Callable[[], Any]:
+        # Only where the SDK stream has one, so a missing method still raises AttributeError
+        # at attribute access, exactly as without agentwatch.
+        original = self.__wrapped__.aclose
+
+        async def aclose() -> Any:
+            try:
+                return await original()
+            finally:
+                self._self_end(None, "closed")
+
+        return aclose
+
+
+class _ManagerProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Proxy of an SDK stream *manager* (``messages.stream()``, ``chat.completions.stream()``).
+
+    The request is made when the manager is entered, so the call starts there. The helper stream
+    it returns reads its events from a raw SDK stream kept in ``_raw_stream``; the raw stream is
+    swapped for a :class:`SyncStreamProxy` before the helper starts iterating, so every way of
+    consuming the helper (iteration, ``text_stream``, ``get_final_message()``) is observed. When
+    the raw stream is already ours (``chat.completions.stream()`` goes through the instrumented
+    ``create``), exiting the manager ends it: the helper closes the HTTP response directly.
+    """
+
+    def __init__(self, wrapped: Any, start: Callable[[], InferenceCall | None], on_item: Callable[[bool], OnItem]) -> None:
+        super().__init__(wrapped)
+        self._self_start = start
+        self._self_on_item = on_item
+        self._self_call: InferenceCall | None = None
+        self._self_helper: Any = None
+
+    def _self_adopt(self, helper: Any, call: InferenceCall | None, proxy: type[_StreamProxyBase]) -> None:
+        self._self_helper = helper
+        raw = getattr(helper, "_raw_stream", None)
+        if call is None or raw is None or isinstance(raw, _StreamProxyBase):
+            return
+        try:
+            helper._raw_stream = proxy(raw, call, self._self_on_item(call.capture_content))
+        except Exception:  # noqa: BLE001 - without the swap the call still ends at exit
+            report_internal_error("observing a stream helper")
+
+    def _self_finish(self) -> None:
+        raw = getattr(self._self_helper, "_raw_stream", None)
+        if isinstance(raw, _StreamProxyBase):
+            raw._self_end(None, "closed")
+        if self._self_call is not None:
+            self._self_call.end(None, outcome="closed")
+
+
+class SyncStreamManagerProxy(_ManagerProxyBase):
+    def __enter__(self) -> Any:
+        call = self._self_call = self._self_start()
+        if call is None:
+            helper = self.__wrapped__.__enter__()
+        else:
+            call.activate()
+            try:
+                helper = self.__wrapped__.__enter__()
+            except BaseException as exc:
+                call.end(exc)
+                raise
+            finally:
+                call.deactivate()
+        self._self_adopt(helper, call, SyncStreamProxy)
+        return helper
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_finish()
+
+
+class AsyncStreamManagerProxy(_ManagerProxyBase):
+    async def __aenter__(self) -> Any:
+        call = self._self_call = self._self_start()
+        if call is None:
+            helper = await self.__wrapped__.__aenter__()
+        else:
+            call.activate()
+            try:
+                helper = await self.__wrapped__.__aenter__()
+            except BaseException as exc:
+                call.end(exc)
+                raise
+            finally:
+                call.deactivate()
+        self._self_adopt(helper, call, AsyncStreamProxy)
+        return helper
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_finish()

@@ -1,0 +1,1 @@
+"""Auto-instrumentors (``BaseInstrumentor`` subclasses) for LLM clients and tool registries."""

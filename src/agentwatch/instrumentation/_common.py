@@ -1,0 +1,73 @@
+"""Reading SDK request arguments and response objects without trusting their shape.
+
+SDK parameters default to sentinel objects (``NOT_GIVEN``, ``omit``) and responses are pydantic
+models whose fields vary across SDK versions; these helpers accept only values of the expected
+type, so a changed SDK yields a missing attribute, never a wrong one or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+__all__ = ["as_float", "as_int", "as_str", "as_str_list", "get", "parse_json", "put", "server_of"]
+
+
+def as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def as_str_list(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def get(obj: object, name: str) -> Any:
+    """``obj[name]`` for mappings, ``obj.name`` otherwise; ``None`` if absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def put(attrs: dict[str, AttributeValue], key: str, value: AttributeValue | None) -> None:
+    if value is not None:
+        attrs[key] = value
+
+
+def parse_json(text: object) -> object:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def server_of(client: object) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` from an SDK client's ``base_url`` (an httpx URL)."""
+    url = getattr(client, "base_url", None)
+    if url is None:
+        return None, None
+    host = getattr(url, "host", None) or None
+    port = getattr(url, "port", None)
+    if port is None:
+        port = 443 if getattr(url, "scheme", "https") == "https" else 80
+    return host, port

@@ -1,0 +1,167 @@
+"""Wrapper factories shared by the provider instrumentors.
+
+An :class:`Operation` says how to read one SDK method (request attributes, content, response,
+stream items); :func:`sync_wrapper`/:func:`async_wrapper` turn it into a wrapt wrapper once, at
+instrument time. The wrapper returns exactly what the SDK returned (or a transparent proxy of a
+stream) and re-raises exactly what it raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._stream import (
+    AsyncStreamManagerProxy,
+    AsyncStreamProxy,
+    OnItem,
+    SyncStreamManagerProxy,
+    SyncStreamProxy,
+)
+
+__all__ = ["Operation", "async_wrapper", "stream_manager_wrapper", "sync_wrapper"]
+
+ClientInfo = Callable[[Any], tuple[str, str | None, int | None]]
+"""instance -> (gen_ai.provider.name, server.address, server.port)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    client_info: ClientInfo
+    request: Callable[[Mapping[str, Any]], dict[str, AttributeValue]]
+    response: Callable[[InferenceCall, Any], None]
+    content: Callable[[InferenceCall, Mapping[str, Any]], None] | None = None
+    stream_items: Callable[[bool], OnItem] | None = None
+    stream_types: tuple[type, ...] = ()
+    adjust_kwargs: Callable[[Telemetry, dict[str, Any]], dict[str, Any]] | None = None
+    streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True  # noqa: E731
+    native_span: Callable[[Any], bool] | None = None
+    """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
+    native_error_type: Callable[[BaseException], str] | None = None
+
+
+def start_call(telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any]) -> InferenceCall | None:
+    try:
+        provider, host, port = op.client_info(instance)
+        model = kwargs.get("model")
+        native = op.native_span is not None and op.native_span(instance)
+        call = InferenceCall(
+            telemetry,
+            operation=op.name,
+            provider=provider,
+            request_model=model if isinstance(model, str) else None,
+            server_address=host,
+            server_port=port,
+            attributes=op.request(kwargs),
+            stream=op.streams(kwargs),
+            owns_span=not native,
+        )
+        if native and op.native_error_type is not None:
+            call.error_typer = op.native_error_type
+        if op.content is not None and telemetry.settings.capture.enabled:
+            op.content(call, kwargs)
+        return call
+    except Exception:  # noqa: BLE001
+        report_internal_error(f"starting a {op.name} span")
+        return None
+
+
+def finish_call(call: InferenceCall, op: Operation, result: Any, proxy: type[SyncStreamProxy] | type[AsyncStreamProxy]) -> Any:
+    if op.stream_items is not None and isinstance(result, op.stream_types):
+        try:
+            return proxy(result, call, op.stream_items(call.capture_content))
+        except Exception:  # noqa: BLE001
+            report_internal_error("wrapping a stream")
+            call.end()
+            return result
+    try:
+        op.response(call, result)
+    except Exception:  # noqa: BLE001
+        report_internal_error(f"reading a {op.name} response")
+    call.end()
+    return result
+
+
+def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
+    def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        call = start_call(telemetry, op, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        if op.adjust_kwargs is not None:
+            kwargs = op.adjust_kwargs(telemetry, kwargs)
+        call.activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        finally:
+            call.deactivate()
+        return finish_call(call, op, result, SyncStreamProxy)
+
+    return traced
+
+
+def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
+    async def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        call = start_call(telemetry, op, instance, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        if op.adjust_kwargs is not None:
+            kwargs = op.adjust_kwargs(telemetry, kwargs)
+        call.activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        finally:
+            call.deactivate()
+        return finish_call(call, op, result, AsyncStreamProxy)
+
+    return traced
+
+
+def stream_manager_wrapper(
+    telemetry: Telemetry, op: Operation | None, proxy: type[SyncStreamManagerProxy] | type[AsyncStreamManagerProxy]
+) -> Callable[..., Any]:
+    """For ``.stream()`` helpers, which return a manager that makes the request when entered.
+
+    ``op=None``: the helper goes through an instrumented ``create`` that makes the span; the
+    proxy only ends that span when the manager exits.
+    """
+
+    def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        if not is_instrumentation_enabled():
+            return manager
+
+        def start() -> InferenceCall | None:
+            if op is None or not is_instrumentation_enabled():
+                return None
+            return start_call(telemetry, op, instance, kwargs)
+
+        items: Callable[[bool], OnItem] = (op.stream_items if op is not None else None) or _ignore_items
+        try:
+            return proxy(manager, start, items)
+        except Exception:  # noqa: BLE001
+            report_internal_error("wrapping a stream manager")
+            return manager
+
+    return traced
+
+
+def _ignore_items(capture: bool) -> OnItem:
+    return lambda call, item: None

@@ -1,0 +1,132 @@
+"""The Anthropic methods agentwatch wraps, and how each is read.
+
+anthropic 2.x can trace itself (on unless ``ANTHROPIC_OPEN_TELEMETRY=false``): each call then
+gets a span from the SDK, made current around the HTTP attempts. Two spans per call would
+double every count, so when the SDK's span will record, agentwatch makes none: it adopts the
+SDK's span (renaming it to the semconv ``chat {model}`` and adding what it lacks: request
+parameters, finish reasons, cost, content when enabled) and still records its own metrics. The
+SDK's span is found through two module-level functions of ``anthropic._base_client``
+(``start_api_call_span``, ``finish_api_call_span``); where they do not exist (anthropic < 2),
+neither does native tracing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._context import current_call
+from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._headers import build_request_wrapper
+from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
+from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._common import get, server_of
+from agentwatch.instrumentation._wrappers import Operation, async_wrapper, stream_manager_wrapper, sync_wrapper
+from agentwatch.instrumentation.anthropic import _extract as ex
+
+_PROVIDERS = {
+    "AnthropicBedrock": "aws.bedrock",
+    "AsyncAnthropicBedrock": "aws.bedrock",
+    "AnthropicVertex": "gcp.vertex_ai",
+    "AsyncAnthropicVertex": "gcp.vertex_ai",
+}
+_provider_by_type: dict[type, str] = {}
+
+
+def client_info(instance: Any) -> tuple[str, str | None, int | None]:
+    client = getattr(instance, "_client", None)
+    kind = type(client)
+    provider = _provider_by_type.get(kind)
+    if provider is None:
+        provider = next((_PROVIDERS[c.__name__] for c in kind.__mro__ if c.__name__ in _PROVIDERS), "anthropic")
+        _provider_by_type[kind] = provider
+    host, port = server_of(client)
+    return provider, host, port
+
+
+def native_span(instance: Any) -> bool:
+    """Whether the SDK's own tracing will make a recording span for this client's calls."""
+    options = getattr(getattr(instance, "_client", None), "open_telemetry", None)
+    if not isinstance(options, Mapping):
+        return False
+    traces = options.get("traces")
+    if not isinstance(traces, Mapping) or not traces.get("enabled"):
+        return False
+    if options.get("tracer_provider") is not None:
+        return True
+    # Without a provider of its own the SDK uses the global one, which records only once set.
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _start_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    span = wrapped(*args, **kwargs)
+    call = current_call.get()
+    if span is not None and call is not None and not call.owns_span and call.span is None:
+        try:
+            call.adopt_span(span)
+        except Exception:  # noqa: BLE001
+            report_internal_error("adopting the anthropic SDK span")
+    return span
+
+
+def _finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is not None and not call.owns_span and len(args) >= 3:
+        # The SDK ends a non-streamed call's span here, before the call returns to the wrapper.
+        try:
+            span, result = args[1], args[2]
+            if span is call.span and getattr(result, "error", None) is None:
+                data = getattr(result, "data", None)
+                if get(data, "type") == "message":
+                    ex.response(call, data)
+                    call.write_response_to_span()
+        except Exception:  # noqa: BLE001
+            report_internal_error("enriching the anthropic SDK span")
+    return wrapped(*args, **kwargs)
+
+
+def patches(telemetry: Telemetry) -> Iterable[Patch]:
+    import anthropic
+
+    native_error_type = None
+    try:
+        from anthropic import _tracing
+
+        native_error_type = getattr(_tracing, "error_type", None)
+    except ImportError:
+        pass
+    stream_types: tuple[type, ...] = (anthropic.Stream, anthropic.AsyncStream)
+    create = Operation(
+        name="chat",
+        client_info=client_info,
+        request=ex.request,
+        content=ex.content,
+        response=ex.response,
+        stream_items=ex.event_handler,
+        stream_types=stream_types,
+        native_span=native_span,
+        native_error_type=native_error_type,
+    )
+    stream = Operation(
+        name="chat",
+        client_info=client_info,
+        request=ex.request,
+        content=ex.content,
+        response=ex.response,
+        stream_items=ex.event_handler,
+        stream_types=stream_types,
+        streams=lambda kwargs: True,
+        native_span=native_span,
+        native_error_type=native_error_type,
+    )
+    module = "anthropic.resources.messages"
+    yield module, "Messages.create", sync_wrapper(telemetry, create)
+    yield module, "AsyncMessages.create", async_wrapper(telemetry, create)
+    yield module, "Messages.stream", stream_manager_wrapper(telemetry, stream, SyncStreamManagerProxy)
+    yield module, "AsyncMessages.stream", stream_manager_wrapper(telemetry, stream, AsyncStreamManagerProxy)
+    yield "anthropic._base_client", "BaseClient._build_request", build_request_wrapper
+    yield "anthropic._base_client", "start_api_call_span", _start_api_call_span
+    yield "anthropic._base_client", "finish_api_call_span", _finish_api_call_span

@@ -1,0 +1,39 @@
+"""OpenTelemetry instrumentation for the official ``openai`` SDK (1.x through 3.x).
+
+Usage::
+
+    from agentwatch.instrumentation.openai import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument(tracer_provider=..., meter_provider=..., logger_provider=...)
+
+or, with no code, ``opentelemetry-instrument python app.py`` (entry point ``agentwatch_openai``).
+
+Instrumented: ``chat.completions.create`` (and ``parse``), ``responses.create`` and
+``embeddings.create``, sync and async, streaming included. ``AzureOpenAI`` clients report
+``gen_ai.provider.name = azure.ai.openai``; any other base URL keeps ``openai``.
+
+Configuration: see :mod:`agentwatch.environment_variables`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import ClassVar
+
+from agentwatch._telemetry._core import Telemetry
+from agentwatch.instrumentation._base import AgentwatchInstrumentor, Patch
+from agentwatch.instrumentation.openai.package import _instruments
+
+__all__ = ["OpenAIInstrumentor"]
+
+
+class OpenAIInstrumentor(AgentwatchInstrumentor):
+    scope: ClassVar[str] = "agentwatch.instrumentation.openai"
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _patches(self, telemetry: Telemetry) -> Iterable[Patch]:
+        from agentwatch.instrumentation.openai._patch import patches
+
+        return patches(telemetry)

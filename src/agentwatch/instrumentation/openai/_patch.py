@@ -1,0 +1,81 @@
+"""The OpenAI methods agentwatch wraps, and how each is read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._headers import build_request_wrapper
+from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._common import server_of
+from agentwatch.instrumentation._wrappers import Operation, async_wrapper, sync_wrapper
+from agentwatch.instrumentation.openai import _extract as ex
+
+_AZURE_CLIENTS = frozenset({"AzureOpenAI", "AsyncAzureOpenAI"})
+_provider_by_type: dict[type, str] = {}
+
+
+def client_info(instance: Any) -> tuple[str, str | None, int | None]:
+    client = getattr(instance, "_client", None)
+    kind = type(client)
+    provider = _provider_by_type.get(kind)
+    if provider is None:
+        # OpenAI-compatible servers reached through the plain client stay "openai".
+        azure = any(cls.__name__ in _AZURE_CLIENTS for cls in kind.__mro__)
+        provider = _provider_by_type[kind] = "azure.ai.openai" if azure else "openai"
+    host, port = server_of(client)
+    return provider, host, port
+
+
+def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if (
+        telemetry.settings.openai_include_usage
+        and kwargs.get("stream") is True
+        and not isinstance(kwargs.get("stream_options"), dict)
+    ):
+        return {**kwargs, "stream_options": {"include_usage": True}}
+    return kwargs
+
+
+def patches(telemetry: Telemetry) -> Iterable[Patch]:
+    import openai
+
+    stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
+    chat = Operation(
+        name="chat",
+        client_info=client_info,
+        request=ex.chat_request,
+        content=ex.chat_input,
+        response=ex.chat_response,
+        stream_items=ex.chat_chunk_handler,
+        stream_types=stream_types,
+        adjust_kwargs=_include_usage,
+    )
+    parse = Operation(
+        name="chat", client_info=client_info, request=ex.chat_request, content=ex.chat_input, response=ex.chat_response
+    )
+    responses = Operation(
+        name="chat",
+        client_info=client_info,
+        request=ex.responses_request,
+        content=ex.responses_input,
+        response=ex.responses_response,
+        stream_items=ex.responses_event_handler,
+        stream_types=stream_types,
+    )
+    embeddings = Operation(
+        name="embeddings", client_info=client_info, request=ex.embeddings_request, response=ex.embeddings_response
+    )
+    chat_module = "openai.resources.chat.completions"
+    yield chat_module, "Completions.create", sync_wrapper(telemetry, chat)
+    yield chat_module, "AsyncCompletions.create", async_wrapper(telemetry, chat)
+    # parse() posts directly rather than through create(); before openai 1.92 it lived in beta.
+    for module in (chat_module, "openai.resources.beta.chat.completions"):
+        yield module, "Completions.parse", sync_wrapper(telemetry, parse)
+        yield module, "AsyncCompletions.parse", async_wrapper(telemetry, parse)
+    yield "openai.resources.responses", "Responses.create", sync_wrapper(telemetry, responses)
+    yield "openai.resources.responses", "AsyncResponses.create", async_wrapper(telemetry, responses)
+    yield "openai.resources.embeddings", "Embeddings.create", sync_wrapper(telemetry, embeddings)
+    yield "openai.resources.embeddings", "AsyncEmbeddings.create", async_wrapper(telemetry, embeddings)
+    yield "openai._base_client", "BaseClient._build_request", build_request_wrapper
