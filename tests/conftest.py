@@ -1,0 +1,81 @@
+"""Shared fixtures: explicit in-memory OTel providers (never global), the fake LLM server, SDK clients."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import anthropic
+import openai
+import pytest
+
+import agentwatch
+from agentwatch._fakellm import FakeLLMServer
+from agentwatch._telemetry._core import set_default_telemetry
+from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+
+_AGENTWATCH_ENV = (
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "AGENTWATCH_PROPAGATE_HOSTS",
+    "AGENTWATCH_OPENAI_INCLUDE_USAGE",
+    "AGENTWATCH_PRICES_FILE",
+    "AGENTWATCH_CONFIG",
+    "ANTHROPIC_OPEN_TELEMETRY",
+    "OTEL_PROPAGATORS",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's shell settings must not change what the tests see.
+    for name in _AGENTWATCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def signals() -> Iterator[Signals]:
+    s = make_signals()
+    yield s
+    s.tracer_provider.shutdown()
+    s.meter_provider.shutdown()
+    s.logger_provider.shutdown()
+
+
+@pytest.fixture
+def instrumented(signals: Signals) -> Iterator[Signals]:
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    try:
+        yield signals
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+        # Streams that tests drop on purpose end their spans in a finalizer: run it while the
+        # providers are still alive.
+        gc.collect()
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+        assert server.errors == []
+
+
+@pytest.fixture
+def openai_client(fake_llm: FakeLLMServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def anthropic_client(fake_llm: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
+    # The SDK's own tracing is off here; test_anthropic_native covers it.
+    with anthropic.Anthropic(
+        base_url=fake_llm.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
+    ) as client:
+        yield client

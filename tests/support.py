@@ -1,0 +1,98 @@
+"""Helpers shared by the test modules (importable as ``support``: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+OPENAI_KEY = "sk-proj-TESTKEYopenai0123456789abcdefXYZ"
+ANTHROPIC_KEY = "sk-ant-api03-TESTKEYanthropic0123456789abcdef"
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-haiku-4-5"
+
+# anthropic >= 2 traces itself unless told not to; older versions have no such option.
+ANTHROPIC_NATIVE_TRACING = "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
+NO_NATIVE: dict[str, Any] = {"open_telemetry": False} if ANTHROPIC_NATIVE_TRACING else {}
+
+
+def user(text: str = "Say hello") -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+@dataclass
+class Signals:
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+    logs: InMemoryLogRecordExporter
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
+
+    def finished(self, name_prefix: str = "") -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if s.name.startswith(name_prefix)]
+
+    def only_span(self, name_prefix: str = "") -> ReadableSpan:
+        spans = self.finished(name_prefix)
+        assert len(spans) == 1, [s.name for s in spans]
+        return spans[0]
+
+    def metric(self, name: str) -> Any:
+        data = self.metrics.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == name:
+                        return m
+        raise AssertionError(f"metric {name} was not recorded")
+
+    def points(self, name: str) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        found: list[Any] = []
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == name:
+                        found.extend(m.data.data_points)
+        return found
+
+    def dump(self) -> str:
+        """Every exported signal as text, for scanning (content, secrets)."""
+        parts = [span.to_json() for span in self.spans.get_finished_spans()]
+        data = self.metrics.get_metrics_data()
+        if data is not None:
+            parts.append(data.to_json())
+        for log in self.logs.get_finished_logs():
+            record = getattr(log, "log_record", log)
+            parts.append(record.to_json() if hasattr(record, "to_json") else json.dumps(str(record)))
+        return "\n".join(parts)
+
+
+def make_signals(sampler: Sampler | None = None) -> Signals:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    return Signals(spans, reader, logs, tracer_provider, MeterProvider(metric_readers=[reader]), logger_provider)
