@@ -95,4 +95,6 @@ def make_signals(sampler: Sampler | None = None) -> Signals:
     logs = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    return Signals(spans, reader, logs, tracer_provider, MeterProvider(metric_readers=[reader]), logger_provider)
+    return Signals(
+        spans, reader, logs, tracer_provider, MeterProvider(metric_readers=[reader]), logger_provider
+    )

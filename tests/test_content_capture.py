@@ -9,11 +9,11 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, make_signals
 
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
+from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, make_signals
 
 PROMPT = "my secret diagnosis is ZEBRA-7781"
 SYSTEM = "system rules QUOKKA-1234"

@@ -45,7 +45,7 @@ def _configure_sdk_from_environment() -> None:
     def default(variable: str) -> list[str]:
         return [] if os.environ.get(variable) else ["otlp"]
 
-    _OTelSDKConfigurator().configure(
+    _OTelSDKConfigurator().configure(  # type: ignore[no-untyped-call]
         trace_exporter_names=default("OTEL_TRACES_EXPORTER"),
         metric_exporter_names=default("OTEL_METRICS_EXPORTER"),
         log_exporter_names=default("OTEL_LOGS_EXPORTER"),

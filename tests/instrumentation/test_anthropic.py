@@ -9,9 +9,9 @@ from typing import Any
 import anthropic
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, ANTHROPIC_NATIVE_TRACING, Signals, user
 
 from agentwatch._fakellm import FakeLLMServer, Reply
+from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, ANTHROPIC_NATIVE_TRACING, Signals, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 
@@ -28,7 +28,12 @@ def test_messages_span_sums_cached_input_tokens(
     # anthropic 2.x dropped the sampling parameters from messages.create.
     sampling = {k: v for k, v in sampling.items() if k in accepted}
     message = anthropic_client.messages.create(
-        model=ANTHROPIC_MODEL, max_tokens=128, stop_sequences=["###"], system="Be brief.", messages=user(), **sampling
+        model=ANTHROPIC_MODEL,
+        max_tokens=128,
+        stop_sequences=["###"],
+        system="Be brief.",
+        messages=user(),
+        **sampling,
     )
     assert message.usage.input_tokens == 300
 

@@ -15,11 +15,11 @@ import anthropic
 import openai
 import pydantic
 import pytest
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, make_signals, user
 
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
+from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, make_signals, user
 
 
 class Answer(pydantic.BaseModel):
@@ -30,7 +30,7 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
         return (value.__class__, _normalise(value.model_dump(warnings=False)))
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items() if k not in ("created", "created_at")}
+        return {k: _normalise(v) for k, v in value.items() if k not in ("created", "created_at", "completed_at")}
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]
     return value
@@ -62,30 +62,30 @@ def _helper(client: anthropic.Anthropic) -> Any:
         return (text, _normalise(stream.get_final_message()))
 
 
-O = "openai"
-A = "anthropic"
+OAI = "openai"
+ANT = "anthropic"
 SCENARIOS = [
     Scenario(
         "chat",
-        O,
+        OAI,
         (Reply.text("hi"),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
     ),
     Scenario(
         "chat tool calls",
-        O,
+        OAI,
         (Reply.tool_calls([("search", {"q": "otel"})]),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user(), tools=[]),
     ),
     Scenario(
         "chat stream",
-        O,
+        OAI,
         (Reply.text("a b c"),),
         lambda c: _consume(c.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True)),
     ),
     Scenario(
         "chat stream usage",
-        O,
+        OAI,
         (Reply.tool_calls([("search", {"q": "x"})]),),
         lambda c: _consume(
             c.chat.completions.create(
@@ -95,99 +95,101 @@ SCENARIOS = [
     ),
     Scenario(
         "parse",
-        O,
+        OAI,
         (Reply.text('{"city": "Oslo"}'),),
         lambda c: c.chat.completions.parse(model=OPENAI_MODEL, messages=user(), response_format=Answer),
     ),
-    Scenario("responses", O, (Reply.text("r"),), lambda c: c.responses.create(model=OPENAI_MODEL, input="x")),
+    Scenario(
+        "responses", OAI, (Reply.text("r"),), lambda c: c.responses.create(model=OPENAI_MODEL, input="x")
+    ),
     Scenario(
         "responses stream",
-        O,
+        OAI,
         (Reply.text("r s t"),),
         lambda c: _consume(c.responses.create(model=OPENAI_MODEL, input="x", stream=True)),
     ),
     Scenario(
-        "embeddings", O, (), lambda c: c.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+        "embeddings", OAI, (), lambda c: c.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     ),
     Scenario(
         "chat 429",
-        O,
+        OAI,
         (Reply.error(429, headers={"retry-after": "7"}),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
     ),
     Scenario(
         "chat 500",
-        O,
+        OAI,
         (Reply.error(500),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
     ),
     Scenario(
         "chat timeout",
-        O,
+        OAI,
         (Reply.hang(3),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
         0.3,
     ),
     Scenario(
         "chat reset",
-        O,
+        OAI,
         (Reply.reset(),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
     ),
     Scenario(
         "chat malformed",
-        O,
+        OAI,
         (Reply.malformed(),),
         lambda c: c.chat.completions.create(model=OPENAI_MODEL, messages=user()),
     ),
     Scenario(
         "chat stream error",
-        O,
+        OAI,
         (Reply.text("a b c d", error_after_chunks=2),),
         lambda c: _consume(c.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True)),
     ),
     Scenario(
         "messages",
-        A,
+        ANT,
         (Reply.text("hi"),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
     ),
     Scenario(
         "messages tool use",
-        A,
+        ANT,
         (Reply.tool_calls([("search", {"q": "otel"})]),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
     ),
     Scenario(
         "messages stream",
-        A,
+        ANT,
         (Reply.text("a b c"),),
         lambda c: _consume(
             c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user(), stream=True)
         ),
     ),
-    Scenario("messages helper", A, (Reply.tool_calls([("f", {"x": 1})], content="thinking"),), _helper),
+    Scenario("messages helper", ANT, (Reply.tool_calls([("f", {"x": 1})], content="thinking"),), _helper),
     Scenario(
         "messages 529",
-        A,
+        ANT,
         (Reply.error(529, error_type="overloaded_error"),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
     ),
     Scenario(
         "messages 429",
-        A,
+        ANT,
         (Reply.error(429, headers={"retry-after": "2"}),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
     ),
     Scenario(
         "messages malformed",
-        A,
+        ANT,
         (Reply.malformed(),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
     ),
     Scenario(
         "messages stream error",
-        A,
+        ANT,
         (Reply.text("a b c d", error_after_chunks=2),),
         lambda c: _consume(
             c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user(), stream=True)
@@ -195,7 +197,7 @@ SCENARIOS = [
     ),
     Scenario(
         "messages timeout",
-        A,
+        ANT,
         (Reply.hang(3),),
         lambda c: c.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()),
         0.3,
@@ -208,7 +210,7 @@ def _run(scenario: Scenario) -> tuple[Any, ...]:
         server.enqueue(*scenario.replies)
         client: Any
         extra: dict[str, Any] = {} if scenario.timeout is None else {"timeout": scenario.timeout}
-        if scenario.provider == O:
+        if scenario.provider == OAI:
             client = openai.OpenAI(
                 base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0, **extra
             )

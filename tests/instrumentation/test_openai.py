@@ -8,10 +8,10 @@ import pytest
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 from opentelemetry.trace import SpanKind, StatusCode
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
 
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._instruments import COST_BUCKETS, DURATION_BUCKETS, TOKEN_BUCKETS
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 

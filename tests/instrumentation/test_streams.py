@@ -18,9 +18,9 @@ import anthropic
 import openai
 import pytest
 from opentelemetry.trace import StatusCode
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, user
 
 from agentwatch._fakellm import FakeLLMServer, Reply
+from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 
@@ -231,10 +231,9 @@ async def test_async_break_inside_async_with(
     opener: AsyncOpener, fake_llm: FakeLLMServer, instrumented: Signals
 ) -> None:
     fake_llm.enqueue(Reply.text("one two three four five six"))
-    async with opener(fake_llm) as stream:
-        async with stream as s:
-            async for _ in s:
-                break
+    async with opener(fake_llm) as stream, stream as s:
+        async for _ in s:
+            break
     assert _outcome(instrumented) == ("closed", StatusCode.UNSET)
 
 
@@ -245,7 +244,7 @@ async def test_async_mid_stream_error(
 ) -> None:
     fake_llm.enqueue(Reply.text("one two three four five six", error_after_chunks=2))
     async with opener(fake_llm) as stream:
-        with pytest.raises(Exception):  # noqa: PT011 - the SDK's own error class, compared in test_equivalence
+        with pytest.raises(Exception):
             async for _ in stream:
                 pass
     assert _outcome(instrumented) == ("error", StatusCode.ERROR)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 
@@ -24,11 +24,18 @@ __all__ = ["AsyncStreamManagerProxy", "AsyncStreamProxy", "OnItem", "SyncStreamM
 OnItem = Callable[[InferenceCall, Any], None]
 
 
+if TYPE_CHECKING:
+    _Proxy = wrapt.ObjectProxy[Any]
+else:
+    # wrapt 1.x, which the package still supports, cannot subscript ObjectProxy at runtime.
+    _Proxy = wrapt.ObjectProxy
+
+
 def _abandon(call: InferenceCall) -> None:
     call.end(None, outcome="abandoned", at_last_activity=True)
 
 
-class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamProxyBase(_Proxy):
     def __init__(self, wrapped: Any, call: InferenceCall, on_item: OnItem) -> None:
         super().__init__(wrapped)
         self._self_call = call
@@ -132,7 +139,7 @@ class AsyncStreamProxy(_StreamProxyBase):
         return aclose
 
 
-class _ManagerProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+class _ManagerProxyBase(_Proxy):
     """Proxy of an SDK stream *manager* (``messages.stream()``, ``chat.completions.stream()``).
 
     The request is made when the manager is entered, so the call starts there. The helper stream

@@ -42,7 +42,7 @@ class Operation:
     stream_items: Callable[[bool], OnItem] | None = None
     stream_types: tuple[type, ...] = ()
     adjust_kwargs: Callable[[Telemetry, dict[str, Any]], dict[str, Any]] | None = None
-    streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True  # noqa: E731
+    streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True
     native_span: Callable[[Any], bool] | None = None
     """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None

@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._telemetry._inference import Content, InferenceCall
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._usage import Usage
 from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, put
 

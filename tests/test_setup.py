@@ -1,0 +1,243 @@
+"""agentwatch.instrument()/uninstrument(): what is patched, restored, configured and refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anthropic._base_client
+import anthropic.resources.messages
+import openai
+import openai._base_client
+import openai.resources.chat.completions
+import openai.resources.embeddings
+import openai.resources.responses
+import pytest
+
+import agentwatch
+from agentwatch._fakellm import FakeLLMServer
+from agentwatch._telemetry._core import set_default_telemetry
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
+
+PATCHED: list[tuple[Any, str]] = [
+    (openai.resources.chat.completions.Completions, "create"),
+    (openai.resources.chat.completions.AsyncCompletions, "create"),
+    (openai.resources.chat.completions.Completions, "parse"),
+    (openai.resources.chat.completions.AsyncCompletions, "parse"),
+    (openai.resources.responses.Responses, "create"),
+    (openai.resources.responses.AsyncResponses, "create"),
+    (openai.resources.embeddings.Embeddings, "create"),
+    (openai.resources.embeddings.AsyncEmbeddings, "create"),
+    (openai._base_client.BaseClient, "_build_request"),
+    (anthropic.resources.messages.Messages, "create"),
+    (anthropic.resources.messages.AsyncMessages, "create"),
+    (anthropic.resources.messages.Messages, "stream"),
+    (anthropic.resources.messages.AsyncMessages, "stream"),
+    (anthropic._base_client.BaseClient, "_build_request"),
+]
+if hasattr(anthropic._base_client, "start_api_call_span"):
+    PATCHED += [
+        (anthropic._base_client, "start_api_call_span"),
+        (anthropic._base_client, "finish_api_call_span"),
+    ]
+
+
+def _originals() -> list[object]:
+    return [vars(owner)[name] for owner, name in PATCHED]
+
+
+def test_uninstrument_restores_every_original(signals: Signals) -> None:
+    before = _originals()
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    during = _originals()
+    agentwatch.uninstrument()
+    after = _originals()
+    set_default_telemetry()
+
+    assert all(d is not b for d, b in zip(during, before, strict=True)), "something was not patched"
+    assert all(a is b for a, b in zip(after, before, strict=True))
+
+
+def test_instrumenting_twice_is_harmless(signals: Signals, openai_client: openai.OpenAI) -> None:
+    before = _originals()
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    try:
+        openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user())
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    assert len(signals.finished()) == 1
+    assert _originals() == before
+    agentwatch.uninstrument()  # and uninstrumenting twice too
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "yes please", "NO_CONTENT, SPAN_ONLY"),
+        ("AGENTWATCH_PROPAGATE_HOSTS", "https://api.openai.com/", "host names"),
+        ("AGENTWATCH_OPENAI_INCLUDE_USAGE", "maybe", "true, false"),
+        ("AGENTWATCH_PRICES_FILE", "/nonexistent/prices.toml", "readable TOML or JSON"),
+    ],
+)
+def test_bad_setting_is_refused_before_anything_is_patched(
+    signals: Signals, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    before = _originals()
+    with pytest.raises(ValueError, match=variable) as raised:
+        agentwatch.instrument(**signals.providers, configure_sdk=False)
+    assert accepted in str(raised.value)
+    assert _originals() == before
+
+
+def test_prices_from_code_and_file(
+    signals: Signals, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[models."ft:gpt-4o-mini:acme"]\ninput_mtok = 2.0\noutput_mtok = 8.0\ncache_read_mtok = 0.5\n'
+    )
+    monkeypatch.setenv("AGENTWATCH_PRICES_FILE", str(prices))
+    agentwatch.instrument(
+        **signals.providers,
+        configure_sdk=False,
+        prices={"my-private-model": {"input_mtok": 1, "output_mtok": 1}},
+    )
+    try:
+        with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+            from agentwatch._fakellm import Reply
+
+            fake_llm.enqueue(
+                Reply.text(input_tokens=1000, cached_tokens=400, output_tokens=100),
+                Reply.text(input_tokens=1000, output_tokens=1000),
+            )
+            client.chat.completions.create(model="ft:gpt-4o-mini:acme", messages=user())
+            client.chat.completions.create(model="my-private-model", messages=user())
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    from_file, from_code = (dict(s.attributes or {})["gen_ai.usage.cost.amount"] for s in signals.finished())
+    assert from_file == pytest.approx((600 * 2.0 + 400 * 0.5 + 100 * 8.0) / 1e6)
+    assert from_code == pytest.approx(2000 / 1e6)
+
+
+# -- in a fresh interpreter (global providers, exit-time flush) ---------------------------------
+
+APP = textwrap.dedent(
+    """
+    import os, sys
+    import openai
+    import agentwatch
+
+    if os.environ.get("APP_INSTRUMENT") == "1":
+        agentwatch.instrument()
+    with openai.OpenAI(base_url=os.environ["FAKE_OPENAI_URL"], api_key="sk-test", max_retries=0) as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    if os.environ.get("APP_THEN_BAD_SETTING") == "1":
+        agentwatch.instrument(capture_message_content="loud")
+    from opentelemetry import trace
+    print("PROVIDER", type(trace.get_tracer_provider()).__name__, file=sys.stderr)
+    """
+)
+
+
+def _run(tmp_path: Path, server: FakeLLMServer, *prefix: str, **env: str) -> subprocess.CompletedProcess[str]:
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))},
+        "FAKE_OPENAI_URL": server.openai_base_url,
+        "OTEL_SERVICE_NAME": "setup-test",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        **env,
+    }
+    return subprocess.run(
+        [*prefix, sys.executable, str(app)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _spans(stdout: str) -> list[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    spans, index = [], stdout.find("{")
+    while index != -1:
+        span, end = decoder.raw_decode(stdout, index)
+        spans.append(span)
+        index = stdout.find("{", end)
+    return spans
+
+
+def test_instrument_configures_the_sdk_from_the_environment(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1")
+    assert result.returncode == 0, result.stderr
+    (span,) = _spans(result.stdout)
+    assert span["name"] == "chat gpt-4o-mini"
+    assert span["resource"]["attributes"]["service.name"] == "setup-test"
+    assert "PROVIDER TracerProvider" in result.stderr
+
+
+def test_telemetry_recorded_before_a_bad_setting_is_still_exported(
+    tmp_path: Path, fake_llm: FakeLLMServer
+) -> None:
+    result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1", APP_THEN_BAD_SETTING="1")
+    assert result.returncode != 0
+    assert "invalid value 'loud' for capture_message_content" in result.stderr
+    assert [s["name"] for s in _spans(result.stdout)] == ["chat gpt-4o-mini"]
+
+
+def test_opentelemetry_instrument_zero_code(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    bindir = Path(sys.executable).parent
+    result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"))
+    assert result.returncode == 0, result.stderr
+    spans = _spans(result.stdout)
+    assert [s["name"] for s in spans] == ["chat gpt-4o-mini"]
+    assert spans[0]["attributes"]["gen_ai.provider.name"] == "openai"
+    assert spans[0]["attributes"]["gen_ai.usage.cost.currency"] == "USD"
+
+
+def test_disabling_one_entry_point_by_name(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    bindir = Path(sys.executable).parent
+    result = _run(
+        tmp_path,
+        fake_llm,
+        str(bindir / "opentelemetry-instrument"),
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentwatch_openai",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _spans(result.stdout) == []
+
+
+def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distribution-level check opentelemetry-instrument runs, with anthropic uninstalled."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from opentelemetry.instrumentation import dependencies
+
+    real_version = dependencies.version
+    missing: set[str] = set()
+
+    def version(name: str) -> str:
+        if name in missing:
+            raise PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(dependencies, "version", version)
+    dist = distribution("agentwatch")
+    missing.add("anthropic")
+    assert dependencies.get_dist_dependency_conflicts(dist) is None
+    missing.update({"openai", "mcp", "langchain-core"})
+    assert dependencies.get_dist_dependency_conflicts(dist) is not None
