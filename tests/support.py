@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import openai
+import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -25,6 +28,18 @@ ANTHROPIC_MODEL = "claude-haiku-4-5"
 # anthropic >= 2 traces itself unless told not to; older versions have no such option.
 ANTHROPIC_NATIVE_TRACING = "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
 NO_NATIVE: dict[str, Any] = {"open_telemetry": False} if ANTHROPIC_NATIVE_TRACING else {}
+
+
+# APIs that only some supported SDK versions have (the compat runs use the oldest ones).
+HAS_RESPONSES = importlib.util.find_spec("openai.resources.responses") is not None
+HAS_CHAT_PARSE = hasattr(openai.resources.chat.completions.Completions, "parse")
+HAS_INCLUDE_USAGE = (
+    "stream_options" in inspect.signature(openai.resources.chat.completions.Completions.create).parameters
+)
+needs_responses = pytest.mark.skipif(not HAS_RESPONSES, reason="this openai version has no Responses API")
+needs_chat_parse = pytest.mark.skipif(
+    not HAS_CHAT_PARSE, reason="this openai version has no chat.completions.parse"
+)
 
 
 def user(text: str = "Say hello") -> list[dict[str, str]]:

@@ -19,7 +19,17 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, make_signals, user
+from support import (
+    ANTHROPIC_KEY,
+    ANTHROPIC_MODEL,
+    HAS_CHAT_PARSE,
+    HAS_RESPONSES,
+    NO_NATIVE,
+    OPENAI_KEY,
+    OPENAI_MODEL,
+    make_signals,
+    user,
+)
 
 
 class Answer(pydantic.BaseModel):
@@ -30,7 +40,9 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
         return (value.__class__, _normalise(value.model_dump(warnings=False)))
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items() if k not in ("created", "created_at", "completed_at")}
+        return {
+            k: _normalise(v) for k, v in value.items() if k not in ("created", "created_at", "completed_at")
+        }
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]
     return value
@@ -239,6 +251,12 @@ def instrumentation() -> Iterator[Callable[[bool], None]]:
     yield switch
     agentwatch.uninstrument()
     set_default_telemetry()
+
+
+_UNAVAILABLE = set() if HAS_CHAT_PARSE else {"parse"}
+if not HAS_RESPONSES:
+    _UNAVAILABLE |= {"responses", "responses stream"}
+SCENARIOS = [s for s in SCENARIOS if s.name not in _UNAVAILABLE]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._instruments import COST_BUCKETS, DURATION_BUCKETS, TOKEN_BUCKETS
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, needs_chat_parse, needs_responses, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 
@@ -140,6 +140,7 @@ def test_unknown_model_is_flagged_not_priced_at_zero(
     assert instrumented.points("gen_ai.client.operation.cost") == []
 
 
+@needs_chat_parse
 def test_parse_is_instrumented_and_returns_the_parsed_model(
     openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
 ) -> None:
@@ -155,6 +156,7 @@ def test_parse_is_instrumented_and_returns_the_parsed_model(
     assert attrs["gen_ai.usage.output_tokens"] == 7
 
 
+@needs_responses
 def test_responses_create_and_stream(
     openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
 ) -> None:

@@ -20,7 +20,17 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, user
+from support import (
+    ANTHROPIC_KEY,
+    ANTHROPIC_MODEL,
+    NO_NATIVE,
+    OPENAI_KEY,
+    OPENAI_MODEL,
+    Signals,
+    needs_chat_parse,
+    needs_responses,
+    user,
+)
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 
@@ -78,7 +88,12 @@ def anthropic_helper(server: FakeLLMServer) -> Iterator[Any]:
         yield _HelperAsStream(client.messages.stream(model=ANTHROPIC_MODEL, max_tokens=64, messages=user()))
 
 
-OPENERS = [openai_chat, openai_responses, anthropic_create, anthropic_helper]
+OPENERS = [
+    openai_chat,
+    pytest.param(openai_responses, marks=needs_responses),
+    anthropic_create,
+    anthropic_helper,
+]
 
 
 def _outcome(signals: Signals) -> tuple[str, StatusCode]:
@@ -264,3 +279,43 @@ async def test_async_dropped_stream(
         gc.collect()
         await asyncio.sleep(0)
     assert _outcome(instrumented) == ("abandoned", StatusCode.UNSET)
+
+
+# -- openai .stream() helpers: they close the HTTP response themselves -------------------------
+
+
+@contextmanager
+def openai_chat_helper(server: FakeLLMServer) -> Iterator[Any]:
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+        yield client.chat.completions.stream(model=OPENAI_MODEL, messages=user())
+
+
+@contextmanager
+def openai_responses_helper(server: FakeLLMServer) -> Iterator[Any]:
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+        yield client.responses.stream(model=OPENAI_MODEL, input="hi")
+
+
+HELPERS = [
+    pytest.param(openai_chat_helper, marks=needs_chat_parse),
+    pytest.param(openai_responses_helper, marks=needs_responses),
+]
+
+
+@pytest.mark.parametrize("opener", HELPERS)
+def test_openai_helper_break_ends_the_span_at_exit(
+    opener: Opener, fake_llm: FakeLLMServer, instrumented: Signals
+) -> None:
+    fake_llm.enqueue(Reply.text("one two three four five six"))
+    with opener(fake_llm) as manager, manager as stream:
+        for _ in stream:
+            break
+        assert instrumented.finished() == []
+    assert _outcome(instrumented) == ("closed", StatusCode.UNSET)
+
+
+@pytest.mark.parametrize("opener", HELPERS)
+def test_openai_helper_consumed(opener: Opener, fake_llm: FakeLLMServer, instrumented: Signals) -> None:
+    with opener(fake_llm) as manager, manager as stream:
+        stream.until_done()
+    assert _outcome(instrumented) == ("completed", StatusCode.UNSET)

@@ -1,1 +1,1 @@
-_instruments = ("anthropic >= 0.16.0, < 3",)
+_instruments = ("anthropic >= 0.27.0, < 3",)

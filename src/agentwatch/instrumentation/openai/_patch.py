@@ -7,9 +7,10 @@ from typing import Any
 
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
+from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import server_of
-from agentwatch.instrumentation._wrappers import Operation, async_wrapper, sync_wrapper
+from agentwatch.instrumentation._wrappers import Operation, async_wrapper, stream_manager_wrapper, sync_wrapper
 from agentwatch.instrumentation.openai import _extract as ex
 
 _AZURE_CLIENTS = frozenset({"AzureOpenAI", "AsyncAzureOpenAI"})
@@ -76,6 +77,15 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         yield module, "AsyncCompletions.parse", async_wrapper(telemetry, parse)
     yield "openai.resources.responses", "Responses.create", sync_wrapper(telemetry, responses)
     yield "openai.resources.responses", "AsyncResponses.create", async_wrapper(telemetry, responses)
+    # The .stream() helpers request through the instrumented create(), but close the HTTP
+    # response directly, bypassing the stream proxy: their managers end the span on exit.
+    for module, sync_name, async_name in (
+        (chat_module, "Completions.stream", "AsyncCompletions.stream"),
+        ("openai.resources.beta.chat.completions", "Completions.stream", "AsyncCompletions.stream"),
+        ("openai.resources.responses", "Responses.stream", "AsyncResponses.stream"),
+    ):
+        yield module, sync_name, stream_manager_wrapper(telemetry, None, SyncStreamManagerProxy)
+        yield module, async_name, stream_manager_wrapper(telemetry, None, AsyncStreamManagerProxy)
     yield "openai.resources.embeddings", "Embeddings.create", sync_wrapper(telemetry, embeddings)
     yield "openai.resources.embeddings", "AsyncEmbeddings.create", async_wrapper(telemetry, embeddings)
     yield "openai._base_client", "BaseClient._build_request", build_request_wrapper

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the project and its test dependencies into
+# .venv, sets up the native observability stack (Debian's prometheus; Jaeger v2 built from the
+# Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
+# instrumentation tests against the oldest and the previous major versions of the LLM SDKs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/_venv.sh
+
+ensure_venv .venv -e ".[dev]"
+scripts/setup-stack.sh
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/pytest "$@"
+
+# SDK compatibility: the same instrumentation tests on older SDK majors. openai < 1.56 predates
+# httpx 0.28's removal of `proxies`, so the oldest set pins httpx as that release did.
+compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
+ensure_venv .venv-compat-previous --unpin "openai anthropic" -e ".[dev]" "openai==1.109.1" "anthropic==0.125.0"
+.venv-compat-previous/bin/pytest -q "${compat_tests[@]}"
+ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
+.venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py

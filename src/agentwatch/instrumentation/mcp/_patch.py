@@ -1,0 +1,197 @@
+"""The MCP methods agentwatch wraps: ``call_tool`` (the execute_tool span) and the SDK's span helper."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch import _semconv as sc
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._core import Telemetry
+from agentwatch.instrumentation._base import Patch
+from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async, tool_error_type
+
+__all__ = ["patches"]
+
+
+class _ActiveCall:
+    """The instrumented ``call_tool`` running in this context."""
+
+    __slots__ = ("adopted", "owner", "span")
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+        self.span: Span | None = None
+        self.adopted = False
+
+
+_active: ContextVar[_ActiveCall | None] = ContextVar("agentwatch_mcp_tool_call", default=None)
+
+
+def _mcp_error_classes() -> tuple[type[BaseException], ...]:
+    try:
+        module = importlib.import_module("mcp.shared.exceptions")
+    except ImportError:
+        return ()
+    # MCPError in mcp 2.x, McpError in 1.x.
+    found = (getattr(module, "MCPError", None), getattr(module, "McpError", None))
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
+
+
+def _accepts_meta(module: str, cls: str) -> bool:
+    try:
+        method = getattr(importlib.import_module(module), cls).call_tool
+        return "meta" in inspect.signature(method).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
+
+
+def _result_error(result: Any) -> str | None:
+    """``tool_error`` for a ``CallToolResult`` with ``isError: true`` (mcp 2.x ``is_error``, 1.x ``isError``)."""
+    if isinstance(result, Mapping):
+        flagged = result.get("isError") is True
+    else:
+        flagged = getattr(result, "is_error", None) is True or getattr(result, "isError", None) is True
+    return sc.ERROR_TOOL if flagged else None
+
+
+def _with_trace_context(meta: object) -> object:
+    carrier: dict[str, Any] = dict(meta) if isinstance(meta, Mapping) else {}
+    propagate.inject(carrier)
+    if not carrier and meta is None:
+        return None
+    return carrier
+
+
+def _is_inner(active: _ActiveCall, instance: object) -> bool:
+    """Whether ``instance`` is the session under the ``Client`` whose call is running."""
+    owner = active.owner
+    if owner is instance:
+        return True
+    try:
+        return getattr(owner, "_session", None) is instance or getattr(owner, "session", None) is instance
+    except Exception:  # noqa: BLE001 - a property of an unconnected client may raise
+        return False
+
+
+def _call_tool(
+    telemetry: ToolTelemetry, inject_meta: bool, errors: tuple[type[BaseException], ...]
+) -> Callable[..., Any]:
+    def error_type(exc: BaseException) -> str:
+        if errors and isinstance(exc, errors):
+            code = getattr(getattr(exc, "error", None), "code", None)
+            if isinstance(code, int):
+                return str(code)
+        return tool_error_type(exc)
+
+    def error_message(exc: BaseException) -> str | None:
+        # A JSON-RPC error message is protocol text (semconv: the status description).
+        if errors and isinstance(exc, errors):
+            message = getattr(getattr(exc, "error", None), "message", None)
+            return message if isinstance(message, str) else None
+        return None
+
+    async def traced(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        active = _active.get()
+        if (active is not None and _is_inner(active, instance)) or not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        name = args[0] if args else kwargs.get("name")
+        if not isinstance(name, str):
+            return await wrapped(*args, **kwargs)
+        arguments = args[1] if len(args) > 1 else kwargs.get("arguments")
+
+        state = _ActiveCall(instance)
+        attributes: dict[str, AttributeValue] = {sc.MCP_METHOD_NAME: sc.MCP_TOOLS_CALL}
+        try:
+            version = getattr(instance, "protocol_version", None)
+            if isinstance(version, str) and version:
+                attributes[sc.MCP_PROTOCOL_VERSION] = version
+        except Exception:  # noqa: BLE001 - an unconnected client's property may raise; the call will say why
+            pass
+        spec = ToolSpec(
+            name,
+            None,
+            sc.TOOL_TYPE_EXTENSION,
+            error_typer=error_type,
+            error_message=error_message,
+            result_error=_result_error,
+        )
+
+        def started(call: ToolCall) -> None:
+            state.span = call.span
+
+        async def invoke() -> Any:
+            call_kwargs = kwargs
+            if inject_meta and state.span is not None:
+                try:
+                    call_kwargs = {**kwargs, "meta": _with_trace_context(kwargs.get("meta"))}
+                except Exception:  # noqa: BLE001
+                    report_internal_error("injecting trace context into MCP _meta")
+            return await wrapped(*args, **call_kwargs)
+
+        token = _active.set(state)
+        try:
+            return await run_async(
+                telemetry, spec, invoke, arguments=arguments, attributes=attributes, on_start=started
+            )
+        finally:
+            _active.reset(token)
+
+    return traced
+
+
+def _sdk_span(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """mcp 2.x ``otel_span`` as the JSON-RPC dispatcher calls it for each outgoing request.
+
+    For the ``tools/call`` request of an instrumented call, return the ``execute_tool`` span
+    (made current, never ended here) instead of a new client span: the dispatcher then injects
+    that span's context into ``_meta`` and records JSON-RPC errors on it.
+    """
+    active = _active.get()
+    if active is None or active.adopted or active.span is None:
+        return wrapped(*args, **kwargs)
+    attributes = kwargs.get("attributes")
+    if (
+        kwargs.get("kind") is not SpanKind.CLIENT
+        or not isinstance(attributes, Mapping)
+        or attributes.get(sc.MCP_METHOD_NAME) != sc.MCP_TOOLS_CALL
+    ):
+        return wrapped(*args, **kwargs)
+    active.adopted = True
+    span = active.span
+    try:
+        if span.is_recording():
+            span.set_attributes(
+                {str(k): v for k, v in attributes.items() if isinstance(v, (str, bool, int, float))}
+            )
+    except Exception:  # noqa: BLE001
+        report_internal_error("adding MCP attributes to an execute_tool span")
+    return trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
+def patches(telemetry: Telemetry) -> Iterable[Patch]:
+    tools = ToolTelemetry(telemetry)
+    errors = _mcp_error_classes()
+    yield (
+        "mcp.client.session",
+        "ClientSession.call_tool",
+        _call_tool(tools, _accepts_meta("mcp.client.session", "ClientSession"), errors),
+    )
+    yield (
+        "mcp.client.client",
+        "Client.call_tool",
+        _call_tool(tools, _accepts_meta("mcp.client.client", "Client"), errors),
+    )
+    yield "mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span
