@@ -1,0 +1,139 @@
+"""A small ASGI app to look at circuits and switch tools off and on while the application runs.
+
+**Internal use only.** It has no authentication and changes behaviour live: never expose it on a
+public interface. It is off unless you mount it, e.g. behind your own authentication::
+
+    from agentwatch.admin import app as agentwatch_admin
+    # Starlette: Mount("/ops", app=require_auth(agentwatch_admin)); or serve it on 127.0.0.1 only:
+    # uvicorn.run(agentwatch_admin, host="127.0.0.1", port=9464)
+
+It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount point:
+
+- ``GET /admin/circuits``: ``{"circuits": [<CircuitSnapshot.to_dict()>...], "disabled_tools": [...]}``
+- ``POST /admin/tools/{name}/disable`` and ``/enable``: ``{"tool": name, "disabled": bool, "known": bool}``
+  (``known``: a pipeline was built for that tool name in this process)
+- ``POST /admin/circuits/{key}/open``, ``/close`` and ``/reset``: the circuit's snapshot, 404 if
+  no circuit has that key.
+
+Path segments are percent-decoded, so ``openai%3Agpt-4o`` names the circuit ``openai:gpt-4o``.
+Other paths answer 404, other methods 405.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+from agentwatch.resilience._registry import Registry, default_registry
+
+__all__ = ["app", "make_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_CIRCUIT_ACTIONS = ("open", "close", "reset")
+_TOOL_ACTIONS = ("disable", "enable")
+
+
+def make_app(registry: Registry | None = None) -> ASGIApp:
+    """An admin app over ``registry`` (default: the process-wide one, which ``app`` uses)."""
+
+    def resolve() -> Registry:
+        return registry or default_registry()
+
+    async def admin_app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        segments = _segments(scope)
+        method = scope.get("method", "GET")
+        status, body = _route(resolve(), method, segments)
+        await _respond(send, status, body, allow=_allowed(segments))
+
+    return admin_app
+
+
+def _segments(scope: Scope) -> list[str]:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else scope.get("path", "")
+    path = path.split("?", 1)[0]
+    root = scope.get("root_path", "")
+    # Servers and mounts disagree on whether ``path`` still contains the mount prefix.
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    # Split before decoding so that an encoded "/" inside a tool name stays in its segment.
+    return [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
+
+
+def _allowed(segments: list[str]) -> str | None:
+    if segments == ["admin", "circuits"]:
+        return "GET"
+    if len(segments) == 4 and segments[0] == "admin" and segments[1] in ("tools", "circuits"):
+        return "POST"
+    return None
+
+
+def _route(registry: Registry, method: str, segments: list[str]) -> tuple[int, object]:
+    match segments:
+        case ["admin", "circuits"]:
+            if method != "GET":
+                return 405, {"error": "method not allowed"}
+            return 200, {
+                "circuits": [s.to_dict() for s in registry.snapshots()],
+                "disabled_tools": sorted(registry.disabled_tools),
+            }
+        case ["admin", "tools", name, action] if action in _TOOL_ACTIONS and name:
+            if method != "POST":
+                return 405, {"error": "method not allowed"}
+            if action == "disable":
+                registry.disable_tool(name)
+            else:
+                registry.enable_tool(name)
+            return 200, {
+                "tool": name,
+                "disabled": registry.is_tool_disabled(name),
+                "known": name in registry.tools,
+            }
+        case ["admin", "circuits", key, action] if action in _CIRCUIT_ACTIONS:
+            if method != "POST":
+                return 405, {"error": "method not allowed"}
+            circuit = registry.get(key)
+            if circuit is None:
+                return 404, {"error": f"no circuit named {key!r}"}
+            getattr(circuit, action)()
+            return 200, circuit.snapshot().to_dict()
+    return 404, {"error": "not found"}
+
+
+async def _respond(send: Send, status: int, body: object, *, allow: str | None) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if status == 405 and allow:
+        headers.append((b"allow", allow.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+app: ASGIApp = make_app()
+"""The admin app over the process-wide registry. Internal use only: see the module docstring."""

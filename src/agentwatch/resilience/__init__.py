@@ -1,0 +1,94 @@
+"""Resilience policies for tool and LLM calls: timeouts, retries, circuit breakers, bulkheads and
+graceful degradation, each decision visible as span events and metrics.
+
+Configure with :class:`Policy`; integrations run calls through a :class:`Pipeline`. See
+``agentwatch.resilience._pipeline`` for the integration contract.
+"""
+
+from agentwatch.resilience._breaker import Circuit, CircuitSnapshot, CircuitState
+from agentwatch.resilience._classify import (
+    Classification,
+    Classifier,
+    ErrorCategory,
+    default_classifier,
+    parse_retry_after,
+)
+from agentwatch.resilience._config import Bulkhead, CircuitBreaker, Duration, Policy, Retry, RetryBudget
+from agentwatch.resilience._errors import (
+    BulkheadFullError,
+    CallKind,
+    CircuitOpenError,
+    ResilienceError,
+    TimeoutScope,
+    ToolDisabledError,
+    ToolTimeoutError,
+)
+from agentwatch.resilience._file import (
+    AGENTWATCH_CONFIG,
+    ResilienceConfig,
+    config_from_env,
+    load_config,
+    lookup_policy,
+)
+from agentwatch.resilience._pipeline import AttemptContext, Pipeline, ToolUnavailable, error_type_of
+from agentwatch.resilience._registry import (
+    Registry,
+    circuit,
+    circuits,
+    default_registry,
+    disable_tool,
+    disabled_tools,
+    enable_tool,
+    reset_registry,
+)
+from agentwatch.resilience._spans import BreakerSpanProcessor
+from agentwatch.resilience._telemetry import (
+    ResilienceTelemetry,
+    configure_resilience_telemetry,
+    current_telemetry,
+)
+
+__all__ = [
+    "AGENTWATCH_CONFIG",
+    "AttemptContext",
+    "BreakerSpanProcessor",
+    "Bulkhead",
+    "BulkheadFullError",
+    "CallKind",
+    "Circuit",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitSnapshot",
+    "CircuitState",
+    "Classification",
+    "Classifier",
+    "Duration",
+    "ErrorCategory",
+    "Pipeline",
+    "Policy",
+    "Registry",
+    "ResilienceConfig",
+    "ResilienceError",
+    "ResilienceTelemetry",
+    "Retry",
+    "RetryBudget",
+    "TimeoutScope",
+    "ToolDisabledError",
+    "ToolTimeoutError",
+    "ToolUnavailable",
+    "circuit",
+    "circuits",
+    "config_from_env",
+    "configure_resilience_telemetry",
+    "current_telemetry",
+    "default_classifier",
+    "default_registry",
+    "disable_tool",
+    "disabled_tools",
+    "enable_tool",
+    "error_type_of",
+    "load_config",
+    "lookup_policy",
+    "parse_retry_after",
+    "reset_registry",
+]

@@ -1,0 +1,304 @@
+"""Policy settings: frozen, keyword-only dataclasses whose defaults are safe to use as-is.
+
+Durations accept seconds (``int``/``float``) or a :class:`datetime.timedelta`, like stamina, and
+are stored as ``float`` seconds. Every invalid value raises :class:`agentwatch.ConfigError` when the
+object is built, i.e. at start-up, naming the setting (``Retry.attempts``) and the accepted values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Literal, TypeAlias
+
+from agentwatch._errors import ConfigError
+from agentwatch.resilience._classify import Classifier
+
+__all__ = ["Bulkhead", "CircuitBreaker", "Duration", "Policy", "Retry", "RetryBudget", "seconds"]
+
+Duration: TypeAlias = float | timedelta
+
+_SECONDS = "a positive number of seconds (int or float) or a datetime.timedelta"
+
+
+def seconds(value: Duration) -> float:
+    """A validated duration in seconds (the fields hold floats once built; this satisfies typing)."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _optional_seconds(setting: str, value: object) -> float | None:
+    return None if value is None else _seconds(setting, value, accepted=_SECONDS + ", or None")
+
+
+def _seconds(setting: str, value: object, *, zero: bool = False, accepted: str = _SECONDS) -> float:
+    if zero:
+        accepted = accepted.replace("positive", "non-negative")
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        raise ConfigError(setting, value, accepted)
+    if not math.isfinite(result) or result < 0 or (result == 0 and not zero):
+        raise ConfigError(setting, value, accepted)
+    return result
+
+
+def _integer(setting: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(setting, value, f"an integer ≥ {minimum}")
+    return value
+
+
+def _number(setting: str, value: object, accepted: str, ok: Callable[[float], bool]) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(float(value)):
+        raise ConfigError(setting, value, accepted)
+    return float(value)
+
+
+def _flag(setting: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(setting, value, ["True", "False"])
+    return value
+
+
+def _optional(setting: str, value: object, cls: type) -> None:
+    if value is not None and not isinstance(value, cls):
+        raise ConfigError(setting, value, f"an agentwatch.{cls.__name__} or None")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    # The dataclasses are frozen; normalising a field in __post_init__ has to bypass that.
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryBudget:
+    """Caps the extra load retries may add, over a sliding time window of one pipeline.
+
+    A retry is allowed while the retries made in the last ``window`` seconds stay below
+    ``min_retries + ratio × calls`` made in that window; ``min_retries`` keeps retries possible for
+    low-traffic tools. The defaults allow at most 10% extra load once traffic is high.
+    """
+
+    ratio: float = 0.1
+    min_retries: int = 10
+    window: Duration = 10.0
+
+    def __post_init__(self) -> None:
+        _number("RetryBudget.ratio", self.ratio, "a number ≥ 0", lambda v: math.isfinite(v) and v >= 0)
+        _integer("RetryBudget.min_retries", self.min_retries, 0)
+        _set(self, "window", _seconds("RetryBudget.window", self.window))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retry:
+    """Retry with exponential backoff and full jitter.
+
+    ``attempts`` counts the first call: ``attempts=3`` means at most 2 retries. Before retry *n*
+    the delay is drawn uniformly from ``[0, min(max_delay, backoff × multiplier**(n-1))]`` (full
+    jitter; ``jitter=False`` uses the upper bound). A server's ``Retry-After`` replaces that delay,
+    capped at ``retry_after_cap``. No retry is scheduled that would end past the call's deadline,
+    or that the ``budget`` does not allow (``None``: no budget). Only failures the classifier marks
+    retryable are retried.
+    """
+
+    attempts: int = 3
+    backoff: Duration = 0.5
+    multiplier: float = 2.0
+    max_delay: Duration = 8.0
+    jitter: bool = True
+    retry_after_cap: Duration = 60.0
+    budget: RetryBudget | None = field(default_factory=RetryBudget)
+
+    def __post_init__(self) -> None:
+        _integer("Retry.attempts", self.attempts, 1)
+        backoff = _seconds("Retry.backoff", self.backoff, zero=True)
+        _set(self, "backoff", backoff)
+        _number("Retry.multiplier", self.multiplier, "a number ≥ 1", lambda v: math.isfinite(v) and v >= 1)
+        max_delay = _seconds("Retry.max_delay", self.max_delay, zero=True)
+        if max_delay < backoff:
+            raise ConfigError(
+                "Retry.max_delay", self.max_delay, f"a duration ≥ Retry.backoff ({backoff:g} s)"
+            )
+        _set(self, "max_delay", max_delay)
+        _flag("Retry.jitter", self.jitter)
+        _set(self, "retry_after_cap", _seconds("Retry.retry_after_cap", self.retry_after_cap))
+        _optional("Retry.budget", self.budget, RetryBudget)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitBreaker:
+    """A circuit breaker, in one of two modes.
+
+    *Consecutive* (``failure_threshold``, the default mode with 5): opens after that many failures
+    in a row. *Ratio* (``failure_ratio``): opens when, within the last ``window`` seconds, at least
+    ``minimum_calls`` calls were made and the share of failures reached ``failure_ratio``. Set one
+    of the two, not both.
+
+    Once open it rejects calls for ``break_duration`` seconds, then half-opens and admits exactly
+    one probe call: success closes it, failure re-opens it with the break multiplied by
+    ``break_growth`` (up to ``max_break_duration``). A close resets the break to ``break_duration``.
+    Only failures the classifier counts (transient ones) are counted, never cancellations.
+    """
+
+    failure_threshold: int | None = None
+    failure_ratio: float | None = None
+    minimum_calls: int = 10
+    window: Duration = 30.0
+    break_duration: Duration = 30.0
+    max_break_duration: Duration = 300.0
+    break_growth: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold is not None and self.failure_ratio is not None:
+            raise ConfigError(
+                "CircuitBreaker.failure_ratio",
+                self.failure_ratio,
+                "None when CircuitBreaker.failure_threshold is set (set failure_threshold for "
+                "consecutive mode or failure_ratio for ratio mode, not both)",
+            )
+        if self.failure_ratio is None:
+            if self.failure_threshold is None:
+                _set(self, "failure_threshold", 5)
+            _integer("CircuitBreaker.failure_threshold", self.failure_threshold, 1)
+        else:
+            _number(
+                "CircuitBreaker.failure_ratio",
+                self.failure_ratio,
+                "a number with 0 < ratio ≤ 1",
+                lambda v: 0 < v <= 1,
+            )
+        _integer("CircuitBreaker.minimum_calls", self.minimum_calls, 1)
+        _set(self, "window", _seconds("CircuitBreaker.window", self.window))
+        base = _seconds("CircuitBreaker.break_duration", self.break_duration)
+        _set(self, "break_duration", base)
+        ceiling = _seconds("CircuitBreaker.max_break_duration", self.max_break_duration)
+        if ceiling < base:
+            raise ConfigError(
+                "CircuitBreaker.max_break_duration",
+                self.max_break_duration,
+                f"a duration ≥ CircuitBreaker.break_duration ({base:g} s)",
+            )
+        _set(self, "max_break_duration", ceiling)
+        _number(
+            "CircuitBreaker.break_growth",
+            self.break_growth,
+            "a number ≥ 1 (1: the break never grows)",
+            lambda v: math.isfinite(v) and v >= 1,
+        )
+
+    @property
+    def mode(self) -> Literal["consecutive", "ratio"]:
+        return "ratio" if self.failure_ratio is not None else "consecutive"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bulkhead:
+    """A cap on concurrent calls of one tool or model.
+
+    With the default ``max_queue=0`` the call over the cap is rejected at once with
+    ``BulkheadFullError``; with a queue, up to ``max_queue`` callers wait at most
+    ``queue_timeout`` seconds (and never past the call's deadline) for a slot.
+    """
+
+    max_concurrent: int = 25
+    max_queue: int = 0
+    queue_timeout: Duration = 1.0
+
+    def __post_init__(self) -> None:
+        _integer("Bulkhead.max_concurrent", self.max_concurrent, 1)
+        _integer("Bulkhead.max_queue", self.max_queue, 0)
+        _set(self, "queue_timeout", _seconds("Bulkhead.queue_timeout", self.queue_timeout))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """The resilience policy of one tool or model.
+
+    Layers, outermost first: fallback → total timeout → retry (+ budget) → circuit breaker →
+    bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
+    else: retries, breaker and bulkhead are opt-in because only the owner knows whether a tool is
+    idempotent and how much traffic it sees. LLM calls that generate long outputs need a larger
+    ``timeout`` (or ``None``).
+
+    Attributes:
+        timeout: total deadline of the call, retries and waits included (``None``: none).
+        attempt_timeout: limit of each attempt (``None``: only the total deadline bounds it).
+            Must not exceed ``timeout``.
+        retry: the retry policy (``None``: a single attempt).
+        breaker: the circuit breaker (``None``: none). In ratio mode its ``window`` must be at
+            least twice ``attempt_timeout``, so that it sees more than one attempt.
+        bulkhead: the concurrency cap (``None``: none).
+        critical: ``False`` marks an optional tool, which returns a ``ToolUnavailable`` result
+            instead of raising when it is unavailable.
+        fallback_models: for LLM calls, the models to try in order when the requested one fails
+            with a fallback-worthy error; stored as a tuple.
+        first_chunk_timeout: for LLM streams, the longest wait for the first chunk.
+        idle_timeout: for LLM streams, the longest wait between two chunks. Both are carried for
+            the stream wrapper, which enforces them; the pipeline's attempt ends when the stream
+            object is returned.
+        classifier: maps an exception to a ``Classification`` (``None``: ``default_classifier``).
+    """
+
+    timeout: Duration | None = 30.0
+    attempt_timeout: Duration | None = None
+    retry: Retry | None = None
+    breaker: CircuitBreaker | None = None
+    bulkhead: Bulkhead | None = None
+    critical: bool = True
+    fallback_models: Sequence[str] = ()
+    first_chunk_timeout: Duration | None = None
+    idle_timeout: Duration | None = None
+    classifier: Classifier | None = None
+
+    def __post_init__(self) -> None:
+        total = _optional_seconds("Policy.timeout", self.timeout)
+        _set(self, "timeout", total)
+        attempt = _optional_seconds("Policy.attempt_timeout", self.attempt_timeout)
+        if attempt is not None and total is not None and attempt > total:
+            raise ConfigError(
+                "Policy.attempt_timeout", self.attempt_timeout, f"a duration ≤ Policy.timeout ({total:g} s)"
+            )
+        _set(self, "attempt_timeout", attempt)
+        _optional("Policy.retry", self.retry, Retry)
+        _optional("Policy.breaker", self.breaker, CircuitBreaker)
+        _optional("Policy.bulkhead", self.bulkhead, Bulkhead)
+        if (
+            self.breaker is not None
+            and self.breaker.mode == "ratio"
+            and attempt is not None
+            and seconds(self.breaker.window) < 2 * attempt
+        ):
+            raise ConfigError(
+                "Policy.breaker.window",
+                self.breaker.window,
+                f"a duration ≥ 2 × Policy.attempt_timeout ({2 * attempt:g} s)",
+            )
+        _flag("Policy.critical", self.critical)
+        models = self.fallback_models
+        if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
+            raise ConfigError("Policy.fallback_models", models, "a list or tuple of model names")
+        for model in models:
+            if not isinstance(model, str) or not model:
+                raise ConfigError(
+                    "Policy.fallback_models", models, "a list or tuple of non-empty model names"
+                )
+        _set(self, "fallback_models", tuple(models))
+        _set(
+            self,
+            "first_chunk_timeout",
+            _optional_seconds("Policy.first_chunk_timeout", self.first_chunk_timeout),
+        )
+        _set(self, "idle_timeout", _optional_seconds("Policy.idle_timeout", self.idle_timeout))
+        if self.classifier is not None and not callable(self.classifier):
+            raise ConfigError(
+                "Policy.classifier", self.classifier, "a callable(exception) -> Classification, or None"
+            )
+
+
+def setting_names(cls: type) -> tuple[str, ...]:
+    """The keyword names a settings class accepts, for the file loader's unknown-key errors."""
+    return tuple(f.name for f in fields(cls))

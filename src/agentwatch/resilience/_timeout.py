@@ -1,0 +1,104 @@
+"""Running one attempt under a time limit.
+
+Async attempts run in the caller's task and are *cancelled* when the limit passes, so they stop
+at their next ``await``. Sync attempts cannot be interrupted in Python: they run in a fresh daemon
+thread (with a copy of the caller's contextvars, so spans started inside still have the caller's
+span as parent) and the caller stops *waiting* when the limit passes. The abandoned thread keeps
+running until the callable returns on its own; its result or exception is discarded. A tool that
+hangs forever therefore leaks one thread per timed-out call: give such tools their own socket or
+client timeouts too. Thread-local state of the caller (not contextvars) is not visible inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+__all__ = ["run_async_with_timeout", "run_sync_with_timeout"]
+
+T = TypeVar("T")
+
+
+class _Outcome(Generic[T]):
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.value: T | None = None
+
+
+def run_sync_with_timeout(
+    fn: Callable[[], T], timeout: float, on_timeout: Callable[[], BaseException], *, thread_name: str
+) -> T:
+    """Return ``fn()`` run in a worker thread, or raise ``on_timeout()`` after ``timeout`` seconds."""
+    outcome: _Outcome[T] = _Outcome()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            outcome.value = context.run(fn)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the waiting caller unchanged
+            outcome.error = exc
+        finally:
+            outcome.done.set()
+
+    threading.Thread(target=work, name=thread_name, daemon=True).start()
+    if not outcome.done.wait(timeout):
+        raise on_timeout()
+    if outcome.error is not None:
+        error, outcome.error = outcome.error, None
+        raise error
+    return outcome.value  # type: ignore[return-value]
+
+
+async def _run_with_cancel_timer(
+    make: Callable[[], Awaitable[T]], timeout: float, on_timeout: Callable[[], BaseException]
+) -> T:
+    """The Python 3.10 path: cancel the current task from a timer.
+
+    Without ``Task.uncancel`` (3.11) an external cancellation landing in the same loop iteration
+    as the timer is reported as a timeout rather than a cancellation.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("an attempt timeout needs a running asyncio task")
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await make()
+    except asyncio.CancelledError:
+        if fired:
+            raise on_timeout() from None
+        raise
+    finally:
+        handle.cancel()
+
+
+if sys.version_info >= (3, 11):
+
+    async def run_async_with_timeout(
+        make: Callable[[], Awaitable[T]], timeout: float, on_timeout: Callable[[], BaseException]
+    ) -> T:
+        """Await ``make()`` in the current task; cancel it and raise ``on_timeout()`` after ``timeout`` s."""
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await make()
+        except TimeoutError:
+            if scope.expired():
+                raise on_timeout() from None
+            raise
+
+else:
+    run_async_with_timeout = _run_with_cancel_timer

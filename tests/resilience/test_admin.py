@@ -1,0 +1,146 @@
+"""The admin ASGI app, served by a real uvicorn server on 127.0.0.1 and called over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from agentwatch.admin import app
+from agentwatch.resilience import (
+    AttemptContext,
+    CircuitBreaker,
+    CircuitOpenError,
+    Policy,
+    ToolDisabledError,
+    ToolUnavailable,
+)
+
+
+@pytest.fixture(scope="module")
+def admin() -> Iterator[httpx.Client]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none", http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped during start-up (lifespan?)"
+        time.sleep(0.01)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        yield client
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    assert not thread.is_alive()
+
+
+def tool(ctx: AttemptContext) -> str:
+    return "results"
+
+
+def test_disable_and_enable_change_behaviour_live(admin: httpx.Client, make: Any) -> None:
+    critical = make(Policy(timeout=None), name="search_knowledge_base")
+    optional = make(Policy(timeout=None, critical=False), name="get_user_preferences")
+    assert critical.call(tool) == "results"
+
+    response = admin.post("/admin/tools/search_knowledge_base/disable")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"tool": "search_knowledge_base", "disabled": True, "known": True}
+    admin.post("/admin/tools/get_user_preferences/disable")
+    with pytest.raises(ToolDisabledError):
+        critical.call(tool)
+    assert optional.call(tool) == ToolUnavailable.for_tool("get_user_preferences", "tool_disabled")
+    listing = admin.get("/admin/circuits").json()
+    assert listing["disabled_tools"] == ["get_user_preferences", "search_knowledge_base"]
+
+    assert admin.post("/admin/tools/search_knowledge_base/enable").json()["disabled"] is False
+    assert admin.post("/admin/tools/get_user_preferences/enable").json()["disabled"] is False
+    assert critical.call(tool) == "results"
+    assert optional.call(tool) == "results"
+    assert admin.post("/admin/tools/typo/disable").json() == {
+        "tool": "typo",
+        "disabled": True,
+        "known": False,
+    }
+
+
+def test_circuits_listing_and_manual_control(admin: httpx.Client, make: Any) -> None:
+    policy = Policy(timeout=None, breaker=CircuitBreaker(failure_threshold=5))
+    search = make(policy, name="search_knowledge_base")
+    make(policy, name="gpt-4o", kind="llm", provider="openai")
+    search.call(tool)
+
+    circuits = admin.get("/admin/circuits").json()["circuits"]
+    assert [c["key"] for c in circuits] == ["openai:gpt-4o", "search_knowledge_base"]
+    kb = circuits[1]
+    assert (kb["state"], kb["kind"], kb["mode"], kb["successes"], kb["failures"]) == (
+        "closed",
+        "tool",
+        "consecutive",
+        1,
+        0,
+    )
+    assert kb["break_duration"] == 30.0
+    assert kb["opened_at"] is None
+    assert kb["next_probe_at"] is None
+
+    opened = admin.post("/admin/circuits/search_knowledge_base/open")
+    assert opened.status_code == 200
+    assert opened.json()["state"] == "open"
+    assert opened.json()["forced_open"]
+    with pytest.raises(CircuitOpenError):
+        search.call(tool)
+    assert admin.post("/admin/circuits/search_knowledge_base/close").json()["state"] == "closed"
+    assert search.call(tool) == "results"
+    assert admin.post("/admin/circuits/openai%3Agpt-4o/open").json()["key"] == "openai:gpt-4o"
+    assert admin.post("/admin/circuits/search_knowledge_base/reset").json()["successes"] == 0
+
+
+def test_tool_names_with_encoded_slashes(admin: httpx.Client, make: Any) -> None:
+    pipeline = make(Policy(timeout=None), name="files/read")
+    assert admin.post("/admin/tools/files%2Fread/disable").json()["known"] is True
+    with pytest.raises(ToolDisabledError):
+        pipeline.call(tool)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/", 404),
+        ("GET", "/admin", 404),
+        ("GET", "/admin/tools/x/explode", 404),
+        ("POST", "/admin/circuits/nope/open", 404),
+        ("POST", "/admin/circuits", 405),
+        ("GET", "/admin/tools/x/disable", 405),
+        ("DELETE", "/admin/circuits/x/open", 405),
+    ],
+)
+def test_other_routes_and_methods(admin: httpx.Client, method: str, path: str, status: int) -> None:
+    response = admin.request(method, path)
+    assert response.status_code == status
+    assert "error" in json.loads(response.content)
+    if status == 405:
+        assert response.headers["allow"] in ("GET", "POST")
+
+
+@pytest.mark.anyio
+async def test_mounted_under_a_root_path() -> None:
+    transport = httpx.ASGITransport(app=app, root_path="/ops")
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+        response = await client.get("/ops/admin/circuits")
+    assert response.status_code == 200
+    assert response.json() == {"circuits": [], "disabled_tools": []}

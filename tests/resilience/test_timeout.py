@@ -1,0 +1,176 @@
+"""Timeouts: hanging sync and async tools return a structured timeout within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agentwatch.resilience import AttemptContext, Pipeline, Policy, ResilienceTelemetry, ToolTimeoutError
+from agentwatch.resilience._timeout import _run_with_cancel_timer
+from resilience._support import events
+from support import Signals
+
+SLACK = 1.0  # generous: CI machines stall; the point is "returns", not "returns fast"
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Lets abandoned worker threads finish when the test ends."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def real_pipeline(policy: Policy, telemetry: ResilienceTelemetry, name: str = "slow_tool") -> Pipeline:
+    return Pipeline(policy, name=name, telemetry=telemetry)
+
+
+def test_hanging_sync_tool_times_out_within_the_deadline(
+    telemetry: ResilienceTelemetry, signals: Signals, release: threading.Event
+) -> None:
+    pipeline = real_pipeline(Policy(timeout=0.3), telemetry)
+    tracer = signals.tracer_provider.get_tracer("t")
+    started = time.monotonic()
+    with (
+        tracer.start_as_current_span("execute_tool slow_tool") as span,
+        pytest.raises(ToolTimeoutError) as caught,
+    ):
+        pipeline.call(lambda ctx: release.wait(60), span=span)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 + SLACK
+    error = caught.value
+    assert isinstance(error, TimeoutError)
+    assert (error.name, error.kind, error.scope, error.timeout, error.category.value) == (
+        "slow_tool",
+        "tool",
+        "total",
+        0.3,
+        "timeout",
+    )
+    assert "slow_tool" in str(error)
+    assert "0.3 s" in str(error)
+    span_data = signals.only_span()
+    assert span_data.attributes is not None
+    assert span_data.attributes["error.type"] == "timeout"
+    (timeout,) = events(span_data, "timeout")
+    assert timeout["agentwatch.timeout.scope"] == "total"
+
+
+@pytest.mark.anyio
+async def test_hanging_async_tool_is_cancelled_within_the_deadline(telemetry: ResilienceTelemetry) -> None:
+    cancelled = asyncio.Event()
+
+    async def hang(ctx: AttemptContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    pipeline = real_pipeline(Policy(timeout=5.0, attempt_timeout=0.2), telemetry)
+    started = time.monotonic()
+    with pytest.raises(ToolTimeoutError) as caught:
+        await pipeline.acall(hang)
+    assert time.monotonic() - started < 0.2 + SLACK
+    assert caught.value.scope == "attempt"
+    assert caught.value.timeout == 0.2
+    assert cancelled.is_set()
+
+
+@pytest.mark.anyio
+async def test_async_tool_raising_its_own_timeout_error_keeps_it(telemetry: ResilienceTelemetry) -> None:
+    own = TimeoutError("the tool's own")
+
+    async def tool(ctx: AttemptContext) -> None:
+        raise own
+
+    with pytest.raises(TimeoutError) as caught:
+        await real_pipeline(Policy(timeout=5.0), telemetry).acall(tool)
+    assert caught.value is own
+
+
+def test_sync_errors_cross_the_worker_thread_unchanged(telemetry: ResilienceTelemetry) -> None:
+    own = KeyError("city")
+
+    def tool(ctx: AttemptContext) -> None:
+        raise own
+
+    with pytest.raises(KeyError) as caught:
+        real_pipeline(Policy(timeout=5.0), telemetry).call(tool)
+    assert caught.value is own
+
+
+def test_sync_attempt_sees_the_callers_context(telemetry: ResilienceTelemetry, signals: Signals) -> None:
+    tracer = signals.tracer_provider.get_tracer("t")
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("caller")
+    seen: list[tuple[str, str]] = []
+
+    def tool(ctx: AttemptContext) -> str:
+        with tracer.start_as_current_span("inner"):
+            seen.append((marker.get(), threading.current_thread().name))
+        return "done"
+
+    with tracer.start_as_current_span("outer"):
+        assert real_pipeline(Policy(timeout=5.0), telemetry).call(tool) == "done"
+    inner, outer = signals.spans.get_finished_spans()
+    assert inner.parent is not None
+    assert inner.parent.span_id == outer.context.span_id
+    assert seen == [("caller", "agentwatch-tool-slow_tool")]
+
+
+def test_no_timeout_runs_in_the_callers_thread(telemetry: ResilienceTelemetry) -> None:
+    names: list[str] = []
+    real_pipeline(Policy(timeout=None), telemetry).call(
+        lambda ctx: names.append(threading.current_thread().name)
+    )
+    assert names == [threading.current_thread().name]
+
+
+def test_attempt_context_reports_the_limits(telemetry: ResilienceTelemetry) -> None:
+    contexts: list[AttemptContext] = []
+    real_pipeline(Policy(timeout=5.0, attempt_timeout=2.0), telemetry).call(contexts.append)
+    (ctx,) = contexts
+    assert ctx.attempt == 1
+    assert ctx.model is None
+    assert ctx.disable_sdk_retries is False
+    assert ctx.attempt_timeout == 2.0
+    assert ctx.deadline_remaining is not None
+    assert 4.0 < ctx.deadline_remaining <= 5.0
+
+
+@pytest.mark.anyio
+async def test_python_310_timer_path(telemetry: ResilienceTelemetry) -> None:
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    async def quick() -> str:
+        return "fast"
+
+    error = ToolTimeoutError(name="x", kind="tool", timeout=0.05, scope="attempt")
+    with pytest.raises(ToolTimeoutError) as caught:
+        await _run_with_cancel_timer(hang, 0.05, lambda: error)
+    assert caught.value is error
+    assert await _run_with_cancel_timer(quick, 0.05, lambda: error) == "fast"
+    await asyncio.sleep(0.1)  # the timer was cancelled: this task is not cancelled later
+
+
+@pytest.mark.anyio
+async def test_python_310_timer_path_lets_external_cancellation_through() -> None:
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    def unused() -> BaseException:
+        raise AssertionError("not a timeout")
+
+    task: asyncio.Task[Any] = asyncio.create_task(_run_with_cancel_timer(hang, 30, unused))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
