@@ -88,3 +88,39 @@ METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
 METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+
+# ---------------------------------------------------------------------------------------------
+# Tools and sessions (agentwatch.tools, agentwatch._session, instrumentation.mcp/.langchain).
+# Names agentwatch invents are listed in the README's table.
+# ---------------------------------------------------------------------------------------------
+TOOL_RESULT_BYTES: Final = "agentwatch.tool.result.bytes"
+TOOL_ARGUMENT_KEYS: Final = "agentwatch.tool.argument_keys"
+SESSION_OUTCOME: Final = "agentwatch.session.outcome"
+SESSION_ITERATIONS: Final = "agentwatch.session.iterations"
+SESSION_TOOL_CALLS: Final = "agentwatch.session.tool_calls"
+SESSION_TOOL_ERRORS: Final = "agentwatch.session.tool_errors"
+
+# gen_ai.tool.type values (v1.41 registry).
+TOOL_TYPE_FUNCTION: Final = "function"
+TOOL_TYPE_EXTENSION: Final = "extension"
+# error.type of a tool that reported failure in its result (MCP isError, LangChain status="error").
+ERROR_TOOL: Final = "tool_error"
+
+# Session outcomes written by agentwatch itself (a session may declare any other).
+OUTCOME_COMPLETED: Final = "completed"
+OUTCOME_ERROR: Final = "error"
+
+# MCP (v1.41 docs/gen-ai/mcp.md).
+MCP_METHOD_NAME: Final = "mcp.method.name"
+MCP_PROTOCOL_VERSION: Final = "mcp.protocol.version"
+MCP_SESSION_ID: Final = "mcp.session.id"
+JSONRPC_REQUEST_ID: Final = "jsonrpc.request.id"
+RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
+MCP_TOOLS_CALL: Final = "tools/call"
+
+# Metrics.
+METRIC_EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+METRIC_SESSION_DURATION: Final = "agentwatch.session.duration"
+METRIC_SESSION_COST: Final = "agentwatch.session.cost"
+METRIC_SESSION_ITERATIONS: Final = "agentwatch.session.iterations"
+METRIC_SESSIONS: Final = "agentwatch.sessions"

@@ -23,6 +23,8 @@ __all__ = ["instrument", "uninstrument"]
 _INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
     ("openai", "agentwatch.instrumentation.openai", "OpenAIInstrumentor"),
     ("anthropic", "agentwatch.instrumentation.anthropic", "AnthropicInstrumentor"),
+    ("mcp", "agentwatch.instrumentation.mcp", "MCPInstrumentor"),
+    ("langchain_core", "agentwatch.instrumentation.langchain", "LangChainInstrumentor"),
 )
 
 _lock = threading.Lock()

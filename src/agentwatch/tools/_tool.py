@@ -1,0 +1,309 @@
+"""``@agentwatch.tool`` and :class:`Tool`: a function made observable (and optionally resilient)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from agentwatch import _semconv as sc
+from agentwatch.tools._execution import ToolSpec, default_tool_telemetry, run_async, run_sync
+
+if TYPE_CHECKING:
+    from agentwatch.resilience import Pipeline, Policy
+
+__all__ = ["Tool", "get_tool", "parse_arguments", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__agentwatch_tool__"
+# Parameters that are the receiver of a method, not arguments the model chose.
+_RECEIVERS = frozenset({"self", "cls"})
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def _summary(fn: Callable[..., Any]) -> str | None:
+    """The first paragraph of the docstring, on one line."""
+    doc = inspect.getdoc(fn)
+    if not doc:
+        return None
+    first = doc.strip().split("\n\n", 1)[0]
+    return " ".join(first.split()) or None
+
+
+def parse_arguments(tool_name: str, arguments: object) -> dict[str, Any]:
+    """Keyword arguments from what a model or caller sent: a mapping, a JSON object text, or None."""
+    if arguments is None:
+        return {}
+    if isinstance(arguments, (str, bytes, bytearray)):
+        if not arguments.strip():
+            return {}
+        try:
+            arguments = json.loads(arguments)
+        except ValueError as exc:
+            raise ValueError(f"the arguments of tool {tool_name!r} are not valid JSON: {exc}") from None
+    if not isinstance(arguments, Mapping):
+        raise TypeError(
+            f"the arguments of tool {tool_name!r} must be a JSON object or a mapping of names to values, "
+            f"not {type(arguments).__name__}"
+        )
+    return {str(key): value for key, value in arguments.items()}
+
+
+class Tool:
+    """A callable run as a tool: each call is one ``execute_tool`` span, metric point and log record.
+
+    Attributes:
+        name: ``gen_ai.tool.name``.
+        description: ``gen_ai.tool.description`` (default: the docstring's first paragraph).
+        tool_type: ``gen_ai.tool.type`` (``function`` unless given).
+        policy: the resilience policy every call runs through, or ``None``.
+        fn: the original callable.
+        is_async: whether calls must be awaited (:meth:`acall`).
+    """
+
+    __slots__ = (
+        "_pipeline",
+        "_positional",
+        "_spec",
+        "_var_positional",
+        "description",
+        "fn",
+        "is_async",
+        "name",
+        "policy",
+        "tool_type",
+    )
+    fn: Callable[..., Any]
+    name: str
+    description: str | None
+    tool_type: str
+    policy: Policy | None
+    is_async: bool
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        policy: Policy | None = None,
+        tool_type: str = sc.TOOL_TYPE_FUNCTION,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"a tool must be callable, not {type(fn).__name__}")
+        existing = get_tool(fn)
+        if existing is not None:  # re-decorating: build on the original, never span twice
+            fn = existing.fn
+        if name is None:
+            name = getattr(fn, "__name__", None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{fn!r} has no __name__: give the tool a name (tool(name=...))")
+        if not isinstance(tool_type, str) or not tool_type:
+            raise ValueError(f"tool_type must be a non-empty string such as 'function', not {tool_type!r}")
+        self.fn = fn
+        self.name = name
+        self.description = description if description is not None else _summary(fn)
+        self.tool_type = tool_type
+        self.policy = policy
+        self.is_async = _is_async(fn)
+        self._pipeline: Pipeline | None = None
+        if policy is not None:
+            from agentwatch.resilience import Pipeline
+
+            # Built once per tool: its circuit, bulkhead and retry budget are shared by all calls.
+            self._pipeline = Pipeline(policy, name=name, kind="tool")
+        self._spec = ToolSpec(name, self.description, tool_type)
+        self._positional: tuple[str, ...] = ()
+        self._var_positional: str | None = None
+        try:
+            parameters = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            parameters = ()  # type: ignore[assignment]
+        positional = []
+        for parameter in parameters:
+            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+                positional.append(parameter.name)
+            elif parameter.kind is parameter.VAR_POSITIONAL:
+                self._var_positional = parameter.name
+        self._positional = tuple(positional)
+
+    def __repr__(self) -> str:
+        kind = "async " if self.is_async else ""
+        return f"<agentwatch {kind}tool {self.name!r}>"
+
+    # -- calls with model-provided arguments ---------------------------------------------------
+
+    def call(self, arguments: object = None, *, call_id: str | None = None) -> Any:
+        """Run the tool with keyword ``arguments`` (a mapping or a JSON object text).
+
+        ``call_id`` is the id of the model's tool call (``gen_ai.tool.call.id``). Returns what the
+        tool returns (or, for an optional tool its policy stopped, a ``ToolUnavailable``) and raises
+        what it raises; arguments that are not a JSON object raise ``ValueError``/``TypeError``.
+        """
+        if self.is_async:
+            raise TypeError(f"tool {self.name!r} is async: use `await ....acall(...)`")
+        telemetry = default_tool_telemetry()
+        try:
+            kwargs = parse_arguments(self.name, arguments)
+        except (TypeError, ValueError) as exc:
+            problem = exc
+
+            def refuse() -> Any:
+                raise problem
+
+            return run_sync(telemetry, self._spec, refuse, arguments=arguments, call_id=call_id)
+        fn = self.fn
+        return run_sync(
+            telemetry,
+            self._spec,
+            lambda: fn(**kwargs),
+            arguments=kwargs,
+            call_id=call_id,
+            pipeline=self._pipeline,
+        )
+
+    async def acall(self, arguments: object = None, *, call_id: str | None = None) -> Any:
+        """Like :meth:`call`, awaited; a sync tool runs inline (wrap blocking tools in a thread)."""
+        telemetry = default_tool_telemetry()
+        try:
+            kwargs = parse_arguments(self.name, arguments)
+        except (TypeError, ValueError) as exc:
+            problem = exc
+
+            async def refuse() -> Any:
+                raise problem
+
+            return await run_async(telemetry, self._spec, refuse, arguments=arguments, call_id=call_id)
+        fn = self.fn
+
+        def invoke_async() -> Awaitable[Any]:
+            return fn(**kwargs)  # type: ignore[no-any-return]
+
+        async def invoke_sync() -> Any:
+            return fn(**kwargs)
+
+        invoke = invoke_async if self.is_async else invoke_sync
+        return await run_async(
+            telemetry, self._spec, invoke, arguments=kwargs, call_id=call_id, pipeline=self._pipeline
+        )
+
+    # -- calls through the decorated function -----------------------------------------------------
+
+    def _named(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not args:
+            return kwargs
+        named: dict[str, Any] = {}
+        names = self._positional
+        extra: list[Any] = []
+        for index, value in enumerate(args):
+            if index < len(names):
+                named[names[index]] = value
+            else:
+                extra.append(value)
+        if extra:
+            named[self._var_positional or "args"] = extra
+        named.update(kwargs)
+        for receiver in _RECEIVERS.intersection(names[:1]):
+            named.pop(receiver, None)
+        return named
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fn = self.fn
+        return run_sync(
+            default_tool_telemetry(),
+            self._spec,
+            lambda: fn(*args, **kwargs),
+            arguments=self._named(args, kwargs),
+            pipeline=self._pipeline,
+        )
+
+    async def _arun(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fn = self.fn
+
+        def invoke() -> Awaitable[Any]:
+            return fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+        return await run_async(
+            default_tool_telemetry(),
+            self._spec,
+            invoke,
+            arguments=self._named(args, kwargs),
+            pipeline=self._pipeline,
+        )
+
+
+def get_tool(fn: object) -> Tool | None:
+    """The :class:`Tool` behind a function decorated with ``@agentwatch.tool``, else ``None``."""
+    found = getattr(fn, _MARK, None)
+    return found if isinstance(found, Tool) else None
+
+
+def instrumented(t: Tool) -> Callable[..., Any]:
+    """A function that calls ``t`` with the original's metadata; sync or async like the original."""
+    fn = t.fn
+    wrapper: Callable[..., Any]
+    if t.is_async:
+
+        async def async_tool(*args: Any, **kwargs: Any) -> Any:
+            return await t._arun(args, kwargs)
+
+        wrapper = async_tool
+    else:
+
+        def sync_tool(*args: Any, **kwargs: Any) -> Any:
+            return t._run(args, kwargs)
+
+        wrapper = sync_tool
+    try:
+        functools.update_wrapper(wrapper, fn)
+    except (AttributeError, TypeError):  # objects whose __dict__ cannot be copied
+        setattr(wrapper, "__wrapped__", fn)  # noqa: B010
+    setattr(wrapper, _MARK, t)
+    return wrapper
+
+
+@overload
+def tool(name: F, /) -> F: ...
+
+
+@overload
+def tool(
+    name: str | None = None,
+    *,
+    description: str | None = None,
+    policy: Policy | None = None,
+    tool_type: str = sc.TOOL_TYPE_FUNCTION,
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    description: str | None = None,
+    policy: Policy | None = None,
+    tool_type: str = sc.TOOL_TYPE_FUNCTION,
+) -> Any:
+    """Make a function an observable tool: ``@tool``, ``@tool("name")`` or ``@tool(policy=...)``.
+
+    The decorated function keeps its signature and metadata and stays sync or async; each call is
+    one ``execute_tool {name}`` span, one ``gen_ai.execute_tool.duration`` point and one
+    ``agentwatch.tool_calls`` log record, and counts in the current session. With ``policy`` every
+    call runs through that resilience policy, inside the span.
+    """
+    if callable(name):
+        return instrumented(Tool(name, description=description, policy=policy, tool_type=tool_type))
+
+    def decorate(fn: F) -> F:
+        made = Tool(fn, name=name, description=description, policy=policy, tool_type=tool_type)
+        return instrumented(made)  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,65 @@
+"""Reading the tool calls of model responses: OpenAI chat, OpenAI Responses, Anthropic, LangChain.
+
+The shapes are read by duck typing (SDK objects or the equivalent dicts), so no SDK is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelToolCall", "read_tool_call"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelToolCall:
+    """What a model asked for: the tool, its arguments (JSON text or object) and the call's id."""
+
+    name: str
+    arguments: object
+    id: str | None
+
+
+def _get(obj: object, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def read_tool_call(tool_call: object) -> ModelToolCall:
+    """Read one tool call of a model response.
+
+    * OpenAI Chat Completions ``message.tool_calls[i]``: ``.id``, ``.function.name``,
+      ``.function.arguments`` (JSON text);
+    * OpenAI Responses ``output`` item of type ``function_call``: ``.call_id`` (the id its
+      ``function_call_output`` must echo), ``.name``, ``.arguments`` (JSON text);
+    * Anthropic ``content`` block of type ``tool_use``: ``.id``, ``.name``, ``.input`` (object);
+    * LangChain ``AIMessage.tool_calls[i]``: ``{"name", "args", "id"}``.
+
+    Raises ``TypeError`` for anything else.
+    """
+    kind = _get(tool_call, "type")
+    function = _get(tool_call, "function")
+    if function is not None and kind in (None, "function"):
+        name, arguments, call_id = _get(function, "name"), _get(function, "arguments"), _get(tool_call, "id")
+    elif kind == "function_call":
+        name, arguments, call_id = (
+            _get(tool_call, "name"),
+            _get(tool_call, "arguments"),
+            _get(tool_call, "call_id"),
+        )
+    elif kind == "tool_use":
+        name, arguments, call_id = _get(tool_call, "name"), _get(tool_call, "input"), _get(tool_call, "id")
+    elif kind in (None, "tool_call") and isinstance(tool_call, Mapping) and "args" in tool_call:
+        name, arguments, call_id = tool_call.get("name"), tool_call.get("args"), tool_call.get("id")
+    else:
+        raise TypeError(
+            "not a tool call of a model response (expected an OpenAI chat tool call, a Responses "
+            f"function_call item, an Anthropic tool_use block or a LangChain ToolCall): {type(tool_call).__name__}"
+        )
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"the tool call has no tool name: {type(tool_call).__name__}")
+    return ModelToolCall(
+        name=name, arguments=arguments, id=call_id if isinstance(call_id, str) and call_id else None
+    )
