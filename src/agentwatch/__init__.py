@@ -6,16 +6,63 @@ One call at start-up instruments every supported LLM client that is installed::
 
     agentwatch.instrument()
 
-or, with no code change: ``opentelemetry-instrument python app.py``.
+or, with no code change: ``opentelemetry-instrument python app.py``. Tools, agent sessions and
+resilience policies are in this namespace too; the README has the whole journey.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from agentwatch._errors import ConfigError
+from agentwatch._session import Session, session
 from agentwatch._setup import instrument, uninstrument
+from agentwatch.propagation import trace_headers
+from agentwatch.resilience import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    Policy,
+    ResilienceError,
+    Retry,
+    ToolDisabledError,
+    ToolTimeoutError,
+    ToolUnavailable,
+    circuits,
+    disable_tool,
+    enable_tool,
+)
+from agentwatch.tools import Tool, ToolRegistry, UnknownToolError, instrument_registry, tool, uninstrument_registry
 
-__all__ = ["__version__", "instrument", "uninstrument"]
+__all__ = [
+    "Bulkhead",
+    "BulkheadFullError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "ConfigError",
+    "Policy",
+    "ResilienceError",
+    "Retry",
+    "Session",
+    "Tool",
+    "ToolDisabledError",
+    "ToolRegistry",
+    "ToolTimeoutError",
+    "ToolUnavailable",
+    "UnknownToolError",
+    "__version__",
+    "circuits",
+    "disable_tool",
+    "enable_tool",
+    "instrument",
+    "instrument_registry",
+    "session",
+    "tool",
+    "trace_headers",
+    "uninstrument",
+    "uninstrument_registry",
+]
 
 
 def __getattr__(name: str) -> Any:

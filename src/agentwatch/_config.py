@@ -14,10 +14,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentwatch import environment_variables as ev
 from agentwatch._errors import ConfigError
+
+if TYPE_CHECKING:
+    from agentwatch.resilience import Policy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,6 +92,9 @@ class Settings:
     propagate: HostPolicy = HostPolicy()
     openai_include_usage: bool = False
     prices: Mapping[str, ModelPrices] = field(default_factory=dict)
+    # Resilience policies by tool name / model name, "*" being the default of each section.
+    tool_policies: Mapping[str, Policy] = field(default_factory=dict)
+    llm_policies: Mapping[str, Policy] = field(default_factory=dict)
 
 
 def parse_bool(setting: str, value: object) -> bool:
@@ -190,6 +196,7 @@ def resolve_settings(
     propagate_hosts: object = None,
     openai_include_usage: object = None,
     prices: object = None,
+    llm_policies: object = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -220,4 +227,26 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    return Settings(capture=capture, propagate=propagate, openai_include_usage=include_usage, prices=table)
+    from agentwatch.resilience import Policy
+    from agentwatch.resilience._file import config_from_env
+
+    policies = config_from_env(env)
+    tool_policies = dict(policies.tools) if policies is not None else {}
+    llm = dict(policies.llm) if policies is not None else {}
+    if llm_policies is not None:
+        if not isinstance(llm_policies, Mapping):
+            raise ConfigError("llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy')
+        for model, policy in llm_policies.items():
+            if not isinstance(policy, Policy):
+                raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")
+            # Code is more specific than the file: a model set in both takes the code's policy.
+            llm[str(model)] = policy
+
+    return Settings(
+        capture=capture,
+        propagate=propagate,
+        openai_include_usage=include_usage,
+        prices=table,
+        tool_policies=tool_policies,
+        llm_policies=llm,
+    )

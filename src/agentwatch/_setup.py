@@ -15,6 +15,7 @@ from agentwatch._config import resolve_settings
 from agentwatch._internal import logger
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
+from agentwatch.resilience import Policy, configure_resilience_telemetry
 
 __all__ = ["instrument", "uninstrument"]
 
@@ -64,6 +65,7 @@ def instrument(
     propagate_hosts: str | list[str] | None = None,
     openai_include_usage: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
+    llm_policies: Mapping[str, Policy] | None = None,
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
@@ -75,7 +77,9 @@ def instrument(
     Settings (keyword > environment variable > default; see the README's configuration table):
     ``capture_message_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``),
     ``propagate_hosts`` (``AGENTWATCH_PROPAGATE_HOSTS``), ``openai_include_usage``
-    (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``).
+    (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
+    ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
+    ``[llm]`` section of ``AGENTWATCH_CONFIG``, whose ``[tools]`` section applies to tools).
     An invalid value raises :class:`ValueError` naming the setting and the accepted values,
     before anything is configured or patched.
 
@@ -87,6 +91,7 @@ def instrument(
         propagate_hosts=propagate_hosts,
         openai_include_usage=openai_include_usage,
         prices=prices,
+        llm_policies=llm_policies,
     )
     with _lock:
         if configure_sdk and tracer_provider is None and meter_provider is None and not _sdk_configured():
@@ -98,6 +103,7 @@ def instrument(
             "logger_provider": logger_provider,
         }
         set_default_telemetry(**providers, settings=settings, pricer=pricer)
+        configure_resilience_telemetry(meter_provider)
         for distribution, module, name in _INSTRUMENTORS:
             if importlib.util.find_spec(distribution) is None:
                 continue

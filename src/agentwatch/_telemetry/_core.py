@@ -7,12 +7,12 @@ from collections.abc import Mapping
 
 from opentelemetry import _logs, metrics, trace
 
-from agentwatch._config import Settings
+from agentwatch._config import Settings, resolve_settings
 from agentwatch._telemetry._instruments import InferenceInstruments
 from agentwatch._telemetry._pricing import Pricer
 from agentwatch._version import __version__
 
-__all__ = ["SCHEMA_URL", "Telemetry", "default_telemetry", "set_default_telemetry"]
+__all__ = ["SCHEMA_URL", "Telemetry", "current_settings", "default_telemetry", "set_default_telemetry"]
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 
@@ -20,7 +20,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 class Telemetry:
     """Built once per instrumentor (at instrument time), never per call."""
 
-    __slots__ = ("event_logger", "instruments", "meter", "pricer", "settings", "tracer")
+    __slots__ = ("__weakref__", "event_logger", "instruments", "meter", "pricer", "settings", "tracer")
 
     def __init__(
         self,
@@ -43,6 +43,7 @@ class Telemetry:
 _default: dict[str, Telemetry] = {}
 _default_lock = threading.Lock()
 _default_kwargs: Mapping[str, object] = {}
+_env_settings: Settings | None = None
 
 
 def set_default_telemetry(**kwargs: object) -> None:
@@ -51,10 +52,26 @@ def set_default_telemetry(**kwargs: object) -> None:
     Called by :func:`agentwatch.instrument`; until then, the global providers are used, which
     resolve lazily, so a ``@tool`` defined at import time still reports to providers set later.
     """
-    global _default_kwargs
+    global _default_kwargs, _env_settings
     with _default_lock:
         _default_kwargs = dict(kwargs)
         _default.clear()
+        _env_settings = None
+
+
+def current_settings() -> Settings:
+    """The settings given to :func:`agentwatch.instrument`, else those of the environment.
+
+    The environment is read once (a bad value raises ``ConfigError`` each time it is asked, so a
+    ``@tool`` defined at import time fails start-up rather than running without its policy).
+    """
+    global _env_settings
+    settings = _default_kwargs.get("settings")
+    if isinstance(settings, Settings):
+        return settings
+    if _env_settings is None:
+        _env_settings = resolve_settings()
+    return _env_settings
 
 
 def default_telemetry(scope: str) -> Telemetry:
@@ -63,6 +80,8 @@ def default_telemetry(scope: str) -> Telemetry:
         with _default_lock:
             telemetry = _default.get(scope)
             if telemetry is None:
-                telemetry = Telemetry(scope, **_default_kwargs)  # type: ignore[arg-type]
+                kwargs = dict(_default_kwargs)
+                kwargs.setdefault("settings", current_settings())
+                telemetry = Telemetry(scope, **kwargs)  # type: ignore[arg-type]
                 _default[scope] = telemetry
     return telemetry

@@ -10,8 +10,10 @@ checks and every attribute of the SDK stream (``response``, ``until_done`` ...) 
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -22,6 +24,8 @@ from agentwatch._telemetry._inference import InferenceCall
 __all__ = ["AsyncStreamManagerProxy", "AsyncStreamProxy", "OnItem", "SyncStreamManagerProxy", "SyncStreamProxy"]
 
 OnItem = Callable[[InferenceCall, Any], None]
+Limits = tuple[float | None, float | None]
+"""A policy's (first_chunk_timeout, idle_timeout) in seconds."""
 
 
 if TYPE_CHECKING:
@@ -35,11 +39,29 @@ def _abandon(call: InferenceCall) -> None:
     call.end(None, outcome="abandoned", at_last_activity=True)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    # httpx/httpx2 read timeouts are not builtin TimeoutErrors; match them by class name so
+    # neither HTTP library has to be imported.
+    return isinstance(exc, TimeoutError) or any("Timeout" in cls.__name__ for cls in type(exc).__mro__)
+
+
+def _chunk_timeout(call: InferenceCall, limits: Limits) -> Exception:
+    from agentwatch.resilience import ToolTimeoutError
+
+    first, idle = limits
+    if call.first_chunk_at is None:
+        scope, limit = "first_chunk", first if first is not None else idle
+    else:
+        scope, limit = "idle", idle if idle is not None else first
+    return ToolTimeoutError(name=call.request_model or "", kind="llm", timeout=limit or 0.0, scope=scope)  # type: ignore[arg-type]
+
+
 class _StreamProxyBase(_Proxy):
-    def __init__(self, wrapped: Any, call: InferenceCall, on_item: OnItem) -> None:
+    def __init__(self, wrapped: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_on_item = on_item
+        self._self_limits = limits
         # The finalizer must not reference the proxy, or it would keep it alive.
         self._self_finalizer = weakref.finalize(self, _abandon, call)
 
@@ -70,6 +92,12 @@ class SyncStreamProxy(_StreamProxyBase):
             self._self_end(None, "completed")
             raise
         except BaseException as exc:
+            limits = self._self_limits
+            if limits is not None and _is_timeout(exc):
+                # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
+                timeout = _chunk_timeout(self._self_call, limits)
+                self._self_failed(timeout)
+                raise timeout from exc
             self._self_failed(exc)
             raise
         self._self_item(item)
@@ -98,7 +126,10 @@ class AsyncStreamProxy(_StreamProxyBase):
 
     async def __anext__(self) -> Any:
         try:
-            item = await self.__wrapped__.__anext__()
+            if self._self_limits is None:
+                item = await self.__wrapped__.__anext__()
+            else:
+                item = await self._self_next_within_limits(self._self_limits)
         except StopAsyncIteration:
             self._self_end(None, "completed")
             raise
@@ -107,6 +138,23 @@ class AsyncStreamProxy(_StreamProxyBase):
             raise
         self._self_item(item)
         return item
+
+    async def _self_next_within_limits(self, limits: Limits) -> Any:
+        call = self._self_call
+        first, idle = limits
+        limit = first if call.first_chunk_at is None else idle
+        if limit is None:
+            return await self.__wrapped__.__anext__()
+        try:
+            return await _within(self.__wrapped__.__anext__(), limit)
+        except TimeoutError:
+            timeout = _chunk_timeout(call, limits)
+        # The HTTP response is abandoned mid-read: close it so the connection is not reused.
+        try:
+            await self.__wrapped__.close()
+        except Exception:  # noqa: BLE001
+            report_internal_error("closing a timed-out stream")
+        raise timeout
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()
@@ -137,6 +185,13 @@ class AsyncStreamProxy(_StreamProxyBase):
                 self._self_end(None, "closed")
 
         return aclose
+
+
+async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
 class _ManagerProxyBase(_Proxy):

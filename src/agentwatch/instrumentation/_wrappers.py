@@ -8,6 +8,7 @@ stream) and re-raises exactly what it raised.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
+from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -48,11 +50,14 @@ class Operation:
     native_error_type: Callable[[BaseException], str] | None = None
 
 
-def start_call(telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any]) -> InferenceCall | None:
+def start_call(
+    telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any], *, own_span: bool = False
+) -> InferenceCall | None:
     try:
         provider, host, port = op.client_info(instance)
         model = kwargs.get("model")
-        native = op.native_span is not None and op.native_span(instance)
+        # A policy's span must cover every attempt, so it is always agentwatch's own.
+        native = not own_span and op.native_span is not None and op.native_span(instance)
         call = InferenceCall(
             telemetry,
             operation=op.name,
@@ -74,10 +79,16 @@ def start_call(telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mappi
         return None
 
 
-def finish_call(call: InferenceCall, op: Operation, result: Any, proxy: type[SyncStreamProxy] | type[AsyncStreamProxy]) -> Any:
+def finish_call(
+    call: InferenceCall,
+    op: Operation,
+    result: Any,
+    proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
+    limits: tuple[float | None, float | None] | None = None,
+) -> Any:
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
-            return proxy(result, call, op.stream_items(call.capture_content))
+            return proxy(result, call, op.stream_items(call.capture_content), limits)
         except Exception:  # noqa: BLE001
             report_internal_error("wrapping a stream")
             call.end()
@@ -91,47 +102,70 @@ def finish_call(call: InferenceCall, op: Operation, result: Any, proxy: type[Syn
 
 
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
+    policies = policies_of(telemetry)
+
     def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        call = start_call(telemetry, op, instance, kwargs)
+        policy = safe_policy_for(policies, kwargs.get("model"))
+        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
         if call is None:
             return wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
             kwargs = op.adjust_kwargs(telemetry, kwargs)
         call.activate()
         try:
-            result = wrapped(*args, **kwargs)
+            if policy is None:
+                result = wrapped(*args, **kwargs)
+            else:
+                result = policies.call(call, policy, wrapped, instance, args, kwargs)
         except BaseException as exc:
             call.end(exc)
             raise
         finally:
             call.deactivate()
-        return finish_call(call, op, result, SyncStreamProxy)
+        return finish_call(call, op, result, SyncStreamProxy, stream_limits(policy))
 
     return traced
 
 
 def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
+    policies = policies_of(telemetry)
+
     async def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        call = start_call(telemetry, op, instance, kwargs)
+        policy = safe_policy_for(policies, kwargs.get("model"))
+        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
         if call is None:
             return await wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
             kwargs = op.adjust_kwargs(telemetry, kwargs)
         call.activate()
         try:
-            result = await wrapped(*args, **kwargs)
+            if policy is None:
+                result = await wrapped(*args, **kwargs)
+            else:
+                result = await policies.acall(call, policy, wrapped, instance, args, kwargs)
         except BaseException as exc:
             call.end(exc)
             raise
         finally:
             call.deactivate()
-        return finish_call(call, op, result, AsyncStreamProxy)
+        return finish_call(call, op, result, AsyncStreamProxy, stream_limits(policy))
 
     return traced
+
+
+_policies: weakref.WeakKeyDictionary[Telemetry, LLMPolicies] = weakref.WeakKeyDictionary()
+
+
+def policies_of(telemetry: Telemetry) -> LLMPolicies:
+    """One set of LLM pipelines per instrumentor (shared by its chat, responses, ... wrappers)."""
+    policies = _policies.get(telemetry)
+    if policies is None:
+        policies = _policies[telemetry] = LLMPolicies(telemetry)
+    return policies
 
 
 def stream_manager_wrapper(

@@ -48,6 +48,11 @@ class ResilienceError(Exception):
 
     error_type: ClassVar[str] = "resilience_error"
 
+    @property
+    def otel_error_type(self) -> str:
+        """What agentwatch's ``error.type`` function reports for this error (see ``_telemetry._errors``)."""
+        return self.error_type
+
     def __init__(self, message: str, *, name: str, kind: CallKind, category: ErrorCategory) -> None:
         super().__init__(message)
         self.name = name

@@ -65,6 +65,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch._errors import ConfigError
 from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._errors import error_type
 from agentwatch.resilience._breaker import Circuit, Permit, Transition
 from agentwatch.resilience._bulkhead import BulkheadGate
 from agentwatch.resilience._classify import Classification, ErrorCategory, default_classifier
@@ -151,11 +152,9 @@ class ToolUnavailable:
 
 
 def error_type_of(exc: BaseException) -> str:
-    """The ``error.type`` value of an exception: the policy's own code, or the qualified class name."""
-    if isinstance(exc, ResilienceError):
-        return exc.error_type
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    """The ``error.type`` value of an exception: the policy's own code (``circuit_open`` ...), or
+    the class name qualified by its top-level package, exactly as on the call's span and metric."""
+    return error_type(exc)
 
 
 # The policies' own errors have fixed semantics, whatever the pluggable classifier says.

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from agentwatch import _semconv as sc
+from agentwatch._telemetry._core import current_settings
 from agentwatch.tools._execution import ToolSpec, default_tool_telemetry, run_async, run_sync
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class Tool:
     """
 
     __slots__ = (
-        "_pipeline",
+        "_config_pipeline",
+        "_own_pipeline",
         "_positional",
         "_spec",
         "_var_positional",
@@ -115,12 +117,16 @@ class Tool:
         self.tool_type = tool_type
         self.policy = policy
         self.is_async = _is_async(fn)
-        self._pipeline: Pipeline | None = None
+        self._own_pipeline: Pipeline | None = None
+        self._config_pipeline: tuple[Policy, Pipeline] | None = None
         if policy is not None:
             from agentwatch.resilience import Pipeline
 
             # Built once per tool: its circuit, bulkhead and retry budget are shared by all calls.
-            self._pipeline = Pipeline(policy, name=name, kind="tool")
+            self._own_pipeline = Pipeline(policy, name=name, kind="tool")
+        else:
+            # Surfaces a bad AGENTWATCH_CONFIG when the tool is defined (start-up), not at its first call.
+            current_settings()
         self._spec = ToolSpec(name, self.description, tool_type)
         self._positional: tuple[str, ...] = ()
         self._var_positional: str | None = None
@@ -135,6 +141,26 @@ class Tool:
             elif parameter.kind is parameter.VAR_POSITIONAL:
                 self._var_positional = parameter.name
         self._positional = tuple(positional)
+
+    @property
+    def _pipeline(self) -> Pipeline | None:
+        """The tool's own policy, else the one ``AGENTWATCH_CONFIG``/``instrument()`` gives its name.
+
+        The configured policy is looked up per call (``instrument()`` may run after the tool is
+        defined) but its pipeline is built once per policy object.
+        """
+        if self._own_pipeline is not None:
+            return self._own_pipeline
+        from agentwatch.resilience import Pipeline
+        from agentwatch.resilience._file import lookup_policy
+
+        policy = lookup_policy(current_settings().tool_policies, self.name)
+        if policy is None:
+            return None
+        cached = self._config_pipeline
+        if cached is None or cached[0] is not policy:
+            cached = self._config_pipeline = (policy, Pipeline(policy, name=self.name, kind="tool"))
+        return cached[1]
 
     def __repr__(self) -> str:
         kind = "async " if self.is_async else ""

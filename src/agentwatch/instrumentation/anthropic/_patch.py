@@ -6,8 +6,9 @@ double every count, so when the SDK's span will record, agentwatch makes none: i
 SDK's span (renaming it to the semconv ``chat {model}`` and adding what it lacks: request
 parameters, finish reasons, cost, content when enabled) and still records its own metrics. The
 SDK's span is found through two module-level functions of ``anthropic._base_client``
-(``start_api_call_span``, ``finish_api_call_span``); where they do not exist (anthropic < 2),
-neither does native tracing.
+(``start_api_call_span``, ``finish_api_call_span``); where they do not exist (older versions),
+neither does native tracing. When agentwatch owns the call's span (an LLM policy's span covers
+every attempt), the same hook keeps the SDK from starting one per attempt.
 """
 
 from __future__ import annotations
@@ -67,9 +68,14 @@ def native_span(instance: Any) -> bool:
 
 
 def _start_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    span = wrapped(*args, **kwargs)
     call = current_call.get()
-    if span is not None and call is not None and not call.owns_span and call.span is None:
+    if call is not None and call.owns_span:
+        # agentwatch already has this call's span (it covers every attempt of a policy, or the
+        # SDK's tracing was predicted off): no second one. The SDK then proceeds untraced and
+        # agentwatch's request hook propagates the context.
+        return None
+    span = wrapped(*args, **kwargs)
+    if span is not None and call is not None and call.span is None:
         try:
             call.adopt_span(span)
         except Exception:  # noqa: BLE001

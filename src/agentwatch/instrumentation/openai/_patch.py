@@ -10,7 +10,12 @@ from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import server_of
-from agentwatch.instrumentation._wrappers import Operation, async_wrapper, stream_manager_wrapper, sync_wrapper
+from agentwatch.instrumentation._wrappers import (
+    Operation,
+    async_wrapper,
+    stream_manager_wrapper,
+    sync_wrapper,
+)
 from agentwatch.instrumentation.openai import _extract as ex
 
 _AZURE_CLIENTS = frozenset({"AzureOpenAI", "AsyncAzureOpenAI"})
