@@ -1,0 +1,407 @@
+"""Static checks of the shipped observability stack, with the real validators.
+
+* the collector and Jaeger configs pass ``jaeger validate`` (Jaeger v2 is a Collector distribution
+  with the same component versions as the pinned otelcol-contrib image), with the compose defaults
+  and with the loopback addresses the e2e test uses;
+* ``promtool check config`` / ``check rules`` pass, and ``promtool test rules`` proves every alert
+  fires on one side of its threshold only;
+* the compose file parses, pins its images and mounts only files that exist, wired consistently
+  with the configs; every dashboard parses, uses only provisioned data sources, defines the
+  variables it uses and names only metrics the stack really exposes.
+
+Each validator also gets a broken input once (negative control), so these tests cannot pass
+because a validator silently accepts anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from . import _paths
+from ._dashboards import all_variable_refs, iter_datasource_refs, iter_targets, load_dashboards
+from ._harness import run_bounded
+from .metric_names import KNOWN_LABELS, KNOWN_METRICS, RECORDED_METRICS
+
+VALIDATE_TIMEOUT = 60.0
+
+LOOPBACK_COLLECTOR_ENV = {
+    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
+    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
+    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
+    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
+    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+    "OTELCOL_TELEMETRY_PORT": "18888",
+    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
+    "JAEGER_OTLP_ENDPOINT": "127.0.0.1:24317",
+    "TEMPO_OTLP_ENDPOINT": "127.0.0.1:34317",
+}
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- collector / jaeger
+
+
+@pytest.mark.parametrize("env", [{}, LOOPBACK_COLLECTOR_ENV], ids=["compose-defaults", "loopback-env"])
+def test_collector_config_validates(jaeger_bin: Path, env: dict[str, str]) -> None:
+    result = run_bounded(
+        [str(jaeger_bin), "validate", "--config", str(_paths.COLLECTOR_CONFIG)],
+        timeout=VALIDATE_TIMEOUT,
+        env=env,
+    )
+    assert result.returncode == 0, f"jaeger validate failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_jaeger_config_validates(jaeger_bin: Path) -> None:
+    result = run_bounded(
+        [str(jaeger_bin), "validate", "--config", str(_paths.JAEGER_CONFIG)], timeout=VALIDATE_TIMEOUT
+    )
+    assert result.returncode == 0, f"jaeger validate failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("send_batch_size: 8192", "send_batch_sizee: 8192"),  # unknown key
+        (
+            "exporters: [otlp/jaeger, otlp/tempo, spanmetrics]",
+            "exporters: [otlp/jaeger, otlp/tempo, spanmetricz]",
+        ),  # dangling reference
+    ],
+    ids=["unknown-key", "undefined-component"],
+)
+def test_validate_rejects_a_broken_collector_config(
+    jaeger_bin: Path, tmp_path: Path, old: str, new: str
+) -> None:
+    text = _paths.COLLECTOR_CONFIG.read_text(encoding="utf-8")
+    assert old in text, "negative control out of date with collector/otel-collector.yaml"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new), encoding="utf-8")
+    result = run_bounded([str(jaeger_bin), "validate", "--config", str(broken)], timeout=VALIDATE_TIMEOUT)
+    assert result.returncode != 0, "jaeger validate accepted a broken config"
+
+
+def test_collector_config_uses_only_env_addresses() -> None:
+    """Every listen/target address is an ${env:...:-default}, so the same file runs on loopback."""
+    config = _load_yaml(_paths.COLLECTOR_CONFIG)
+    addresses = [
+        config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"],
+        config["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        config["exporters"]["otlp/jaeger"]["endpoint"],
+        config["exporters"]["otlp/tempo"]["endpoint"],
+        config["exporters"]["prometheus"]["endpoint"],
+        config["extensions"]["healthcheckv2"]["http"]["endpoint"],
+    ]
+    for address in addresses:
+        assert re.fullmatch(r"\$\{env:[A-Z_]+:-[^}]+\}", address), address
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["traces"]["processors"][0] == "memory_limiter"
+    assert pipelines["metrics"]["processors"][0] == "memory_limiter"
+    assert set(pipelines["traces"]["exporters"]) == {"otlp/jaeger", "otlp/tempo", "spanmetrics"}
+    assert set(pipelines["metrics"]["receivers"]) == {"otlp", "spanmetrics"}
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    dims = {d["name"] for d in config["connectors"]["spanmetrics"]["dimensions"]}
+    assert {"gen_ai.operation.name", "gen_ai.request.model", "gen_ai.tool.name", "error.type"} <= dims
+
+
+# ----------------------------------------------------------------------------- prometheus
+
+
+def test_promtool_check_config(promtool_bin: Path) -> None:
+    result = run_bounded(
+        [str(promtool_bin), "check", "config", str(_paths.PROMETHEUS_CONFIG)], timeout=VALIDATE_TIMEOUT
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    # rule_files resolve (relative to the config file) to exactly the shipped rule files
+    assert f"SUCCESS: {len(_paths.rule_files())} rule files found" in result.stdout, result.stdout
+
+
+def test_promtool_check_rules(promtool_bin: Path) -> None:
+    files = _paths.rule_files()
+    assert {f.name for f in files} == {"agentwatch-alerts.yml", "agentwatch-slo.yml"}
+    result = run_bounded([str(promtool_bin), "check", "rules", *map(str, files)], timeout=VALIDATE_TIMEOUT)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert result.stdout.count("SUCCESS") == len(files), result.stdout
+
+
+def test_promtool_check_rules_rejects_a_broken_rule(promtool_bin: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum by (job (rate(x[5m]))\n",
+        encoding="utf-8",
+    )
+    result = run_bounded([str(promtool_bin), "check", "rules", str(broken)], timeout=VALIDATE_TIMEOUT)
+    assert result.returncode != 0
+
+
+def _rules_without_annotations(dest: Path, mutate: dict[str, tuple[str, str]] | None = None) -> None:
+    """Copy the shipped rule files to ``dest`` without annotations (optionally editing one expr)."""
+    for path in _paths.rule_files():
+        doc = _load_yaml(path)
+        for group in doc["groups"]:
+            for rule in group["rules"]:
+                rule.pop("annotations", None)
+                if mutate and rule.get("alert") in mutate:
+                    old, new = mutate[rule["alert"]]
+                    assert old in rule["expr"], f"mutation {old!r} not found in {rule['alert']}"
+                    rule["expr"] = rule["expr"].replace(old, new)
+        (dest / path.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    shutil.copy(Path(__file__).parent / "promtool" / "rules-test.yml", dest / "rules-test.yml")
+
+
+def test_alert_rules_unit_tests(promtool_bin: Path, tmp_path: Path) -> None:
+    """Each seed threshold / SLO alert fires above its threshold, stays silent below, after `for:`."""
+    _rules_without_annotations(tmp_path)
+    result = run_bounded(
+        [str(promtool_bin), "test", "rules", "rules-test.yml"], timeout=VALIDATE_TIMEOUT, cwd=tmp_path
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "SUCCESS" in result.stdout
+
+
+def test_alert_rules_unit_tests_catch_a_wrong_threshold(promtool_bin: Path, tmp_path: Path) -> None:
+    _rules_without_annotations(tmp_path, mutate={"AgentwatchToolErrorRateCritical": (">= 0.25", ">= 0.35")})
+    result = run_bounded(
+        [str(promtool_bin), "test", "rules", "rules-test.yml"], timeout=VALIDATE_TIMEOUT, cwd=tmp_path
+    )
+    assert result.returncode != 0, (
+        "promtool rule tests did not notice a critical threshold moved from 25% to 35%"
+    )
+    assert "AgentwatchToolErrorRateCritical" in result.stdout + result.stderr
+
+
+def test_every_alert_has_severity_and_an_existing_runbook_section() -> None:
+    runbook = (_paths.REPO_ROOT / "docs" / "runbook-template.md").read_text(encoding="utf-8")
+    anchors = {_github_anchor(line.lstrip("#")) for line in runbook.splitlines() if line.startswith("#")}
+    alerts = [
+        r for f in _paths.rule_files() for g in _load_yaml(f)["groups"] for r in g["rules"] if "alert" in r
+    ]
+    assert len(alerts) >= 11
+    for rule in alerts:
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), rule["alert"]
+        path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert path == "docs/runbook-template.md", rule["alert"]
+        assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in docs/runbook-template.md"
+
+
+def _github_anchor(heading: str) -> str:
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+# ----------------------------------------------------------------------------- docker compose
+
+
+def _compose() -> dict[str, Any]:
+    doc = _load_yaml(_paths.COMPOSE_FILE)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path -> host path (resolved against collector/) of each bind mount."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        assert source.startswith("."), f"only relative bind mounts expected, got {volume}"
+        mounts[target] = (_paths.COLLECTOR_DIR / source).resolve()
+    return mounts
+
+
+def test_compose_parses_pins_images_and_mounts_existing_files() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"otel-collector", "jaeger", "tempo", "prometheus", "grafana"}
+    for name, service in services.items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert re.fullmatch(r"[\w./-]+", repo), f"{name}: image without a tag: {image}"
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: image not pinned to a release: {image}"
+        for target, source in _bind_mounts(service).items():
+            assert source.exists(), f"{name}: mount source for {target} does not exist: {source}"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: port {port} is not bound to loopback"
+
+
+def test_compose_mounts_match_the_configs() -> None:
+    services = _compose()["services"]
+
+    def config_arg(service: dict[str, Any], flag: str) -> str:
+        args = [a for a in service["command"] if a.startswith(flag + "=")]
+        assert len(args) == 1, service["command"]
+        return str(args[0].split("=", 1)[1])
+
+    collector = services["otel-collector"]
+    assert _bind_mounts(collector)[config_arg(collector, "--config")] == _paths.COLLECTOR_CONFIG
+    jaeger = services["jaeger"]
+    assert _bind_mounts(jaeger)[config_arg(jaeger, "--config")] == _paths.JAEGER_CONFIG
+    tempo = services["tempo"]
+    assert (
+        _bind_mounts(tempo)[config_arg(tempo, "-config.file")]
+        == _paths.COLLECTOR_DIR / "tempo" / "tempo.yaml"
+    )
+
+    prometheus = services["prometheus"]
+    prom_mounts = _bind_mounts(prometheus)
+    prom_config_path = config_arg(prometheus, "--config.file")
+    assert prom_mounts[prom_config_path] == _paths.PROMETHEUS_CONFIG
+    # rule_files are relative to the config file; the rules directory must be mounted there
+    for pattern in _load_yaml(_paths.PROMETHEUS_CONFIG)["rule_files"]:
+        container_dir = str(Path(prom_config_path).parent / Path(pattern).parent)
+        assert prom_mounts[container_dir] == _paths.PROMETHEUS_RULES_DIR
+
+    grafana_mounts = _bind_mounts(services["grafana"])
+    assert grafana_mounts["/etc/grafana/provisioning/datasources"] == _paths.GRAFANA_DATASOURCES.parent
+    providers = _load_yaml(
+        _paths.COLLECTOR_DIR / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
+    )["providers"]
+    for provider in providers:
+        assert grafana_mounts[provider["options"]["path"]] == _paths.DASHBOARDS_DIR
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (_paths.DASHBOARDS_DIR / Path(home).name).is_file()
+
+
+def test_compose_hostnames_in_configs_are_compose_services() -> None:
+    services = set(_compose()["services"])
+    hosts: list[str] = []
+    for default in re.findall(
+        r"\$\{env:[A-Z_]+:-([^}]+)\}", _paths.COLLECTOR_CONFIG.read_text(encoding="utf-8")
+    ):
+        if ":" in default and not default.startswith(("0.0.0.0", "http")):
+            hosts.append(default.split(":")[0])
+    for job in _load_yaml(_paths.PROMETHEUS_CONFIG)["scrape_configs"]:
+        for static in job["static_configs"]:
+            hosts.extend(t.split(":")[0] for t in static["targets"])
+    for ds in _load_yaml(_paths.GRAFANA_DATASOURCES)["datasources"]:
+        hosts.append(urlparse(ds["url"]).hostname or "")
+    jaeger_prom = re.search(
+        r"JAEGER_PROMETHEUS_URL:-([^}]+)\}", _paths.JAEGER_CONFIG.read_text(encoding="utf-8")
+    )
+    assert jaeger_prom is not None
+    hosts.append(urlparse(jaeger_prom.group(1)).hostname or "")
+    assert {"jaeger", "tempo", "otel-collector", "prometheus"} <= set(hosts)
+    assert set(hosts) <= services, f"unknown hosts: {set(hosts) - services}"
+
+
+def test_prometheus_keeps_the_exporters_job_and_instance_labels() -> None:
+    jobs = {j["job_name"]: j for j in _load_yaml(_paths.PROMETHEUS_CONFIG)["scrape_configs"]}
+    app = jobs["otel-collector"]
+    assert app.get("honor_labels") is True, (
+        "without honor_labels, job/instance become exported_job/exported_instance"
+    )
+    assert app["static_configs"][0]["targets"] == ["otel-collector:8889"]
+
+
+# ----------------------------------------------------------------------------- dashboards
+
+
+def _provisioned_datasources() -> dict[str, str]:
+    return {ds["uid"]: ds["type"] for ds in _load_yaml(_paths.GRAFANA_DATASOURCES)["datasources"]}
+
+
+def test_datasources_are_provisioned_with_fixed_uids() -> None:
+    assert _provisioned_datasources() == {"prometheus": "prometheus", "jaeger": "jaeger", "tempo": "tempo"}
+
+
+def test_dashboards_parse_and_use_only_provisioned_datasources() -> None:
+    provisioned = _provisioned_datasources()
+    dashboards = load_dashboards()
+    assert {d["uid"] for d in dashboards.values()} == {
+        "agentwatch-llm",
+        "agentwatch-tools",
+        "agentwatch-sessions",
+    }
+    for path, dashboard in dashboards.items():
+        refs = list(iter_datasource_refs(dashboard))
+        assert refs, path
+        for ref in refs:
+            if ref.get("uid") == "-- Grafana --":  # Grafana's built-in annotations source
+                continue
+            assert ref.get("uid") in provisioned, f"{path}: unknown datasource {ref}"
+            assert ref.get("type") == provisioned[ref["uid"]], f"{path}: datasource type mismatch {ref}"
+
+
+def test_dashboards_are_well_formed() -> None:
+    for path, dashboard in load_dashboards().items():
+        panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{path}: duplicate panel ids"
+        defined = {v["name"] for v in dashboard["templating"]["list"]}
+        assert "service" in defined, path
+        targets = list(iter_targets(dashboard))
+        assert len(targets) >= len(panels), f"{path}: a panel without a query"
+        for panel, target in targets:
+            assert target["expr"].strip(), f"{path}: {panel['title']}: empty query"
+            assert 'job=~"$service"' in target["expr"] or target["expr"].startswith("agentwatch:"), (
+                f"{path}: {panel['title']}: query ignores the service variable"
+            )
+        used = all_variable_refs(dashboard)
+        builtin = {"__rate_interval", "__interval", "__range"}
+        assert used - builtin <= defined, f"{path}: undefined variables {used - builtin - defined}"
+        assert defined <= used, f"{path}: variables never used {defined - used}"
+
+
+def test_dashboard_and_rule_metric_names_are_ones_the_stack_exposes() -> None:
+    """Names must be the Prometheus names after the collector's translation (see metric_names.py,
+    checked against the live stack by the e2e test)."""
+    exprs: list[tuple[str, str]] = []
+    for path, dashboard in load_dashboards().items():
+        exprs.extend(
+            (f"{path.name}: {panel['title']}", target["expr"]) for panel, target in iter_targets(dashboard)
+        )
+        for variable in dashboard["templating"]["list"]:
+            exprs.append((f"{path.name}: ${variable['name']}", variable["definition"]))
+    for path in _paths.rule_files():
+        for group in _load_yaml(path)["groups"]:
+            exprs.extend(
+                (f"{path.name}: {r.get('alert') or r.get('record')}", r["expr"]) for r in group["rules"]
+            )
+    recorded = {
+        r["record"]
+        for p in _paths.rule_files()
+        for g in _load_yaml(p)["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
+    assert recorded == RECORDED_METRICS
+    name_re = re.compile(r"\b((?:gen_ai_|agentwatch_|traces_span_metrics_|agentwatch:)[A-Za-z0-9_:]*)")
+    seen: set[str] = set()
+    for where, expr in exprs:
+        for name in name_re.findall(re.sub(r'"[^"]*"', '""', expr)):  # ignore label values
+            assert name in KNOWN_METRICS | RECORDED_METRICS | KNOWN_LABELS, (
+                f"{where}: unknown metric or label {name}"
+            )
+            seen.add(name)
+    assert seen & KNOWN_METRICS, "no metric names found"
+
+
+def test_dashboard_json_is_stable_formatting() -> None:
+    """Files are plain JSON objects (Grafana imports them as-is) with a trailing newline."""
+    for path in _paths.dashboard_files():
+        text = path.read_text(encoding="utf-8")
+        assert isinstance(json.loads(text), dict)
+        assert text.endswith("\n")
+
+
+# ----------------------------------------------------------------------------- setup script
+
+
+def test_setup_script_and_tests_agree_on_binary_paths(
+    jaeger_bin: Path, prometheus_bin: Path, promtool_bin: Path
+) -> None:
+    result = run_bounded(["bash", str(_paths.SETUP_SCRIPT), "--no-apt"], timeout=60)
+    assert result.returncode == 0, result.stderr
+    printed = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert Path(printed["JAEGER"]) == jaeger_bin
+    assert Path(printed["PROMETHEUS"]) == prometheus_bin
+    assert Path(printed["PROMTOOL"]) == promtool_bin
