@@ -123,7 +123,7 @@ def test_llm_and_tool_spans_inside_carry_the_conversation_and_add_up(
         Reply.tool_calls([("lookup", {"key": "x"})], input_tokens=100, output_tokens=20),
         Reply.text("Done.", input_tokens=150, output_tokens=30),
     )
-    with session("conv-llm", agent_name="agent") as s:
+    with session("conv-llm", user_id="u-9", agent_name="agent") as s:
         first = openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user())
         for call in first.choices[0].message.tool_calls or []:
             registry.call_tool_call(call)
@@ -136,6 +136,7 @@ def test_llm_and_tool_spans_inside_carry_the_conversation_and_add_up(
     assert len(chats) == 2
     for child in [*chats, *instrumented.finished("execute_tool")]:
         assert attrs(child)["gen_ai.conversation.id"] == "conv-llm"
+        assert attrs(child)["user.id"] == "u-9"
         assert child.parent is not None and child.parent.span_id == agent.context.span_id
         assert child.context.trace_id == agent.context.trace_id
 

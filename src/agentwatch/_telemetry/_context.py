@@ -22,6 +22,9 @@ class SessionSink(Protocol):
     @property
     def conversation_id(self) -> str: ...
 
+    @property
+    def user_id(self) -> str | None: ...
+
     def record_inference(self, usage: Usage, cost: float | None, *, priced: bool, failed: bool) -> None: ...
 
 

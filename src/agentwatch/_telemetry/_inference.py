@@ -119,8 +119,11 @@ class InferenceCall:
         if stream:
             attributes[sc.REQUEST_STREAM] = True
         self.session: SessionSink | None = current_session.get()
-        if self.session is not None and sc.CONVERSATION_ID not in attributes:
-            attributes[sc.CONVERSATION_ID] = self.session.conversation_id
+        if self.session is not None:
+            if sc.CONVERSATION_ID not in attributes:
+                attributes[sc.CONVERSATION_ID] = self.session.conversation_id
+            if self.session.user_id:
+                attributes[sc.USER_ID] = self.session.user_id
         self.attributes = attributes
 
         self._start_perf = time.perf_counter()
