@@ -313,15 +313,15 @@ def test_include_usage_setting_requests_usage_for_streams(signals: Signals, fake
     assert "gen_ai.usage.output_tokens" not in dict(spans[1].attributes or {})
 
 
-def test_streamed_per_chunk_metrics(
-    openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
-) -> None:
+def test_streamed_per_chunk_metrics(openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer) -> None:
     fake_llm.enqueue(Reply.text("a b c d e", chunks=5, chunk_delay=0.02))
     chunks = list(openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True))
 
     (ttfc,) = instrumented.points("gen_ai.client.operation.time_to_first_chunk")
     assert ttfc.count == 1
     (per_chunk,) = instrumented.points("gen_ai.client.operation.time_per_output_chunk")
-    # One value per chunk after the first; each gap includes the server's 20 ms delay.
+    # One value per chunk after the first ...
     assert per_chunk.count == len(chunks) - 1
-    assert per_chunk.min >= 0.015
+    # ... measured between chunks: the server sleeps 20 ms between events. One gap can shrink when
+    # two events arrive in one read, but together they span the whole stream.
+    assert per_chunk.sum >= 0.5 * 0.02 * (len(chunks) - 1)
