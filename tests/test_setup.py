@@ -225,6 +225,17 @@ def test_disabling_one_entry_point_by_name(tmp_path: Path, fake_llm: FakeLLMServ
     assert _spans(result.stdout) == []
 
 
+def test_zero_code_start_up_stops_on_an_invalid_setting(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    config = tmp_path / "agentwatch.toml"
+    config.write_text('[llm."gpt-4o"]\nretry = { attempts = 0 }\n')
+    bindir = Path(sys.executable).parent
+    result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"), AGENTWATCH_CONFIG=str(config))
+    assert result.returncode == 2
+    assert "not starting" in result.stderr and "llm.gpt-4o.retry.attempts" in result.stderr
+    assert "PROVIDER" not in result.stderr  # the application never ran
+    assert fake_llm.requests == []
+
+
 def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     """The distribution-level check opentelemetry-instrument runs, with anthropic uninstalled."""
     from importlib.metadata import PackageNotFoundError, distribution

@@ -7,6 +7,8 @@ concrete instrumentor subclasses this abstract base rather than another concrete
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -16,9 +18,25 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from agentwatch._config import Settings, resolve_settings
+from agentwatch._errors import ConfigError
 from agentwatch._telemetry._core import Telemetry
 
 __all__ = ["AgentwatchInstrumentor", "Patch"]
+
+def _under_opentelemetry_instrument() -> bool:
+    """Whether the auto-instrumentation's ``sitecustomize`` is loading us (zero-code mode)."""
+    path = getattr(sys.modules.get("sitecustomize"), "__file__", None) or ""
+    return "auto_instrumentation" in path.replace(os.sep, "/")
+
+
+def _stop_start_up(exc: ConfigError) -> None:
+    """An invalid setting must stop start-up; opentelemetry-instrument's loader would only log it
+    and run the application without the policies and settings its operator asked for. Raising
+    SystemExit from sitecustomize aborts with a "Fatal Python error" trace, so say it plainly."""
+    sys.stderr.write(f"agentwatch: invalid configuration, not starting: {exc}\n")
+    sys.stderr.flush()
+    os._exit(2)
+
 
 Wrapper = Callable[[Any, Any, Any, Any], Any]
 Patch = tuple[str, str, Wrapper]
@@ -36,9 +54,14 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
-            # Under opentelemetry-instrument nothing passes settings: read the environment. A
-            # bad value raises ConfigError, which the loader logs with the setting's name.
-            settings = resolve_settings()
+            # Nothing passes settings under opentelemetry-instrument (or a bare .instrument()):
+            # read the environment.
+            try:
+                settings = resolve_settings()
+            except ConfigError as exc:
+                if _under_opentelemetry_instrument():
+                    _stop_start_up(exc)
+                raise
         self._telemetry = Telemetry(
             self.scope,
             tracer_provider=kwargs.get("tracer_provider"),
