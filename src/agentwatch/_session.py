@@ -31,6 +31,7 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._instruments import COST_BUCKETS
+from agentwatch._telemetry._pricing import put_cost
 
 if TYPE_CHECKING:
     from agentwatch._telemetry._usage import Usage
@@ -383,11 +384,7 @@ class Session:
                 out[sc.USAGE_INPUT_TOKENS] = inputs
             if outputs is not None:
                 out[sc.USAGE_OUTPUT_TOKENS] = outputs
-            if cost is not None:
-                out[sc.USAGE_COST_AMOUNT] = cost
-                out[sc.USAGE_COST_CURRENCY] = "USD"
-            elif unpriced:
-                out[sc.COST_UNPRICED] = True
+            put_cost(out, cost, unpriced)
             if etype is not None:
                 out[sc.ERROR_TYPE] = etype
             span.set_attributes(out)

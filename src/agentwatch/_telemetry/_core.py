@@ -36,7 +36,9 @@ class Telemetry:
         self.tracer = trace.get_tracer(scope, __version__, tracer_provider, schema_url=SCHEMA_URL)
         self.meter = metrics.get_meter(scope, __version__, meter_provider, schema_url=SCHEMA_URL)
         self.instruments = InferenceInstruments.create(self.meter)
-        self.event_logger = _logs.get_logger(scope, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
+        self.event_logger = _logs.get_logger(
+            scope, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL
+        )
         self.pricer = pricer or Pricer(self.settings.prices)
 
 

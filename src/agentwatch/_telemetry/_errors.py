@@ -25,14 +25,18 @@ def error_type(exc: BaseException) -> str:
     cached = _cache.get(cls)
     if cached is None:
         module = cls.__module__
-        cached = cls.__qualname__ if module == "builtins" else f"{module.partition('.')[0]}.{cls.__qualname__}"
+        cached = (
+            cls.__qualname__ if module == "builtins" else f"{module.partition('.')[0]}.{cls.__qualname__}"
+        )
         _cache[cls] = cached
     return cached
 
 
 # API keys of the common providers, and bearer tokens. Providers echo a masked key in 401
 # messages ("Incorrect API key provided: sk-abc***xyz"); even a fragment must not be exported.
-_SECRET = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-*]{4,}|Bearer\s+[A-Za-z0-9._\-*]+|api[_-]?key[=:]\s*\S+)", re.I)
+_SECRET = re.compile(
+    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-*]{4,}|Bearer\s+[A-Za-z0-9._\-*]+|api[_-]?key[=:]\s*\S+)", re.I
+)
 
 
 def scrub(text: str) -> str:

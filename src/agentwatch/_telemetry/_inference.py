@@ -27,6 +27,7 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_call, current_session
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._pricing import put_cost
 from agentwatch._telemetry._usage import Usage
 
 __all__ = ["Content", "InferenceCall"]
@@ -182,7 +183,13 @@ class InferenceCall:
 
     # -- end ---------------------------------------------------------------------------------
 
-    def end(self, error: BaseException | None = None, *, outcome: str | None = None, at_last_activity: bool = False) -> None:
+    def end(
+        self,
+        error: BaseException | None = None,
+        *,
+        outcome: str | None = None,
+        at_last_activity: bool = False,
+    ) -> None:
         """Finish the call once; later calls do nothing. Never raises."""
         if self._ended:
             return
@@ -288,7 +295,9 @@ class InferenceCall:
             self.before_end(self)
         cost = None
         if self.usage.reported:
-            cost = self.telemetry.pricer.cost(self.provider, (self.response_model, self.request_model), self.usage)
+            cost = self.telemetry.pricer.cost(
+                self.provider, (self.response_model, self.request_model), self.usage
+            )
         self._write_response(span, cost, self.usage.reported and cost is None, None)
 
     def _write_response(self, span: Span, cost: float | None, unpriced: bool, ttfc: float | None) -> None:
@@ -310,11 +319,7 @@ class InferenceCall:
             out[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_creation_tokens
         if usage.reasoning_tokens is not None:
             out[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
-        if cost is not None:
-            out[sc.USAGE_COST_AMOUNT] = cost
-            out[sc.USAGE_COST_CURRENCY] = "USD"
-        elif unpriced:
-            out[sc.COST_UNPRICED] = True
+        put_cost(out, cost, unpriced)
         if ttfc is not None:
             out[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
         if self.response_attributes:

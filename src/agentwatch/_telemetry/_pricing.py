@@ -16,11 +16,14 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch import _semconv as sc
 from agentwatch._config import ModelPrices
 from agentwatch._internal import logger, report_internal_error
 from agentwatch._telemetry._usage import Usage
 
-__all__ = ["Pricer"]
+__all__ = ["Pricer", "put_cost"]
 
 # gen_ai.provider.name -> genai-prices provider id. Unknown providers let genai-prices guess
 # from the model name.
@@ -130,7 +133,9 @@ class Pricer:
 
     def __init__(self, overrides: Mapping[str, ModelPrices] | None = None) -> None:
         self._overrides = {
-            model: _Rates(p.input_mtok, p.output_mtok, p.cache_read_mtok, p.cache_write_mtok, p.output_reasoning_mtok)
+            model: _Rates(
+                p.input_mtok, p.output_mtok, p.cache_read_mtok, p.cache_write_mtok, p.output_reasoning_mtok
+            )
             for model, p in (overrides or {}).items()
         }
         # (provider, model) -> (price or None for "no known price", expiry on the monotonic clock)
@@ -156,7 +161,9 @@ class Pricer:
             from genai_prices import data_snapshot
 
             snapshot = data_snapshot.get_snapshot()
-            _provider, model_info = snapshot.find_provider_model(model, None, _PROVIDER_IDS.get(provider), None)
+            _provider, model_info = snapshot.find_provider_model(
+                model, None, _PROVIDER_IDS.get(provider), None
+            )
             return _rates_from_genai_prices(model_info.get_prices(datetime.now(tz=timezone.utc)))
         except LookupError:
             return None
@@ -197,3 +204,12 @@ class Pricer:
             name,
             provider,
         )
+
+
+def put_cost(attributes: dict[str, AttributeValue], cost: float | None, unpriced: bool) -> None:
+    """The cost attributes of a call or a session: an amount in USD, or the unpriced flag, never a 0."""
+    if cost is not None:
+        attributes[sc.USAGE_COST_AMOUNT] = cost
+        attributes[sc.USAGE_COST_CURRENCY] = "USD"
+    elif unpriced:
+        attributes[sc.COST_UNPRICED] = True

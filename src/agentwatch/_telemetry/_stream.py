@@ -21,7 +21,13 @@ import wrapt
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._inference import InferenceCall
 
-__all__ = ["AsyncStreamManagerProxy", "AsyncStreamProxy", "OnItem", "SyncStreamManagerProxy", "SyncStreamProxy"]
+__all__ = [
+    "AsyncStreamManagerProxy",
+    "AsyncStreamProxy",
+    "OnItem",
+    "SyncStreamManagerProxy",
+    "SyncStreamProxy",
+]
 
 OnItem = Callable[[InferenceCall, Any], None]
 Limits = tuple[float | None, float | None]
@@ -57,7 +63,9 @@ def _chunk_timeout(call: InferenceCall, limits: Limits) -> Exception:
 
 
 class _StreamProxyBase(_Proxy):
-    def __init__(self, wrapped: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None) -> None:
+    def __init__(
+        self, wrapped: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None
+    ) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_on_item = on_item
@@ -205,7 +213,9 @@ class _ManagerProxyBase(_Proxy):
     ``create``), exiting the manager ends it: the helper closes the HTTP response directly.
     """
 
-    def __init__(self, wrapped: Any, start: Callable[[], InferenceCall | None], on_item: Callable[[bool], OnItem]) -> None:
+    def __init__(
+        self, wrapped: Any, start: Callable[[], InferenceCall | None], on_item: Callable[[bool], OnItem]
+    ) -> None:
         super().__init__(wrapped)
         self._self_start = start
         self._self_on_item = on_item

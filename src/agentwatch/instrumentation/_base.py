@@ -23,6 +23,7 @@ from agentwatch._telemetry._core import Telemetry
 
 __all__ = ["AgentwatchInstrumentor", "Patch"]
 
+
 def _under_opentelemetry_instrument() -> bool:
     """Whether the auto-instrumentation's ``sitecustomize`` is loading us (zero-code mode)."""
     path = getattr(sys.modules.get("sitecustomize"), "__file__", None) or ""

@@ -54,7 +54,9 @@ class LLMPolicies:
             with self._lock:
                 pipeline = self._pipelines.get(key)
                 if pipeline is None:
-                    pipeline = self._pipelines[key] = Pipeline(policy, name=model, kind="llm", provider=provider)
+                    pipeline = self._pipelines[key] = Pipeline(
+                        policy, name=model, kind="llm", provider=provider
+                    )
         return pipeline
 
     def _without_sdk_retries(self, wrapped: Callable[..., Any], instance: Any) -> Callable[..., Any]:
@@ -69,7 +71,12 @@ class LLMPolicies:
         return wrapped.__func__.__get__(resource)  # type: ignore[attr-defined, no-any-return]
 
     def _attempt(
-        self, wrapped: Callable[..., Any], instance: Any, kwargs: Mapping[str, Any], ctx: AttemptContext, policy: Policy
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        kwargs: Mapping[str, Any],
+        ctx: AttemptContext,
+        policy: Policy,
     ) -> tuple[Callable[..., Any], dict[str, Any]]:
         call_kwargs = dict(kwargs)
         if ctx.model is not None:

@@ -19,7 +19,6 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
-from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -27,6 +26,7 @@ from agentwatch._telemetry._stream import (
     SyncStreamManagerProxy,
     SyncStreamProxy,
 )
+from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
 
 __all__ = ["Operation", "async_wrapper", "stream_manager_wrapper", "sync_wrapper"]
 
@@ -104,7 +104,9 @@ def finish_call(
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     policies = policies_of(telemetry)
 
-    def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def traced(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
@@ -132,7 +134,9 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
 def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     policies = policies_of(telemetry)
 
-    async def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def traced(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
@@ -169,7 +173,9 @@ def policies_of(telemetry: Telemetry) -> LLMPolicies:
 
 
 def stream_manager_wrapper(
-    telemetry: Telemetry, op: Operation | None, proxy: type[SyncStreamManagerProxy] | type[AsyncStreamManagerProxy]
+    telemetry: Telemetry,
+    op: Operation | None,
+    proxy: type[SyncStreamManagerProxy] | type[AsyncStreamManagerProxy],
 ) -> Callable[..., Any]:
     """For ``.stream()`` helpers, which return a manager that makes the request when entered.
 
@@ -177,7 +183,9 @@ def stream_manager_wrapper(
     proxy only ends that span when the manager exits.
     """
 
-    def traced(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def traced(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         manager = wrapped(*args, **kwargs)
         if not is_instrumentation_enabled():
             return manager

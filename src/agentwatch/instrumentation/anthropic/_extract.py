@@ -32,7 +32,10 @@ def request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     # v1.41 types top_k as a double.
     put(attrs, sc.REQUEST_TOP_K, as_float(kwargs.get("top_k")))
     put(attrs, sc.REQUEST_STOP_SEQUENCES, as_str_list(kwargs.get("stop_sequences")))
-    formats = (get(get(kwargs.get("output_config"), "format"), "type"), get(kwargs.get("output_format"), "type"))
+    formats = (
+        get(get(kwargs.get("output_config"), "format"), "type"),
+        get(kwargs.get("output_format"), "type"),
+    )
     if "json_schema" in formats or isinstance(kwargs.get("output_format"), type):
         attrs[sc.OUTPUT_TYPE] = "json"
     return attrs
@@ -62,11 +65,22 @@ def _blocks(content: object) -> list[dict[str, Any]]:
                     }
                 )
             elif kind == "tool_result":
-                parts.append({"type": "tool_call_response", "id": get(block, "tool_use_id"), "response": get(block, "content")})
+                parts.append(
+                    {
+                        "type": "tool_call_response",
+                        "id": get(block, "tool_use_id"),
+                        "response": get(block, "content"),
+                    }
+                )
             elif kind == "image":
                 source = get(block, "source")
                 parts.append(
-                    {"type": "blob", "modality": "image", "mime_type": get(source, "media_type"), "content": get(source, "data")}
+                    {
+                        "type": "blob",
+                        "modality": "image",
+                        "mime_type": get(source, "media_type"),
+                        "content": get(source, "data"),
+                    }
                     if get(source, "type") == "base64"
                     else {"type": "uri", "modality": "image", "uri": get(source, "url")}
                 )
@@ -123,7 +137,11 @@ def response(call: InferenceCall, message: object) -> None:
         call.usage = _usage(usage)
     if call.capture_content:
         call.output_messages = [
-            {"role": "assistant", "parts": _blocks(get(message, "content")), "finish_reason": _FINISH.get(reason or "", reason or "error")}
+            {
+                "role": "assistant",
+                "parts": _blocks(get(message, "content")),
+                "finish_reason": _FINISH.get(reason or "", reason or "error"),
+            }
         ]
 
 
@@ -156,9 +174,18 @@ def event_handler(capture: bool) -> Any:
                     arguments: object = json.loads(raw) if raw else block.get("input")
                 except ValueError:
                     arguments = raw
-                parts.append({"type": "tool_call", "id": block.get("id"), "name": block.get("name"), "arguments": arguments})
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": block.get("id"),
+                        "name": block.get("name"),
+                        "arguments": arguments,
+                    }
+                )
         reason = (call.finish_reasons or ["error"])[0]
-        call.output_messages = [{"role": "assistant", "parts": parts, "finish_reason": _FINISH.get(reason, reason)}]
+        call.output_messages = [
+            {"role": "assistant", "parts": parts, "finish_reason": _FINISH.get(reason, reason)}
+        ]
 
     def on_event(call: InferenceCall, event: Any) -> None:
         kind = getattr(event, "type", None)

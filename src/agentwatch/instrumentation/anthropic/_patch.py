@@ -14,6 +14,7 @@ every attempt), the same hook keeps the SDK from starting one per attempt.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry import trace
@@ -47,7 +48,9 @@ def client_info(instance: Any) -> tuple[str, str | None, int | None]:
     kind = type(client)
     provider = _provider_by_type.get(kind)
     if provider is None:
-        provider = next((_PROVIDERS[c.__name__] for c in kind.__mro__ if c.__name__ in _PROVIDERS), "anthropic")
+        provider = next(
+            (_PROVIDERS[c.__name__] for c in kind.__mro__ if c.__name__ in _PROVIDERS), "anthropic"
+        )
         _provider_by_type[kind] = provider
     host, port = server_of(client)
     return provider, host, port
@@ -121,18 +124,8 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         native_span=native_span,
         native_error_type=native_error_type,
     )
-    stream = Operation(
-        name="chat",
-        client_info=client_info,
-        request=ex.request,
-        content=ex.content,
-        response=ex.response,
-        stream_items=ex.event_handler,
-        stream_types=stream_types,
-        streams=lambda kwargs: True,
-        native_span=native_span,
-        native_error_type=native_error_type,
-    )
+    # messages.stream() always streams; otherwise read exactly like create(stream=True).
+    stream = replace(create, streams=lambda kwargs: True)
     module = "anthropic.resources.messages"
     yield module, "Messages.create", sync_wrapper(telemetry, create)
     yield module, "AsyncMessages.create", async_wrapper(telemetry, create)

@@ -34,7 +34,11 @@ def _output_type(response_format: object) -> str | None:
 def chat_request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {}
     max_tokens = as_int(kwargs.get("max_completion_tokens"))
-    put(attrs, sc.REQUEST_MAX_TOKENS, max_tokens if max_tokens is not None else as_int(kwargs.get("max_tokens")))
+    put(
+        attrs,
+        sc.REQUEST_MAX_TOKENS,
+        max_tokens if max_tokens is not None else as_int(kwargs.get("max_tokens")),
+    )
     put(attrs, sc.REQUEST_TEMPERATURE, as_float(kwargs.get("temperature")))
     put(attrs, sc.REQUEST_TOP_P, as_float(kwargs.get("top_p")))
     put(attrs, sc.REQUEST_FREQUENCY_PENALTY, as_float(kwargs.get("frequency_penalty")))
@@ -123,7 +127,11 @@ def chat_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
                 {
                     "role": "tool",
                     "parts": [
-                        {"type": "tool_call_response", "id": get(message, "tool_call_id"), "response": get(message, "content")}
+                        {
+                            "type": "tool_call_response",
+                            "id": get(message, "tool_call_id"),
+                            "response": get(message, "content"),
+                        }
                     ],
                 }
             )
@@ -148,7 +156,13 @@ def responses_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
                 messages.append(
                     {
                         "role": "tool",
-                        "parts": [{"type": "tool_call_response", "id": get(item, "call_id"), "response": get(item, "output")}],
+                        "parts": [
+                            {
+                                "type": "tool_call_response",
+                                "id": get(item, "call_id"),
+                                "response": get(item, "output"),
+                            }
+                        ],
                     }
                 )
             elif kind == "function_call":
@@ -167,7 +181,9 @@ def responses_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
                 )
             else:
                 role = get(item, "role") or "user"
-                messages.append({"role": "system" if role == "developer" else role, "parts": _parts(get(item, "content"))})
+                messages.append(
+                    {"role": "system" if role == "developer" else role, "parts": _parts(get(item, "content"))}
+                )
     call.input_messages = messages
     instructions = as_str(kwargs.get("instructions"))
     if instructions:
@@ -217,7 +233,9 @@ def chat_response(call: InferenceCall, completion: object) -> None:
             message = get(choice, "message")
             parts = _parts(get(message, "content")) + _tool_call_parts(get(message, "tool_calls"))
             reason = str(get(choice, "finish_reason") or "error")
-            outputs.append({"role": "assistant", "parts": parts, "finish_reason": _FINISH.get(reason, reason)})
+            outputs.append(
+                {"role": "assistant", "parts": parts, "finish_reason": _FINISH.get(reason, reason)}
+            )
         call.output_messages = outputs
 
 
@@ -286,7 +304,14 @@ def _stream_outputs(state: ChatStreamState) -> Content:
         if index in state.text:
             parts.append({"type": "text", "content": "".join(state.text[index])})
         for _, tc in sorted(state.tool_calls.get(index, {}).items()):
-            parts.append({"type": "tool_call", "id": tc["id"], "name": tc["name"], "arguments": parse_json(tc["arguments"])})
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": tc["id"],
+                    "name": tc["name"],
+                    "arguments": parse_json(tc["arguments"]),
+                }
+            )
         reason = state.finish.get(index, "error")
         outputs.append({"role": "assistant", "parts": parts, "finish_reason": _FINISH.get(reason, reason)})
     return outputs
@@ -310,7 +335,9 @@ def _responses_finish(response: object) -> str:
     status = get(response, "status")
     if status == "incomplete":
         reason = get(get(response, "incomplete_details"), "reason")
-        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(str(reason), str(reason))
+        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(
+            str(reason), str(reason)
+        )
     if status == "failed":
         return "error"
     if any(get(item, "type") == "function_call" for item in get(response, "output") or ()):
@@ -341,7 +368,9 @@ def responses_response(call: InferenceCall, response: object) -> None:
             elif kind == "reasoning":
                 for summary in get(item, "summary") or ():
                     parts.append({"type": "reasoning", "content": get(summary, "text")})
-        call.output_messages = [{"role": "assistant", "parts": parts, "finish_reason": call.finish_reasons[0]}]
+        call.output_messages = [
+            {"role": "assistant", "parts": parts, "finish_reason": call.finish_reasons[0]}
+        ]
 
 
 def responses_event_handler(capture: bool) -> Any:

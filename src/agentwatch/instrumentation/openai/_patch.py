@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from agentwatch._telemetry._core import Telemetry
@@ -58,9 +59,8 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_types=stream_types,
         adjust_kwargs=_include_usage,
     )
-    parse = Operation(
-        name="chat", client_info=client_info, request=ex.chat_request, content=ex.chat_input, response=ex.chat_response
-    )
+    # parse() never streams and takes its stream_options as given.
+    parse = replace(chat, stream_items=None, stream_types=(), adjust_kwargs=None)
     responses = Operation(
         name="chat",
         client_info=client_info,
@@ -71,7 +71,10 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_types=stream_types,
     )
     embeddings = Operation(
-        name="embeddings", client_info=client_info, request=ex.embeddings_request, response=ex.embeddings_response
+        name="embeddings",
+        client_info=client_info,
+        request=ex.embeddings_request,
+        response=ex.embeddings_response,
     )
     chat_module = "openai.resources.chat.completions"
     yield chat_module, "Completions.create", sync_wrapper(telemetry, chat)
