@@ -33,7 +33,14 @@ from agentwatch.resilience import (
     disable_tool,
     enable_tool,
 )
-from agentwatch.tools import Tool, ToolRegistry, UnknownToolError, instrument_registry, tool, uninstrument_registry
+from agentwatch.tools import (
+    Tool,
+    ToolRegistry,
+    UnknownToolError,
+    instrument_registry,
+    tool,
+    uninstrument_registry,
+)
 
 __all__ = [
     "Bulkhead",

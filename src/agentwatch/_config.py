@@ -137,7 +137,9 @@ def _host_policy(value: object, setting: str) -> HostPolicy:
     suffixes: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip() or "/" in item or ":" in item:
-            raise ConfigError(setting, value, "'*', 'none', or host names such as 'api.openai.com' or '*.internal'")
+            raise ConfigError(
+                setting, value, "'*', 'none', or host names such as 'api.openai.com' or '*.internal'"
+            )
         host = item.strip().lower()
         if host == "*":
             return HostPolicy()
@@ -218,7 +220,9 @@ def resolve_settings(
     if openai_include_usage is not None:
         include_usage = parse_bool("openai_include_usage", openai_include_usage)
     else:
-        include_usage = parse_bool(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, ""))
+        include_usage = parse_bool(
+            ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "")
+        )
 
     table: dict[str, ModelPrices] = {}
     if path := env.get(ev.AGENTWATCH_PRICES_FILE):
@@ -235,7 +239,9 @@ def resolve_settings(
     llm = dict(policies.llm) if policies is not None else {}
     if llm_policies is not None:
         if not isinstance(llm_policies, Mapping):
-            raise ConfigError("llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy')
+            raise ConfigError(
+                "llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy'
+            )
         for model, policy in llm_policies.items():
             if not isinstance(policy, Policy):
                 raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")

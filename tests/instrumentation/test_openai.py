@@ -313,7 +313,9 @@ def test_include_usage_setting_requests_usage_for_streams(signals: Signals, fake
     assert "gen_ai.usage.output_tokens" not in dict(spans[1].attributes or {})
 
 
-def test_streamed_per_chunk_metrics(openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer) -> None:
+def test_streamed_per_chunk_metrics(
+    openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
+) -> None:
     fake_llm.enqueue(Reply.text("a b c d e", chunks=5, chunk_delay=0.02))
     chunks = list(openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True))
 
