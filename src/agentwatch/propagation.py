@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import (
     CarrierT,
@@ -119,6 +119,10 @@ def trace_headers(context: Context | None = None) -> dict[str, str]:
     when set, ``X-Trace-ID`` when ``x-trace-id`` is configured) naming that span as the parent.
     Outside any span it is empty.
     """
+    # Imported here: `opentelemetry.propagate` loads the OTEL_PROPAGATORS entry points when it is
+    # first imported, and with x-trace-id among them that would import this module half-done.
+    from opentelemetry import propagate
+
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
     return carrier

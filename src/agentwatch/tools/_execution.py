@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -53,6 +52,16 @@ __all__ = [
     "run_sync",
     "tool_error_type",
 ]
+
+
+def _instrumentation_enabled() -> bool:
+    # Imported on first use, not with the package: opentelemetry.instrumentation.utils imports
+    # opentelemetry.propagate, which raises at import for a misspelled OTEL_PROPAGATORS entry, and
+    # `import agentwatch` must survive that so `agentwatch doctor` can report it.
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    return is_instrumentation_enabled()
+
 
 R = TypeVar("R")
 
@@ -354,7 +363,7 @@ def _start(
     metric_name: str | None,
     on_start: Callable[[ToolCall], None] | None,
 ) -> ToolCall | None:
-    if not is_instrumentation_enabled():
+    if not _instrumentation_enabled():
         return None
     try:
         call = ToolCall(
