@@ -130,18 +130,25 @@ def test_traces_reach_jaeger_with_session_structure(stack: Stack, workload: Work
         assert root_tags["gen_ai.operation.name"] == "invoke_agent"
         assert root_tags["span.kind"] == "internal"
         assert root_tags["gen_ai.conversation.id"] == session_of[trace_id]
-        assert root_tags["agentwatch.session.outcome"] in {"completed", "error"}
+        assert root_tags["agentwatch.session.outcome"] in {"completed", "error", "max_iterations"}
         assert root_tags["user.id"].startswith("user-")
         for key in (
             "agentwatch.session.iterations",
             "agentwatch.session.tool_calls",
             "agentwatch.session.tool_errors",
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.output_tokens",
-            "gen_ai.usage.cost.amount",
         ):
             assert isinstance(root_tags[key], int | float), (trace_id, key)
         children = [s for s in spans if s is not root]
+        # Usage and cost describe the LLM calls that answered: a session whose only call failed
+        # (e.g. a request no model could serve) has none, rather than zeros.
+        answered = any(
+            _tags(s).get("gen_ai.operation.name") == "chat" and "error.type" not in _tags(s) for s in children
+        )
+        for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cost.amount"):
+            if answered:
+                assert isinstance(root_tags[key], int | float), (trace_id, key)
+            else:
+                assert key not in root_tags, (trace_id, key)
         tool_children = 0
         for span in children:
             assert span["traceID"] == trace_id
@@ -159,8 +166,8 @@ def test_traces_reach_jaeger_with_session_structure(stack: Stack, workload: Work
                 assert span["operationName"] == f"chat {tags['gen_ai.request.model']}"
                 assert tags["span.kind"] == "client"
                 assert tags["gen_ai.provider.name"] in {"openai", "anthropic", "azure.ai.openai"}
-                assert tags["server.address"]
-                assert tags["server.port"] == 443
+                assert tags["server.address"] == workload.server_address
+                assert tags["server.port"] == workload.server_port
                 if "error.type" in tags:
                     assert tags["otel.status_code"] == "ERROR"
                     assert tags["error"] is True

@@ -1,0 +1,59 @@
+"""The ``agentwatch`` command line: ``demo``, ``doctor`` and ``runbook``, one module each.
+
+Each command module registers its sub-parser and imports what it needs only when it runs, so
+``agentwatch doctor`` never imports an LLM SDK it is about to report on. Bad arguments exit with
+code 2 and argparse's message, like every argparse program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from agentwatch._cli import _demo, _doctor, _runbook
+
+__all__ = ["build_parser", "main"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentwatch")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from agentwatch._version import __version__
+
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentwatch",
+        description="Observability and resilience for tool-using LLM agents.",
+        epilog="Run 'agentwatch COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"agentwatch {_version()}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    _demo.add_parser(commands)
+    _doctor.add_parser(commands)
+    _runbook.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse's own exits are returned too)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.run(args, args.command_parser))
+    except SystemExit as exc:  # argparse: --help, --version, and bad arguments (2)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BrokenPipeError:
+        # The reader went away (`agentwatch demo | head`): no traceback, and no second error
+        # when the interpreter flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

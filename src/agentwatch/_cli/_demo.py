@@ -1,0 +1,281 @@
+"""``agentwatch demo``: the command-line glue around :func:`agentwatch._demo.run_demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from agentwatch._cli._common import fraction, integer, parse_endpoint, positive_float, positive_int, probe
+
+if TYPE_CHECKING:
+    from agentwatch._demo import DemoProgress, DemoResult
+
+__all__ = ["add_parser", "run"]
+
+JAEGER_URL = "http://localhost:16686"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+_DESCRIPTION = """\
+Run scripted agent sessions against an embedded fake OpenAI-compatible LLM on 127.0.0.1, with
+the real openai SDK instrumented by agentwatch, and print what the SDK's own metrics say.
+
+The model asks for tools (a flaky critical search_knowledge_base, an optional slow
+get_user_preferences, an optional fetch_related_content whose dependency goes down mid-run),
+the tools run through agentwatch's registry and resilience policies, the model answers.
+
+Telemetry: with OTEL_EXPORTER_OTLP_ENDPOINT set, to that collector (OTLP, protocol from
+OTEL_EXPORTER_OTLP_PROTOCOL: grpc or http/protobuf); otherwise to a JSON Lines file of OTLP JSON
+in the current directory (or --output).
+
+The same --seed gives the same sessions (questions, tool calls, arguments, scripted faults);
+what depends on timing (which calls fall inside the outage windows, what the breakers decide)
+may differ slightly between runs.
+"""
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "demo",
+        help="run scripted agent sessions against a fake LLM and summarize the telemetry",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sessions", type=positive_int, default=30, metavar="N", help="agent sessions to run (default: 30)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="sessions running at once (default: 4)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=fraction,
+        default=0.1,
+        metavar="RATE",
+        help="share of LLM turns and tool calls that hit a fault, 0 to 1; 0 is a clean run (default: 0.1)",
+    )
+    parser.add_argument(
+        "--seed", type=integer, default=7, metavar="N", help="seed of the scripted sessions (default: 7)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="time budget: start no session after it (default: run every session)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the OTLP JSON Lines file here (default without an OTLP endpoint: "
+        "./agentwatch-demo-<timestamp>.jsonl)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
+    parser.set_defaults(run=run, command_parser=parser)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (flush, summary) but reported with its own exit code."""
+
+
+class _SigtermHandler:
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        # Raised once: a second SIGTERM during the flush must not cut it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated()
+
+
+def _check_output(path: Path, parser: argparse.ArgumentParser) -> Path:
+    path = path.expanduser()
+    if path.is_dir():
+        parser.error(f"--output {str(path)!r} is a directory; give a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        parser.error(f"--output {str(path)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        parser.error(f"--output {str(path)!r}: directory {str(parent)!r} is not writable")
+    return path.resolve()
+
+
+def _warn(message: str) -> None:
+    print(f"agentwatch demo: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from agentwatch._cli._progress import ProgressBar
+    from agentwatch._demo import TOOL_NAMES, DemoOptions, run_demo
+    from agentwatch._demo._otel import otlp_endpoint, otlp_protocol
+    from agentwatch._errors import ConfigError
+
+    output = _check_output(args.output, parser) if args.output is not None else None
+    endpoint = otlp_endpoint()
+    if endpoint is not None:
+        try:
+            protocol = otlp_protocol("traces")
+            otlp_protocol("metrics")
+            otlp_protocol("logs")
+        except ConfigError as exc:
+            parser.error(str(exc))
+        parsed = parse_endpoint(endpoint, 4317 if protocol == "grpc" else 4318)
+        if parsed is None:
+            parser.error(
+                f"invalid OTEL_EXPORTER_OTLP_ENDPOINT {endpoint!r}: expected a URL such as http://localhost:4317"
+            )
+        problem = probe(parsed.host, parsed.port)
+        if problem is not None:
+            _warn(
+                f"the OTLP endpoint {endpoint} does not answer ({problem}); is the collector running "
+                "(docker compose up in collector/)? The run goes on; the exporters retry, then drop."
+            )
+
+    progress = None if args.no_progress else ProgressBar(args.sessions)
+
+    def on_progress(update: DemoProgress) -> None:
+        if progress is not None:
+            detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(update.outcomes.items()))
+            progress.update(update.done, f"{detail}  {update.elapsed:.1f} s")
+
+    try:
+        options = DemoOptions(
+            sessions=args.sessions,
+            concurrency=args.concurrency,
+            seed=args.seed,
+            fault_rate=args.fault_rate,
+            duration=args.duration,
+            output=output,
+            on_progress=on_progress,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    _warn(
+        f"{args.sessions} sessions, concurrency {args.concurrency}, seed {args.seed}, "
+        f"fault rate {args.fault_rate:g}; Ctrl-C stops and still prints the summary"
+    )
+    sigterm = _SigtermHandler()
+    previous = signal.signal(signal.SIGTERM, sigterm)
+    try:
+        if progress is not None:
+            progress.start()
+        result = run_demo(options)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.finish()
+        _warn("interrupted before any session ran")
+        return EXIT_TERMINATED if sigterm.received else EXIT_INTERRUPTED
+    except ValueError as exc:  # a bad setting in the environment (ConfigError), named by the message
+        parser.error(str(exc))
+    except RuntimeError as exc:
+        _warn(str(exc))
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if progress is not None:
+        progress.finish(result.finished)
+    for error in result.llm_server_errors:
+        _warn(f"the fake LLM server failed to answer a request (a demo bug):\n{error}")
+    print(_render_json(result, TOOL_NAMES) if args.json else _render_text(result, TOOL_NAMES), flush=True)
+    if result.interrupted:
+        return EXIT_TERMINATED if sigterm.received else EXIT_INTERRUPTED
+    return 0
+
+
+def _telemetry_lines(result: DemoResult) -> list[str]:
+    lines = []
+    if result.otlp_endpoint is not None:
+        lines.append(
+            f"  sent over OTLP to {result.otlp_endpoint} as service {result.service_name!r} "
+            f"(instance {result.service_instance_id})"
+        )
+    if result.output_path is not None:
+        lines.append(f"  written as OTLP JSON lines to {result.output_path}")
+    return lines
+
+
+def _render_text(result: DemoResult, tool_order: tuple[str, ...]) -> str:
+    from agentwatch._cli._summary import render_models, render_sessions, render_tools, summarize
+
+    summary = summarize(result.metrics, tool_order=tool_order)
+    options = result.options
+    fault = options.fault_model
+    state = "interrupted: " if result.interrupted else "budget reached: " if result.budget_exhausted else ""
+    lines = [
+        "",
+        f"agentwatch demo: seed {options.seed}, fault rate {fault.rate:g}, plan {result.plan_digest}",
+        f"  {state}{result.finished} of {result.planned} sessions ran in {result.elapsed:.1f} s; "
+        f"the fake LLM at {result.llm_server} received {result.llm_requests} requests",
+        "",
+        "LLM calls by model (gen_ai.client.operation.duration, gen_ai.client.token.usage, gen_ai.client.operation.cost)",
+        *render_models(summary),
+        "",
+        "Tool calls (gen_ai.execute_tool.duration, agentwatch.resilience.events)",
+        *render_tools(summary),
+        "",
+        "Sessions (agentwatch.sessions, agentwatch.session.duration/.cost/.iterations)",
+        *render_sessions(summary),
+        "",
+        "Interesting trace",
+    ]
+    interesting = result.interesting
+    if interesting is None:
+        lines.append("  none: no session had a retry, a fallback or an error")
+    else:
+        lines.append(
+            f"  trace {interesting.trace_id}: session {interesting.session_id} ({interesting.outcome}) "
+            f"had {', '.join(interesting.marks)}"
+        )
+        if result.otlp_endpoint is not None:
+            lines.append(f"  open {JAEGER_URL}/trace/{interesting.trace_id}")
+    lines.extend(["", "Telemetry", *_telemetry_lines(result)])
+    return "\n".join(lines)
+
+
+def _render_json(result: DemoResult, tool_order: tuple[str, ...]) -> str:
+    from agentwatch._cli._summary import summarize
+
+    summary = summarize(result.metrics, tool_order=tool_order)
+    interesting = result.interesting
+    document = {
+        "seed": result.options.seed,
+        "faults": result.options.fault_model.describe(),
+        "plan_digest": result.plan_digest,
+        "sessions_planned": result.planned,
+        "sessions_started": result.started,
+        "sessions_finished": result.finished,
+        "interrupted": result.interrupted,
+        "budget_exhausted": result.budget_exhausted,
+        "elapsed_seconds": round(result.elapsed, 3),
+        "llm_server": result.llm_server,
+        "llm_server_requests": result.llm_requests,
+        "summary": summary.to_dict(),
+        "interesting_trace": None
+        if interesting is None
+        else {
+            "trace_id": interesting.trace_id,
+            "session_id": interesting.session_id,
+            "outcome": interesting.outcome,
+            "marks": list(interesting.marks),
+        },
+        "otlp_endpoint": result.otlp_endpoint,
+        "output": None if result.output_path is None else str(result.output_path),
+        "service_name": result.service_name,
+        "service_instance_id": result.service_instance_id,
+    }
+    return json.dumps(document, indent=2)

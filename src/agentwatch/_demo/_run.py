@@ -1,0 +1,369 @@
+"""``run_demo(options) -> DemoResult``: scripted agent sessions against an embedded fake LLM.
+
+The run instruments the ``openai`` SDK with the demo's own providers (``agentwatch.instrument(...,
+configure_sdk=False)``; no global provider is set) and undoes it at the end, so it must not run in
+a process that agentwatch already instruments. Sessions run on daemon worker threads sharing one
+``openai.OpenAI`` client. Interrupting the run (``KeyboardInterrupt`` in the calling thread) stops
+starting sessions, lets the running ones stop at their next step, and still flushes and returns
+what ran.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
+
+from agentwatch._demo._agent import SessionOutcome, run_session
+from agentwatch._demo._otel import DemoTelemetry, SessionRecord, otlp_endpoint
+from agentwatch._demo._plan import FALLBACK_MODEL, MAIN_MODEL, TOOL_NAMES, FaultModel, build_plan, plan_digest
+from agentwatch._demo._responder import ScriptedResponder
+from agentwatch._demo._tools import bound_world
+from agentwatch._demo._world import World
+from agentwatch.resilience import CircuitBreaker, Policy, Retry
+
+__all__ = ["LLM_POLICY", "DemoOptions", "DemoProgress", "DemoResult", "run_demo"]
+
+# The main model's policy: transient faults are retried (honouring retry-after), three failed
+# requests in a row open its circuit for a second, and the fallback model answers meanwhile.
+LLM_POLICY = Policy(
+    timeout=20.0,
+    retry=Retry(attempts=3, backoff=0.05, max_delay=0.5),
+    breaker=CircuitBreaker(failure_threshold=3, break_duration=1.0, max_break_duration=2.0),
+    fallback_models=(FALLBACK_MODEL,),
+)
+# How long an interrupted run waits for the sessions in flight to reach their next step.
+_DRAIN_SECONDS = 10.0
+_POLL = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class DemoProgress:
+    """Passed to ``DemoOptions.on_progress`` (from worker threads) after each session."""
+
+    done: int
+    started: int
+    total: int
+    outcomes: dict[str, int]
+    elapsed: float
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions:
+    """Settings of one demo run (the ``agentwatch demo`` options, plus knobs for tests and the stack e2e).
+
+    Attributes:
+        sessions: agent sessions to run.
+        concurrency: sessions running at the same time.
+        seed: seeds every session's plan (tools, arguments, faults, token counts).
+        fault_rate: ``FaultModel.rate``; ignored when ``faults`` is given.
+        faults: the full fault model.
+        duration: time budget in seconds: no session starts after it (``None``: run them all).
+        arrival_interval: seconds between session starts (0: as fast as ``concurrency`` allows).
+        output: the OTLP JSON Lines file; by default one is written only without an OTLP endpoint.
+        otlp: export to the OTLP endpoint of the ``OTEL_EXPORTER_OTLP_*`` variables (``None``:
+            exactly when one is set).
+        service_name: ``service.name`` unless ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` set one.
+        keep_sessions: keep one small record per session in the result (trace id, outcome).
+        metric_export_millis: export interval of the file/OTLP metric readers (``OTEL_METRIC_EXPORT_INTERVAL`` wins).
+        on_progress: called after each session ends, from the worker threads.
+    """
+
+    sessions: int = 30
+    concurrency: int = 4
+    seed: int = 7
+    fault_rate: float = 0.1
+    faults: FaultModel | None = None
+    duration: float | None = None
+    arrival_interval: float = 0.0
+    output: Path | None = None
+    otlp: bool | None = None
+    service_name: str = "agentwatch-demo"
+    keep_sessions: bool = False
+    metric_export_millis: int | None = None
+    on_progress: Callable[[DemoProgress], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _positive_int("sessions", self.sessions)
+        _positive_int("concurrency", self.concurrency)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.faults is None:
+            object.__setattr__(self, "faults", FaultModel(rate=self.fault_rate))
+        if self.duration is not None and (
+            isinstance(self.duration, bool)
+            or not isinstance(self.duration, (int, float))
+            or not self.duration > 0
+        ):
+            raise ValueError(f"duration must be a number of seconds > 0, got {self.duration!r}")
+        if isinstance(self.arrival_interval, bool) or not self.arrival_interval >= 0:
+            raise ValueError(
+                f"arrival_interval must be a number of seconds >= 0, got {self.arrival_interval!r}"
+            )
+
+    @property
+    def fault_model(self) -> FaultModel:
+        assert self.faults is not None  # set in __post_init__
+        return self.faults
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a run did; ``metrics`` is the SDK's final (cumulative) metric data, the summary's source."""
+
+    options: DemoOptions
+    plan_digest: str
+    run_id: str
+    planned: int
+    started: int
+    outcomes: dict[str, int]
+    llm_requests: int  # requests the fake LLM server received
+    llm_server_errors: tuple[str, ...]  # faults of the scripted responder (a bug, never expected)
+    llm_server: str
+    metrics: MetricsData | None
+    interesting: SessionRecord | None
+    sessions: tuple[SessionRecord, ...]
+    output_path: Path | None
+    otlp_endpoint: str | None
+    service_name: str
+    service_instance_id: str
+    interrupted: bool
+    budget_exhausted: bool
+    started_at: float  # epoch seconds
+    finished_at: float
+
+    @property
+    def finished(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def elapsed(self) -> float:
+        return self.finished_at - self.started_at
+
+
+class _Runner:
+    def __init__(self, options: DemoOptions, world: World, client: Any, run_id: str) -> None:
+        self.options = options
+        self.world = world
+        self.client = client
+        self.run_id = run_id
+        self.jobs: queue.Queue[int | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.outcomes: Counter[str] = Counter()
+        self.results: list[SessionOutcome] = []
+        self.start = time.monotonic()
+        self.deadline = None if options.duration is None else self.start + options.duration
+        self.cut = False
+        self.workers: list[threading.Thread] = []
+
+    def session_id(self, index: int) -> str:
+        return f"demo-{self.run_id}-{index:04d}"
+
+    def work(self) -> None:
+        while True:
+            index = self.jobs.get()
+            if index is None:
+                return
+            if self.world.stopping.is_set():
+                continue
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.cut = True  # queued before the budget ran out, but not started in time
+                continue
+            self.world.session_started()
+            outcome = run_session(self.client, self.world.plans[index], self.world, self.session_id(index))
+            with self.lock:
+                self.outcomes[outcome.outcome] += 1
+                self.results.append(outcome)
+                progress = DemoProgress(
+                    done=sum(self.outcomes.values()),
+                    started=self.world.started,
+                    total=len(self.world.plans),
+                    outcomes=dict(self.outcomes),
+                    elapsed=time.monotonic() - self.start,
+                )
+            callback = self.options.on_progress
+            if callback is not None:
+                try:
+                    callback(progress)
+                except Exception:  # noqa: BLE001 - a broken progress display must not stop the run
+                    pass
+
+    def dispatch(self) -> None:
+        """Queue the sessions, paced, within the budget (``cut`` tells whether it stopped the run)."""
+        options = self.options
+        deadline = self.deadline
+        for number in range(options.concurrency):
+            worker = threading.Thread(target=self.work, name=f"agentwatch-demo-{number}", daemon=True)
+            worker.start()
+            self.workers.append(worker)
+        for index in range(options.sessions):
+            if options.arrival_interval and index:
+                self._wait_until(self.start + index * options.arrival_interval, deadline)
+            if self.world.stopping.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                self.cut = True
+                break
+            # A bounded backlog keeps "started" honest for the budget: a session is queued only
+            # when a worker is about to be free.
+            while self.jobs.qsize() >= options.concurrency and not self.world.stopping.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+            if deadline is not None and time.monotonic() >= deadline:
+                self.cut = True
+                break
+            self.jobs.put(index)
+        for _ in self.workers:
+            self.jobs.put(None)
+
+    def _wait_until(self, when: float, deadline: float | None) -> None:
+        while not self.world.stopping.is_set():
+            now = time.monotonic()
+            if now >= when or (deadline is not None and now >= deadline):
+                return
+            time.sleep(min(_POLL, when - now))
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the workers (checking often, so that Ctrl-C is noticed); True if all ended."""
+        end = None if timeout is None else time.monotonic() + timeout
+        for worker in self.workers:
+            while worker.is_alive():
+                if end is not None and time.monotonic() >= end:
+                    return False
+                worker.join(_POLL)
+        return True
+
+
+def _reset_circuits() -> None:
+    """Circuits live in the process-wide registry: a second run in one process starts them closed."""
+    from agentwatch.resilience import circuit
+
+    for key in (*TOOL_NAMES, f"openai:{MAIN_MODEL}", f"openai:{FALLBACK_MODEL}"):
+        found = circuit(key)
+        if found is not None:
+            found.reset()
+
+
+def run_demo(options: DemoOptions | None = None) -> DemoResult:
+    """Run the demo; see :class:`DemoOptions`. Raises ``ValueError``/``ConfigError`` for bad settings
+    and ``RuntimeError`` when the process is already instrumented or another run is going on."""
+    import openai
+
+    from agentwatch import instrument, uninstrument
+    from agentwatch._config import resolve_settings
+    from agentwatch._fakellm import FakeLLMServer
+    from agentwatch._telemetry import _core
+    from agentwatch.instrumentation.openai import OpenAIInstrumentor
+    from agentwatch.resilience import _telemetry as resilience_telemetry
+
+    options = options or DemoOptions()
+    if OpenAIInstrumentor().is_instrumented_by_opentelemetry:
+        raise RuntimeError(
+            "the openai SDK is already instrumented in this process; the demo instruments it with "
+            "its own providers, so run it in a process of its own (agentwatch demo)"
+        )
+    # A bad agentwatch setting in the environment fails here, before any file is created.
+    resolve_settings(llm_policies={MAIN_MODEL: LLM_POLICY})
+    faults = options.fault_model
+    plans = build_plan(options.seed, options.sessions, faults)
+    use_otlp = otlp_endpoint() is not None if options.otlp is None else options.otlp
+    output = options.output
+    if output is None and not use_otlp:
+        output = Path.cwd() / f"agentwatch-demo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    world = World(plans, faults)
+    run_id = uuid.uuid4().hex[:6]
+    telemetry = DemoTelemetry(
+        service_name=options.service_name,
+        output_path=output,
+        use_otlp=use_otlp,
+        keep_sessions=options.keep_sessions,
+        metric_export_millis=options.metric_export_millis,
+    )
+    previous_default = dict(_core._default_kwargs)
+    previous_resilience = resilience_telemetry._current
+    started_at = time.time()
+    interrupted = cut = False
+    server = FakeLLMServer(responder=ScriptedResponder(world))
+    metrics: MetricsData | None = None
+    runner: _Runner | None = None
+    llm_server = ""
+    try:
+        with bound_world(world):
+            _reset_circuits()
+            instrument(
+                tracer_provider=telemetry.tracer_provider,
+                meter_provider=telemetry.meter_provider,
+                logger_provider=telemetry.logger_provider,
+                configure_sdk=False,
+                llm_policies={MAIN_MODEL: LLM_POLICY},
+            )
+            try:
+                server.start()
+                llm_server = server.url
+                client = openai.OpenAI(
+                    base_url=server.openai_base_url, api_key="sk-agentwatch-demo", max_retries=0
+                )
+                runner = _Runner(options, world, client, run_id)
+                try:
+                    runner.dispatch()
+                    runner.join(None)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    world.stopping.set()
+                    # The dispatcher may have been cut before it told the workers to finish.
+                    for _ in runner.workers:
+                        runner.jobs.put(None)
+                    try:
+                        runner.join(_DRAIN_SECONDS)
+                    except KeyboardInterrupt:
+                        pass  # a second Ctrl-C: stop waiting; what ended is still exported
+                client.close()
+            finally:
+                world.stopping.set()
+                server.stop()
+                uninstrument()
+    finally:
+        metrics = telemetry.close()
+        _core.set_default_telemetry(**previous_default)
+        resilience_telemetry._current = previous_resilience
+    outcomes: dict[str, int] = {}
+    if runner is not None:
+        cut = runner.cut
+        with runner.lock:
+            outcomes = dict(runner.outcomes)
+    return DemoResult(
+        options=options,
+        plan_digest=plan_digest(plans),
+        run_id=run_id,
+        planned=len(plans),
+        started=world.started,
+        outcomes=outcomes,
+        llm_requests=len(server.requests),
+        llm_server_errors=tuple(server.errors),
+        llm_server=llm_server,
+        metrics=metrics,
+        interesting=telemetry.tracker.interesting,
+        sessions=telemetry.tracker.records,
+        output_path=output,
+        otlp_endpoint=telemetry.otlp_endpoint,
+        service_name=telemetry.service_name,
+        service_instance_id=telemetry.service_instance_id,
+        interrupted=interrupted,
+        budget_exhausted=cut,
+        started_at=started_at,
+        finished_at=time.time(),
+    )

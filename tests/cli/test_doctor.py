@@ -1,0 +1,168 @@
+"""``agentwatch doctor`` end to end, in subprocesses, against real environments it has to diagnose."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli._support import AGENTWATCH, PYTHON_M, run
+
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core")
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    """An OTLP endpoint that answers a TCP connect (the doctor only connects)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+
+
+def test_all_good(tmp_path: Path, collector: str) -> None:
+    result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector})
+    assert result.returncode == 0, result.stdout
+    out = result.stdout
+    for section in (
+        "Clients and frameworks",
+        "Other instrumentors",
+        "Configuration",
+        "OpenTelemetry export",
+        "Propagators",
+    ):
+        assert section in out
+    for client in CLIENTS:
+        assert client in out
+    assert "agentwatch_openai" in out and "activates" in out
+    assert f"OTLP endpoint {collector} (configured; traces, metrics, logs; grpc): answers" in out
+    assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT  NO_CONTENT" in out
+    assert "no prompt, completion or tool argument/result content is recorded" in out
+    assert "tracecontext" in out and "baggage" in out
+    assert out.rstrip().endswith("No problems found.")
+
+
+def test_json_output(tmp_path: Path, collector: str) -> None:
+    result = run(
+        [*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    )
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["problems"] == []
+    assert {c["library"] for c in report["clients"]} == set(CLIENTS)
+    openai = next(c for c in report["clients"] if c["library"] == "openai")
+    assert openai["activates"] is True and openai["instrumentor"] == "agentwatch_openai"
+    assert openai["supported"] == "openai >= 1.26.0, < 4"
+    settings = {s["name"]: s for s in report["settings"]}
+    assert settings["AGENTWATCH_CONFIG"]["source"] == "default"
+    assert [p["name"] for p in report["propagators"]] == ["tracecontext", "baggage"]
+
+
+def test_invalid_settings_are_named_and_exit_1(tmp_path: Path, collector: str) -> None:
+    config = tmp_path / "policies.toml"
+    config.write_text("[tools.search_knowledge_base]\nretry = { attempts = 0 }\n")
+    result = run(
+        [AGENTWATCH, "doctor"],
+        cwd=tmp_path,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+            "AGENTWATCH_CONFIG": str(config),
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "sometimes",
+        },
+    )
+    assert result.returncode == 1
+    out = result.stdout
+    assert "2 problems found:" in out
+    assert "invalid value 0 for tools.search_knowledge_base.retry.attempts" in out
+    assert "invalid value 'sometimes' for OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in out
+    assert "NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT" in out  # what is accepted
+
+
+def test_policies_from_the_config_file_are_listed(tmp_path: Path, collector: str) -> None:
+    config = tmp_path / "policies.toml"
+    config.write_text(
+        '[tools."*"]\ntimeout = 10.0\n'
+        "[tools.search_knowledge_base]\ntimeout = 5.0\nretry = { attempts = 3 }\n"
+        "breaker = { failure_threshold = 5, break_duration = 30.0 }\n"
+        '[llm."gpt-4o"]\nfallback_models = ["gpt-4o-mini"]\n'
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "AGENTWATCH_CONFIG": str(config)}
+    result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout
+    assert "3 policies (2 tool, 1 model)" in result.stdout
+    assert (
+        '[tools."search_knowledge_base"] criticality critical; timeout 5 s in total; retry 3 attempts'
+        in result.stdout
+    )
+    assert "breaker opens after 5 consecutive failures, break 30 s" in result.stdout
+    assert '[llm."gpt-4o"]' in result.stdout and "fallback_models gpt-4o-mini" in result.stdout
+
+
+def test_unreachable_endpoint(tmp_path: Path, closed_endpoint: str) -> None:
+    result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": closed_endpoint})
+    assert result.returncode == 1
+    assert (
+        f"OTLP endpoint {closed_endpoint} (configured; traces, metrics, logs; grpc): does not answer"
+        in result.stdout
+    )
+    assert "1 problem found:" in result.stdout
+
+
+def test_disabled_instrumentation(tmp_path: Path, collector: str) -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "agentwatch_openai",
+    }
+    report = json.loads(run([AGENTWATCH, "doctor", "--json"], cwd=tmp_path, env=env).stdout)
+    openai = next(c for c in report["clients"] if c["library"] == "openai")
+    assert openai["activates"] is False
+    assert openai["reason"] == "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+
+
+def _install_other_instrumentor(site: Path) -> None:
+    """A distribution registering a second OpenAI instrumentor, as opentelemetry-instrumentation-openai-v2 does."""
+    info = site / "otel_openai_v2_standin-2.0b0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: otel-openai-v2-standin\nVersion: 2.0b0\n"
+        'Provides-Extra: instruments\nRequires-Dist: openai>=1.26.0; extra == "instruments"\n'
+    )
+    (info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\nopenai_v2 = standin_module:Instrumentor\n"
+    )
+
+
+@pytest.mark.parametrize(("disabled", "code"), [("", 1), ("openai_v2", 0)])
+def test_other_instrumentor_of_the_same_library(
+    tmp_path: Path, collector: str, disabled: str, code: int
+) -> None:
+    site = tmp_path / "site"
+    _install_other_instrumentor(site)
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+        "PYTHONPATH": str(site),
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled,
+    }
+    result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
+    assert result.returncode == code, result.stdout
+    state = "disabled" if disabled else "ACTIVE"
+    assert f"openai_v2 (otel-openai-v2-standin 2.0b0), {state}: instruments openai" in result.stdout
+    assert "double the chat spans" in result.stdout
+    if not disabled:
+        assert "keep one of them, e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=openai_v2" in result.stdout
+
+
+def test_x_trace_id_propagator_is_noted(tmp_path: Path, collector: str) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_PROPAGATORS": "tracecontext,baggage,x-trace-id"}
+    result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "x-trace-id: agentwatch: agentwatch.propagation:XTraceIdPropagator" in result.stdout
