@@ -174,3 +174,35 @@ async def test_python_310_timer_path_lets_external_cancellation_through() -> Non
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_timed_sync_attempts_reuse_idle_workers() -> None:
+    from agentwatch.resilience._timeout import run_sync_with_timeout
+
+    idents = {
+        run_sync_with_timeout(threading.get_ident, 1.0, TimeoutError, thread_name="t") for _ in range(20)
+    }
+    # Sequential attempts find the previous worker idle: no thread is started per attempt.
+    assert len(idents) == 1
+    assert threading.get_ident() not in idents
+
+
+def test_a_hung_attempt_keeps_its_worker_to_itself() -> None:
+    from agentwatch.resilience._timeout import run_sync_with_timeout
+
+    release = threading.Event()
+    hung: list[int] = []
+
+    def hang() -> None:
+        hung.append(threading.get_ident())
+        release.wait(5)
+
+    try:
+        with pytest.raises(TimeoutError):
+            run_sync_with_timeout(hang, 0.05, TimeoutError, thread_name="hung")
+        others = {
+            run_sync_with_timeout(threading.get_ident, 1.0, TimeoutError, thread_name="t") for _ in range(5)
+        }
+        assert hung and hung[0] not in others
+    finally:
+        release.set()

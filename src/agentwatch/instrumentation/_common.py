@@ -42,6 +42,10 @@ def get(obj: object, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; ``None`` if absent."""
     if obj is None:
         return None
+    # Exact-type check first: responses are pydantic models and requests plain dicts, and an ABC
+    # isinstance check costs more than the rest of this function.
+    if type(obj) is dict:
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)

@@ -1,18 +1,24 @@
 """Running one attempt under a time limit.
 
 Async attempts run in the caller's task and are *cancelled* when the limit passes, so they stop
-at their next ``await``. Sync attempts cannot be interrupted in Python: they run in a fresh daemon
-thread (with a copy of the caller's contextvars, so spans started inside still have the caller's
-span as parent) and the caller stops *waiting* when the limit passes. The abandoned thread keeps
-running until the callable returns on its own; its result or exception is discarded. A tool that
-hangs forever therefore leaks one thread per timed-out call: give such tools their own socket or
-client timeouts too. Thread-local state of the caller (not contextvars) is not visible inside.
+at their next ``await``. Sync attempts cannot be interrupted in Python: they run in a daemon
+worker thread (with a copy of the caller's contextvars, so spans started inside still have the
+caller's span as parent) and the caller stops *waiting* when the limit passes. The abandoned
+worker keeps running until the callable returns on its own; its result or exception is discarded.
+A tool that hangs forever therefore holds one thread per timed-out call: give such tools their
+own socket or client timeouts too. Thread-local state of the caller (not contextvars) is not
+visible inside.
+
+Workers are reused: starting a thread costs ~100 µs, several times everything else a policy does
+per call. A finished worker waits for the next attempt; at most ``_MAX_IDLE`` idle workers are
+kept, and a busy (or hung) worker is never handed a second attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import queue
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,6 +27,48 @@ from typing import Generic, TypeVar
 __all__ = ["run_async_with_timeout", "run_sync_with_timeout"]
 
 T = TypeVar("T")
+
+_MAX_IDLE = 16
+
+
+class _Worker:
+    """A daemon thread running one attempt at a time, handed over through its own inbox."""
+
+    __slots__ = ("inbox",)
+
+    def __init__(self, name: str) -> None:
+        self.inbox: queue.SimpleQueue[tuple[Callable[[], None], str]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        current = threading.current_thread()
+        while True:
+            job, name = self.inbox.get()
+            # Named after the attempt's tool, so a thread dump of a hung call says which tool it is.
+            current.name = name
+            job()
+            if not _release(self):
+                return
+
+
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+
+
+def _release(worker: _Worker) -> bool:
+    with _idle_lock:
+        if len(_idle) >= _MAX_IDLE:
+            return False
+        _idle.append(worker)
+        return True
+
+
+def _dispatch(job: Callable[[], None], thread_name: str) -> None:
+    with _idle_lock:
+        worker = _idle.pop() if _idle else None
+    if worker is None:
+        worker = _Worker(thread_name)
+    worker.inbox.put((job, thread_name))
 
 
 class _Outcome(Generic[T]):
@@ -47,7 +95,7 @@ def run_sync_with_timeout(
         finally:
             outcome.done.set()
 
-    threading.Thread(target=work, name=thread_name, daemon=True).start()
+    _dispatch(work, thread_name)
     if not outcome.done.wait(timeout):
         raise on_timeout()
     if outcome.error is not None:
