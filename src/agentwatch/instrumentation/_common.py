@@ -38,17 +38,23 @@ def as_str_list(value: object) -> list[str] | None:
     return None
 
 
+_ABSENT = object()
+
+
 def get(obj: object, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; ``None`` if absent."""
     if obj is None:
         return None
-    # Exact-type check first: responses are pydantic models and requests plain dicts, and an ABC
-    # isinstance check costs more than the rest of this function.
+    # Cheapest checks first: requests are plain dicts and responses pydantic models; an ABC
+    # isinstance check on every field read would cost more than the rest of this function.
     if type(obj) is dict:
         return obj.get(name)
+    value = getattr(obj, name, _ABSENT)
+    if value is not _ABSENT:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name)
-    return getattr(obj, name, None)
+    return None
 
 
 def put(attrs: dict[str, AttributeValue], key: str, value: AttributeValue | None) -> None:
