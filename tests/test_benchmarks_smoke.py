@@ -1,0 +1,83 @@
+"""The overhead benchmark still runs: ``benchmarks/run.py --quick`` in this interpreter.
+
+Structure only, never timings: every item of the benchmark must produce its row, no item may
+fail, and the results file and raw samples must be written. The numbers themselves are judged
+by the full run (``python benchmarks/run.py``), not here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+# (item number, text the row's label starts with): one row per benchmark item.
+EXPECTED_ROWS = [
+    ("1", "floor: bare SDK span"),
+    ("1", "floor in situ"),
+    ("2", "agentwatch: added per call"),
+    ("2", "agentwatch added ÷ floor"),
+    ("2", "of which the 4 histogram records"),
+    ("3", "OpenAI stream: chunk path, parsed chunks replayed"),
+    ("3", "OpenAI stream: amortised"),
+    ("3", "Anthropic stream: chunk path, parsed chunks replayed"),
+    ("3", "Anthropic stream: amortised"),
+    ("4", "tool through"),
+    ("5", "memory: 300 non-streaming calls"),
+    ("5", "memory: 50 streams read to the end"),
+    ("5", "memory: 50 streams dropped unread"),
+    ("5", "one open stream"),
+]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_produces_every_item(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    raw = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--here", "--results", str(results), "--json", str(raw)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == ["item", "what", "median", "P25–P75"], done.stdout
+    rows = [line for line in lines[2:] if line.strip()]
+    for item, label in EXPECTED_ROWS:
+        matching = [
+            row for row in rows if row.startswith(item) and row[len(item) :].strip().startswith(label)
+        ]
+        assert matching, f"no row for item {item} {label!r} in:\n{done.stdout}"
+        assert "not measured" not in matching[0], matching[0]
+        assert "not available" not in matching[0] or item == "4", matching[0]
+
+    data = json.loads(raw.read_text(encoding="utf-8"))
+    agentwatch = data["results"]["agentwatch"]
+    assert agentwatch["errors"] == {}, agentwatch["errors"]
+    expected_items = {
+        "chat",
+        "stream_openai",
+        "stream_anthropic",
+        "tool",
+        "breakdown",
+        "decomposition",
+        "wrapper",
+        "memory",
+        "profile",
+    }
+    assert set(agentwatch["items"]) == expected_items
+    assert agentwatch["items"]["chat"]["spans_per_call"] == 1
+    assert agentwatch["items"]["chat"]["measurements_per_call"] == 4
+
+    text = results.read_text(encoding="utf-8")
+    for heading in ("## Table", "## 2.", "## 3.", "## 4.", "## 5.", "## Versions"):
+        assert heading in text, heading
