@@ -717,8 +717,9 @@ def _findings(results: dict[str, dict[str, Any]], aw: Summary) -> list[str]:
             f"- **Tool call.** One bare span costs {span:.0f} µs. The tool without a policy adds {plain:.0f} µs "
             "(its span, a `gen_ai.execute_tool.duration` record and the JSON encoding of the result for "
             f"`gen_ai.tool.call.result.bytes`); retry + breaker + bulkhead add {no_timeouts - plain:.0f} µs more; "
-            f"the timeouts add {full - no_timeouts:.0f} µs: a sync attempt under a timeout runs in a new thread "
-            "(`resilience/_timeout.py`), and starting it is most of that (see the tool profile)."
+            f"the timeouts add {full - no_timeouts:.0f} µs: a sync attempt under a timeout is handed to a worker "
+            "thread (reused, not started per attempt: `resilience/_timeout.py`) while the caller waits on an event, "
+            "and that hand-over between two threads on two cores is most of it (see the tool profile)."
         )
         if GOAL_TOOL_RATIO * span < plain:
             text += f" The goal ({GOAL_TOOL_RATIO} × the span, {GOAL_TOOL_RATIO * span:.0f} µs) is less than the tool costs without any policy."
