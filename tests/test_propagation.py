@@ -129,6 +129,35 @@ def test_otel_propagators_turns_it_on_everywhere() -> None:
     assert data["extracted"] == TRACE_ID
 
 
+def test_a_misspelled_propagator_is_named_and_tools_still_run() -> None:
+    # opentelemetry.propagate raises a bare ValueError at import for an unknown name: a tool call
+    # must not trip over it, and instrument() must say which setting is wrong.
+    script = textwrap.dedent(
+        """
+        import json
+        import agentwatch
+
+        @agentwatch.tool
+        def double(x: int) -> int:
+            return 2 * x
+
+        result = double(x=2)
+        try:
+            agentwatch.instrument(configure_sdk=False)
+        except agentwatch.ConfigError as exc:
+            print(json.dumps({"result": result, "setting": exc.setting, "accepted": exc.accepted}))
+        """
+    )
+    env = {**os.environ, "OTEL_PROPAGATORS": "tracecontext,x-trace-idd"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["result"] == 4
+    assert data["setting"] == "OTEL_PROPAGATORS"
+    assert "x-trace-id" in data["accepted"]
+    assert "tracecontext" in data["accepted"]
+
+
 def test_trace_headers_use_the_configured_propagators(tracer_provider: TracerProvider) -> None:
     assert trace_headers() == {}
     with tracer_provider.get_tracer("t").start_as_current_span("s") as span:

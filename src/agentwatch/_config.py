@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.environment_variables import OTEL_PROPAGATORS
+
 from agentwatch import environment_variables as ev
 from agentwatch._errors import ConfigError
 
@@ -190,6 +192,31 @@ def load_prices_file(path: str) -> dict[str, ModelPrices]:
     if not isinstance(data, dict) or set(data) - {"models"}:
         raise ConfigError(setting, path, 'a single top-level table "models"')
     return _prices(data.get("models", {}), f"{setting}:models")
+
+
+def check_propagators(environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`ConfigError` naming ``OTEL_PROPAGATORS`` if an entry is not installed.
+
+    ``opentelemetry.propagate`` loads the configured propagators when it is first imported and
+    raises a bare ``ValueError`` that names neither the variable nor the installed choices.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(OTEL_PROPAGATORS)
+    if raw is None:
+        return
+    from importlib.metadata import entry_points
+
+    installed = {point.name for point in entry_points(group="opentelemetry_propagator")}
+    # The SDK's own reading: names are stripped, and a "none" ends the list.
+    for name in (n.strip() for n in raw.split(",")):
+        if name.lower() == "none":
+            return
+        if name not in installed:
+            raise ConfigError(
+                OTEL_PROPAGATORS,
+                raw,
+                f"comma-separated installed propagators ({', '.join(sorted(installed))}) or 'none'",
+            )
 
 
 def resolve_settings(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-__all__ = ["logger", "report_internal_error"]
+from opentelemetry import context
+
+__all__ = ["instrumentation_enabled", "logger", "report_internal_error"]
 
 logger = logging.getLogger("agentwatch")
 
@@ -31,3 +33,15 @@ def report_internal_error(site: str) -> None:
         )
     else:
         logger.debug("agentwatch: internal error in %s", site, exc_info=True)
+
+
+# The two keys opentelemetry.instrumentation.utils.is_instrumentation_enabled reads. That module is
+# not imported for tool calls: it imports opentelemetry.propagate, which raises at import for a
+# misspelled OTEL_PROPAGATORS entry, and neither `import agentwatch` nor a tool call may fail on it.
+_SUPPRESS_KEY = context._SUPPRESS_INSTRUMENTATION_KEY
+_SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
+
+
+def instrumentation_enabled() -> bool:
+    """False inside ``suppress_instrumentation()``, as contrib's ``is_instrumentation_enabled``."""
+    return not (context.get_value(_SUPPRESS_KEY) or context.get_value(_SUPPRESS_KEY_PLAIN))

@@ -11,7 +11,7 @@ from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 
-from agentwatch._config import resolve_settings
+from agentwatch._config import check_propagators, resolve_settings
 from agentwatch._internal import logger
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
@@ -86,6 +86,7 @@ def instrument(
     Calling it again is harmless (already instrumented clients are left as they are); call
     :func:`uninstrument` first to change settings.
     """
+    check_propagators()
     settings = resolve_settings(
         capture_message_content=capture_message_content,
         propagate_hosts=propagate_hosts,

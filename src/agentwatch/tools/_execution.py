@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import instrumentation_enabled, report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import error_type, scrub
@@ -52,15 +52,6 @@ __all__ = [
     "run_sync",
     "tool_error_type",
 ]
-
-
-def _instrumentation_enabled() -> bool:
-    # Imported on first use, not with the package: opentelemetry.instrumentation.utils imports
-    # opentelemetry.propagate, which raises at import for a misspelled OTEL_PROPAGATORS entry, and
-    # `import agentwatch` must survive that so `agentwatch doctor` can report it.
-    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-
-    return is_instrumentation_enabled()
 
 
 R = TypeVar("R")
@@ -363,7 +354,7 @@ def _start(
     metric_name: str | None,
     on_start: Callable[[ToolCall], None] | None,
 ) -> ToolCall | None:
-    if not _instrumentation_enabled():
+    if not instrumentation_enabled():
         return None
     try:
         call = ToolCall(
