@@ -69,6 +69,32 @@ def test_parser_fault_is_logged_once_and_swallowed(
     assert len(instrumented.finished()) == 4
 
 
+def test_a_fault_reading_request_content_still_ends_the_span(
+    signals: Signals, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The SDK sends a malformed message as it is; agentwatch's content reader trips on it.
+    fake_llm.enqueue(Reply.text("ok"))
+    agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content="SPAN_ONLY")
+    try:
+        with (
+            openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="sk-test", max_retries=0) as client,
+            caplog.at_level(logging.WARNING, logger="agentwatch"),
+        ):
+            result = client.chat.completions.create(
+                model=OPENAI_MODEL,
+                messages=[{"role": "assistant", "tool_calls": 5}],  # type: ignore[list-item]
+            )
+    finally:
+        agentwatch.uninstrument()
+
+    assert result.choices[0].message.content == "ok"
+    assert fake_llm.requests[0].json["messages"] == [{"role": "assistant", "tool_calls": 5}]
+    (span,) = signals.finished()
+    assert dict(span.attributes or {})["gen_ai.response.id"]
+    assert [p.count for p in signals.points("gen_ai.client.operation.duration")] == [1]
+    assert any("reading chat request content" in r.getMessage() for r in caplog.records)
+
+
 class ExplodingProcessor(SpanProcessor):
     def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
         if span.name.startswith("chat") and span.attributes.get("gen_ai.request.seed") == 1:

@@ -9,7 +9,7 @@ stream) and re-raises exactly what it raised.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._inference import InferenceCall, guarded
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -72,11 +72,43 @@ def start_call(
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
         if op.content is not None and telemetry.settings.capture.enabled:
-            op.content(call, kwargs)
+            # On its own: the span has started, and a fault here must not leave it open.
+            guarded(f"reading {op.name} request content", op.content, call, kwargs)
         return call
     except Exception:  # noqa: BLE001
         report_internal_error(f"starting a {op.name} span")
         return None
+
+
+# Request arguments the SDKs accept as any iterable (messages, Responses input items, system
+# blocks), and so as a one-shot iterator.
+_REQUEST_ITERABLES = ("messages", "input", "system")
+
+
+def make_replayable(kwargs: dict[str, Any]) -> None:
+    """Turn one-shot iterators in the request (top level and inside each item) into lists.
+
+    Content capture reads the request before the SDK does, and a policy hands the same kwargs to
+    every attempt: either would leave the SDK an exhausted iterator, that is, send a different
+    request than the application made. ``kwargs`` is the dict wrapt built for this call, so
+    replacing its values changes nothing the application holds.
+    """
+    for key in _REQUEST_ITERABLES:
+        value = kwargs.get(key)
+        if isinstance(value, Iterator):
+            value = kwargs[key] = list(value)
+        if isinstance(value, list) and any(_holds_iterator(item) for item in value):
+            kwargs[key] = [_replayable_item(item) for item in value]
+
+
+def _holds_iterator(item: object) -> bool:
+    return isinstance(item, Mapping) and any(isinstance(v, Iterator) for v in item.values())
+
+
+def _replayable_item(item: Any) -> Any:
+    if not _holds_iterator(item):
+        return item
+    return {k: list(v) if isinstance(v, Iterator) else v for k, v in item.items()}
 
 
 def finish_call(
@@ -110,6 +142,8 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
+        if policy is not None or telemetry.settings.capture.enabled:
+            make_replayable(kwargs)
         call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -140,6 +174,8 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
+        if policy is not None or telemetry.settings.capture.enabled:
+            make_replayable(kwargs)
         call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
         if call is None:
             return await wrapped(*args, **kwargs)
@@ -186,6 +222,8 @@ def stream_manager_wrapper(
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if op is not None and telemetry.settings.capture.enabled and is_instrumentation_enabled():
+            make_replayable(kwargs)
         manager = wrapped(*args, **kwargs)
         if not is_instrumentation_enabled():
             return manager
