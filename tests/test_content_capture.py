@@ -13,7 +13,16 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, make_signals
+from support import (
+    ANTHROPIC_KEY,
+    ANTHROPIC_MODEL,
+    ANTHROPIC_NATIVE_TRACING,
+    NO_NATIVE,
+    OPENAI_KEY,
+    OPENAI_MODEL,
+    Signals,
+    make_signals,
+)
 
 PROMPT = "my secret diagnosis is ZEBRA-7781"
 SYSTEM = "system rules QUOKKA-1234"
@@ -147,3 +156,41 @@ def test_invalid_capture_value_is_refused(signals: Signals) -> None:
     ):
         agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content="everything")
     assert not openai.resources.chat.completions.Completions.create.__qualname__.startswith("traced")
+
+
+@pytest.mark.skipif(not ANTHROPIC_NATIVE_TRACING, reason="this anthropic version has no tracing of its own")
+def test_one_details_event_per_call_when_the_sdk_makes_the_span(fake_llm: FakeLLMServer) -> None:
+    signals = make_signals()
+    agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content="SPAN_AND_EVENT")
+    try:
+        with anthropic.Anthropic(
+            base_url=fake_llm.anthropic_base_url,
+            api_key=ANTHROPIC_KEY,
+            max_retries=0,
+            open_telemetry={"tracer_provider": signals.tracer_provider},
+        ) as client:
+            client.messages.create(
+                model=ANTHROPIC_MODEL, max_tokens=16, messages=[{"role": "user", "content": PROMPT}]
+            )
+            for _ in client.messages.create(
+                model=ANTHROPIC_MODEL,
+                max_tokens=16,
+                messages=[{"role": "user", "content": PROMPT}],
+                stream=True,
+            ):
+                pass
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+
+    spans = signals.finished()
+    assert [
+        s.instrumentation_scope.name.startswith("com.anthropic") for s in spans if s.instrumentation_scope
+    ] == [
+        True,
+        True,
+    ]
+    events = [log.log_record for log in signals.logs.get_finished_logs()]
+    assert [e.trace_id for e in events] == [s.context.trace_id for s in spans if s.context]
+    for event in events:
+        assert dict(event.attributes or {})["gen_ai.input.messages"][0]["parts"][0]["content"] == PROMPT

@@ -55,3 +55,21 @@ def test_sampled_out_spans_still_record_metrics(sampled_out: Signals, fake_llm: 
     assert sampled_out.points("gen_ai.client.operation.cost")[0].count == 2
     # A sampled-out span still propagates (with the sampled flag off) so downstream agrees.
     assert int(fake_llm.requests[0].headers["traceparent"].rsplit("-", 1)[1], 16) & 0x01 == 0
+
+
+def test_sampled_out_calls_still_emit_details_events(fake_llm: FakeLLMServer) -> None:
+    # Events are logs, with their own pipeline: trace sampling does not drop them.
+    signals = make_signals(sampler=ALWAYS_OFF)
+    agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content="EVENT_ONLY")
+    try:
+        with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+            client.chat.completions.create(model=OPENAI_MODEL, messages=user("hello there"))
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+
+    assert signals.finished() == []
+    (log,) = signals.logs.get_finished_logs()
+    attributes = dict(log.log_record.attributes or {})
+    assert attributes["gen_ai.input.messages"][0]["parts"][0]["content"] == "hello there"
+    assert attributes["gen_ai.output.messages"][0]["parts"][0]["type"] == "text"

@@ -141,7 +141,15 @@ class InferenceCall:
 
     @property
     def capture_content(self) -> bool:
-        return self.telemetry.settings.capture.enabled
+        """Whether content is read at all: for the event, or for a span that is recorded."""
+        capture = self.telemetry.settings.capture
+        if capture.event:
+            return True
+        if not capture.span:
+            return False
+        # A span the SDK makes itself (Anthropic) is only known later: read, in case.
+        span = self.span
+        return span is None or span.is_recording()
 
     # -- context ---------------------------------------------------------------------------
 
@@ -265,6 +273,10 @@ class InferenceCall:
                 report_internal_error("session accounting")
 
         span = self.span
+        # Events are logs: they have their own pipeline, and a span sampled out (or already
+        # ended by the SDK that made it) does not drop them.
+        if tel.settings.capture.event:
+            self._emit_details_event(span, etype)
         if span is None:
             return
         if span.is_recording():
@@ -274,8 +286,6 @@ class InferenceCall:
             if etype is not None:
                 span.set_attribute(sc.ERROR_TYPE, etype)
                 span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
-            if tel.settings.capture.event:
-                self._emit_details_event(span, etype)
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))
@@ -334,7 +344,7 @@ class InferenceCall:
         if out:
             span.set_attributes(out)
 
-    def _emit_details_event(self, span: Span, etype: str | None) -> None:
+    def _emit_details_event(self, span: Span | None, etype: str | None) -> None:
         attributes: dict[str, Any] = dict(self.attributes)
         if self.response_id:
             attributes[sc.RESPONSE_ID] = self.response_id
@@ -358,7 +368,7 @@ class InferenceCall:
         self.telemetry.event_logger.emit(
             event_name=sc.EVENT_OPERATION_DETAILS,
             attributes=attributes,
-            context=trace.set_span_in_context(span),
+            context=trace.set_span_in_context(span) if span is not None else None,
         )
 
 
