@@ -82,6 +82,24 @@ def test_instrumenting_twice_is_harmless(signals: Signals, openai_client: openai
     agentwatch.uninstrument()  # and uninstrumenting twice too
 
 
+def test_a_second_instrument_changes_no_setting(signals: Signals) -> None:
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content="SPAN_ONLY")
+    try:
+
+        @agentwatch.tool
+        def echo(text: str) -> str:
+            return text
+
+        echo(text="SECRET-ARGUMENT")
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    (span,) = signals.finished()
+    assert span.name == "execute_tool echo"
+    assert "SECRET-ARGUMENT" not in signals.dump()
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "accepted"),
     [

@@ -29,6 +29,9 @@ _INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
 )
 
 _lock = threading.Lock()
+# Set by instrument(), cleared by uninstrument(): a second instrument() must change nothing, not
+# give tools and sessions new settings while the LLM clients keep the first ones.
+_instrumented = False
 
 
 def _sdk_configured() -> bool:
@@ -94,7 +97,12 @@ def instrument(
         prices=prices,
         llm_policies=llm_policies,
     )
+    global _instrumented
     with _lock:
+        if _instrumented:
+            logger.debug("agentwatch: already instrumented; call uninstrument() first to change settings")
+            return
+        _instrumented = True
         if configure_sdk and tracer_provider is None and meter_provider is None and not _sdk_configured():
             _configure_sdk_from_environment()
         pricer = Pricer(settings.prices)
@@ -118,7 +126,9 @@ def instrument(
 
 def uninstrument() -> None:
     """Restore every method agentwatch patched (the original function objects)."""
+    global _instrumented
     with _lock:
+        _instrumented = False
         for distribution, module, name in _INSTRUMENTORS:
             if importlib.util.find_spec(distribution) is None:
                 continue
