@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from agentwatch._demo import FaultModel, build_plan, plan_digest
+from agentwatch._demo._otel import otlp_endpoint
 from cli._support import (
     AGENTWATCH,
     PYTHON_M,
@@ -192,6 +194,7 @@ def test_interrupt_stops_cleanly_with_summary_and_flushed_file(
         (["demo", "--seed", "x"], "argument --seed: must be an integer, got 'x'"),
         (["demo", "--output", "no-such-dir/run.jsonl"], "directory 'no-such-dir' does not exist"),
         (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+        (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
         ([], "the following arguments are required: COMMAND"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
@@ -213,6 +216,44 @@ def test_bad_otlp_protocol_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr and "'http/json'" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_openai_sdk_the_demo_says_what_to_install(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.modules['openai'] = None; from agentwatch._cli import main; sys.exit(main(['demo']))"
+    )
+    result = run([sys.executable, "-c", script], cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'pip install "agentwatch[openai]"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317"}, "http://a:4317"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4317",
+            },
+            "http://b:4317",
+        ),
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4317"}, "http://localhost:4317"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://c:4318",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            },
+            "http://localhost:4318",
+        ),
+    ],
+)
+def test_the_endpoint_shown_is_where_the_traces_go(env: dict[str, str], expected: str | None) -> None:
+    # The SDK's precedence: the traces endpoint over the generic one.
+    assert otlp_endpoint(env) == expected
 
 
 def test_invalid_agentwatch_setting_is_named(tmp_path: Path) -> None:

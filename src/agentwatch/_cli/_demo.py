@@ -124,6 +124,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from agentwatch._demo._otel import otlp_endpoint, otlp_protocol
     from agentwatch._errors import ConfigError
 
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        # An optional extra: a plain `pip install agentwatch` has the command but not the SDK.
+        _warn(
+            'agentwatch demo drives the real openai SDK, which is not installed: pip install "agentwatch[openai]"'
+        )
+        return 1
     output = _check_output(args.output, parser) if args.output is not None else None
     endpoint = otlp_endpoint()
     if endpoint is not None:

@@ -68,13 +68,20 @@ _CIRCUIT_EVENTS = frozenset({"circuit_opened", "circuit_half_opened", "circuit_c
 
 
 def otlp_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
-    """The configured OTLP endpoint (the generic one, else the traces one), or ``None``."""
+    """Where the traces go over OTLP, or ``None`` when no OTLP endpoint variable is set.
+
+    The SDK's precedence, so that what the demo prints and probes is where the spans go: the
+    traces endpoint, else the generic one; with only a metrics or logs endpoint set, traces go to
+    the exporter's default.
+    """
     env = os.environ if environ is None else environ
-    for name in OTLP_ENDPOINT_VARIABLES:
+    if not any(env.get(name, "").strip() for name in OTLP_ENDPOINT_VARIABLES):
+        return None
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         value = env.get(name, "").strip()
         if value:
             return value
-    return None
+    return "http://localhost:4317" if otlp_protocol("traces", env) == "grpc" else "http://localhost:4318"
 
 
 def otlp_protocol(signal: str, environ: Mapping[str, str] | None = None) -> str:
