@@ -182,6 +182,43 @@ def test_sync_stream_idle_timeout(with_policies: Any, fake_llm: FakeLLMServer) -
     assert dict(signals.only_span().attributes or {})["error.type"] == "timeout"
 
 
+def test_sync_stream_timeout_reports_the_read_timeout_actually_enforced(
+    with_policies: Any, fake_llm: FakeLLMServer
+) -> None:
+    with_policies(**{OPENAI_MODEL: Policy(first_chunk_timeout=0.5, idle_timeout=0.2)})
+    fake_llm.enqueue(Reply.text("a b", chunk_delay=2.0))
+    with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+        stream = client.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True)
+        with pytest.raises(ToolTimeoutError) as raised:
+            for _ in stream:
+                pass
+    # A sync stream's reads all share the SDK's read timeout, the larger of the two limits.
+    assert (raised.value.scope, raised.value.timeout) == ("idle", 0.5)
+
+
+def test_an_empty_model_goes_to_the_sdk_unchanged(with_policies: Any, fake_llm: FakeLLMServer) -> None:
+    with_policies(**{"*": Policy()})
+    fake_llm.enqueue(Reply.text("as without agentwatch"))
+    with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+        result = client.chat.completions.create(model="", messages=user())
+    assert result.choices[0].message.content == "as without agentwatch"
+    assert [r.model for r in fake_llm.requests] == [""]
+
+
+@pytest.mark.anyio
+async def test_an_empty_model_goes_to_the_sdk_unchanged_async(
+    with_policies: Any, fake_llm: FakeLLMServer
+) -> None:
+    with_policies(**{"*": Policy()})
+    fake_llm.enqueue(Reply.text("as without agentwatch"))
+    async with openai.AsyncOpenAI(
+        base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0
+    ) as client:
+        result = await client.chat.completions.create(model="", messages=user())
+    assert result.choices[0].message.content == "as without agentwatch"
+    assert [r.model for r in fake_llm.requests] == [""]
+
+
 def test_policies_from_agentwatch_config(
     signals: Signals, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

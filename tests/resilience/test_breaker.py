@@ -18,6 +18,8 @@ from agentwatch.resilience import (
     CircuitOpenError,
     CircuitState,
     Policy,
+    Retry,
+    ToolTimeoutError,
     circuit,
     circuits,
 )
@@ -434,6 +436,47 @@ def test_validation_errors_do_not_count(make: Any) -> None:
         with pytest.raises(ValueError, match="bad arguments"):
             pipeline.call(invalid)
     assert circuits()[0].state is CircuitState.CLOSED
+
+
+def test_a_hang_cut_by_the_total_deadline_opens_the_circuit(make: Any) -> None:
+    # Policy's default is a total deadline and no attempt timeout: the deadline is what cuts a hang.
+    policy = Policy(
+        timeout=0.05,
+        retry=Retry(attempts=3, backoff=0.0, max_delay=0.0),
+        breaker=CircuitBreaker(failure_threshold=1),
+    )
+    pipeline = make(policy, clock=time.monotonic)
+    release = threading.Event()
+    made = 0
+
+    def hang(ctx: AttemptContext) -> None:
+        nonlocal made
+        made += 1
+        release.wait(5)
+
+    try:
+        with pytest.raises(ToolTimeoutError) as caught:
+            pipeline.call(hang)
+        assert caught.value.scope == "total"
+        with pytest.raises(CircuitOpenError):
+            pipeline.call(hang)
+    finally:
+        release.set()
+    assert made == 1  # counted, but not retried: the deadline is spent
+    assert circuits()[0].failures == 1
+
+
+@pytest.mark.anyio
+async def test_an_async_hang_cut_by_the_total_deadline_opens_the_circuit(make: Any) -> None:
+    pipeline = make(Policy(timeout=0.05, breaker=CircuitBreaker(failure_threshold=1)), clock=time.monotonic)
+
+    async def hang(ctx: AttemptContext) -> None:
+        await asyncio.sleep(30)
+
+    with pytest.raises(ToolTimeoutError) as caught:
+        await pipeline.acall(hang)
+    assert caught.value.scope == "total"
+    assert pipeline.circuits["search"].state is CircuitState.OPEN
 
 
 def test_llm_circuits_are_keyed_per_provider_and_model(make: Any) -> None:

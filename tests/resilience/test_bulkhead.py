@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from agentwatch.resilience import AttemptContext, Bulkhead, BulkheadFullError, Policy
+from agentwatch.resilience import (
+    AttemptContext,
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitState,
+    Policy,
+    ToolTimeoutError,
+)
 from agentwatch.resilience._bulkhead import BulkheadGate
-from resilience._support import events
+from resilience._support import FakeClock, events
 from support import Signals
 
 
@@ -154,3 +163,139 @@ async def test_slot_handed_from_a_thread_to_a_task() -> None:
     threading.Thread(target=gate.leave).start()
     await asyncio.wait_for(waiting, 5)
     assert gate.active == 1
+
+
+def wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.001)
+
+
+def queue_behind_a_held_slot(
+    pipeline: Any, clock: FakeClock, queued_for: float, attempt: Any
+) -> list[object]:
+    """Call ``attempt`` while another call holds the only slot for ``queued_for`` (fake) seconds;
+    return what the queued call returned or raised."""
+    release = threading.Event()
+    threads, _ = run_blocked(pipeline, 1, release)
+    outcome: list[object] = []
+
+    def queued() -> None:
+        try:
+            outcome.append(pipeline.call(attempt))
+        except Exception as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    wait_until(lambda: pipeline._bulkhead.queued == 1)
+    clock.advance(queued_for)
+    release.set()
+    for t in [*threads, waiter]:
+        t.join(5)
+    return outcome
+
+
+def test_time_queued_in_the_bulkhead_comes_off_the_deadline(make: Any, clock: FakeClock) -> None:
+    pipeline = make(
+        Policy(timeout=10.0, bulkhead=Bulkhead(max_concurrent=1, max_queue=1, queue_timeout=10.0))
+    )
+    contexts: list[AttemptContext] = []
+    queue_behind_a_held_slot(pipeline, clock, 4.0, contexts.append)
+    (ctx,) = contexts
+    # The SDK's timeout of an LLM attempt is the attempt_timeout: it must not outlast the deadline.
+    assert (ctx.deadline_remaining, ctx.attempt_timeout) == (6.0, 6.0)
+
+
+def test_a_deadline_spent_in_the_queue_times_out_and_frees_the_slot(make: Any, clock: FakeClock) -> None:
+    pipeline = make(
+        Policy(
+            timeout=3.0,
+            breaker=CircuitBreaker(failure_threshold=1),
+            bulkhead=Bulkhead(max_concurrent=1, max_queue=1, queue_timeout=10.0),
+        )
+    )
+    called: list[AttemptContext] = []
+    (error,) = queue_behind_a_held_slot(pipeline, clock, 5.0, called.append)
+    assert isinstance(error, ToolTimeoutError)
+    assert (error.scope, called) == ("total", [])
+    assert pipeline._bulkhead.active == 0
+    # The dependency was never called, so its circuit learnt nothing.
+    assert pipeline.circuits["search"].state is CircuitState.CLOSED
+    assert pipeline.call(lambda ctx: "free again") == "free again"
+
+
+@pytest.mark.anyio
+async def test_async_time_queued_in_the_bulkhead_comes_off_the_deadline(make: Any, clock: FakeClock) -> None:
+    pipeline = make(
+        Policy(timeout=10.0, bulkhead=Bulkhead(max_concurrent=1, max_queue=1, queue_timeout=10.0))
+    )
+    release = asyncio.Event()
+
+    async def held(ctx: AttemptContext) -> None:
+        await release.wait()
+
+    async def record(ctx: AttemptContext) -> AttemptContext:
+        return ctx
+
+    holder = asyncio.create_task(pipeline.acall(held))
+    while pipeline._bulkhead.active == 0:
+        await asyncio.sleep(0)
+    queued = asyncio.create_task(pipeline.acall(record))
+    while pipeline._bulkhead.queued == 0:
+        await asyncio.sleep(0)
+    clock.advance(4.0)
+    release.set()
+    await holder
+    ctx = await queued
+    assert (ctx.deadline_remaining, ctx.attempt_timeout) == (6.0, 6.0)
+
+
+def test_a_timed_out_sync_attempt_keeps_its_slot_until_it_returns(make: Any) -> None:
+    # Real time: the attempt's worker waits on it.
+    pipeline = make(Policy(timeout=0.05, bulkhead=Bulkhead(max_concurrent=1)), clock=time.monotonic)
+    release = threading.Event()
+    running = 0
+
+    def hang(ctx: AttemptContext) -> None:
+        nonlocal running
+        running += 1
+        release.wait(5)
+
+    try:
+        with pytest.raises(ToolTimeoutError):
+            pipeline.call(hang)
+        # The first body still runs in its abandoned thread, so there is no room for a second.
+        with pytest.raises(BulkheadFullError):
+            pipeline.call(hang)
+        assert (running, pipeline._bulkhead.active) == (1, 1)
+    finally:
+        release.set()
+    wait_until(lambda: pipeline._bulkhead.active == 0)
+    assert pipeline.call(lambda ctx: "free again") == "free again"
+    assert pipeline._bulkhead.active == 0
+
+
+class _Stop(BaseException):
+    pass
+
+
+def test_a_threaded_attempt_gives_its_slot_back_exactly_once(make: Any) -> None:
+    pipeline = make(Policy(timeout=5.0, bulkhead=Bulkhead(max_concurrent=1)), clock=time.monotonic)
+
+    def fail(ctx: AttemptContext) -> None:
+        raise ConnectionError("down")
+
+    def stop(ctx: AttemptContext) -> None:
+        raise _Stop
+
+    # Back to back with one slot: the slot must be free when each call returns, and a second
+    # release would show as a negative count.
+    for _ in range(20):
+        assert pipeline.call(lambda ctx: "ok") == "ok"
+        with pytest.raises(ConnectionError):
+            pipeline.call(fail)
+        with pytest.raises(_Stop):
+            pipeline.call(stop)
+    assert pipeline._bulkhead.active == 0

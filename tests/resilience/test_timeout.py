@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,3 +209,41 @@ def test_a_hung_attempt_keeps_its_worker_to_itself() -> None:
         assert hung and hung[0] not in others
     finally:
         release.set()
+
+
+class _Payload:
+    pass
+
+
+@pytest.mark.parametrize("timed_out", [False, True], ids=["returned", "timed-out"])
+def test_an_idle_worker_keeps_nothing_of_its_last_attempt(timed_out: bool) -> None:
+    from agentwatch.resilience._timeout import run_sync_with_timeout
+
+    release = threading.Event()
+    marker: contextvars.ContextVar[_Payload] = contextvars.ContextVar("marker")
+    in_context, argument = _Payload(), _Payload()
+    refs = [weakref.ref(in_context), weakref.ref(argument)]
+
+    def tool(argument: _Payload) -> _Payload:
+        if timed_out:
+            release.wait(5)
+        result = _Payload()
+        refs.append(weakref.ref(result))
+        return result
+
+    def caller(value: _Payload, fn: functools.partial[_Payload]) -> None:
+        marker.set(value)
+        try:
+            run_sync_with_timeout(fn, 0.05 if timed_out else 5.0, TimeoutError, thread_name="t")
+        except TimeoutError:
+            release.set()
+
+    contextvars.copy_context().run(caller, in_context, functools.partial(tool, argument))
+    del in_context, argument
+    # The span of the caller's context, the tool's arguments and its result are all garbage now,
+    # although the worker that ran them is still alive, waiting for its next attempt.
+    deadline = time.monotonic() + 5
+    while len(refs) < 3 or any(ref() is not None for ref in refs):
+        assert time.monotonic() < deadline, [ref() for ref in refs]
+        gc.collect()
+        time.sleep(0.01)

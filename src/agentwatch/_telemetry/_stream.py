@@ -51,7 +51,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or any("Timeout" in cls.__name__ for cls in type(exc).__mro__)
 
 
-def _chunk_timeout(call: InferenceCall, limits: Limits) -> Exception:
+def _chunk_timeout(call: InferenceCall, limits: Limits, *, sync: bool = False) -> Exception:
     from agentwatch.resilience import ToolTimeoutError
 
     first, idle = limits
@@ -59,6 +59,10 @@ def _chunk_timeout(call: InferenceCall, limits: Limits) -> Exception:
         scope, limit = "first_chunk", first if first is not None else idle
     else:
         scope, limit = "idle", idle if idle is not None else first
+    if sync:
+        # The SDK's read timeout bounds every read of a sync stream at the larger of the two
+        # limits (see instrumentation._policies): report the limit that actually ran out.
+        limit = max(t for t in limits if t is not None)
     return ToolTimeoutError(name=call.request_model or "", kind="llm", timeout=limit or 0.0, scope=scope)  # type: ignore[arg-type]
 
 
@@ -103,7 +107,7 @@ class SyncStreamProxy(_StreamProxyBase):
             limits = self._self_limits
             if limits is not None and _is_timeout(exc):
                 # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
-                timeout = _chunk_timeout(self._self_call, limits)
+                timeout = _chunk_timeout(self._self_call, limits, sync=True)
                 self._self_failed(timeout)
                 raise timeout from exc
             self._self_failed(exc)

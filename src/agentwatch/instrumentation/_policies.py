@@ -39,7 +39,9 @@ class LLMPolicies:
         return bool(self._policies)
 
     def policy_for(self, model: str | None) -> Policy | None:
-        if not self._policies or model is None:
+        # No model, no pipeline (a pipeline is named after its model): the call goes to the SDK
+        # unchanged, which answers an empty model its own way, as it would without agentwatch.
+        if not self._policies or not model:
             return None
         from agentwatch.resilience._file import lookup_policy
 

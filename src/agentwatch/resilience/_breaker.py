@@ -62,8 +62,6 @@ class Permit:
 class Transition:
     """A change of state, for span events and metrics (``event`` is the span event name)."""
 
-    circuit: str
-    old: CircuitState
     new: CircuitState
     manual: bool = False
 
@@ -175,9 +173,7 @@ class Circuit:
                 if now >= next_probe:
                     self._set_state(CircuitState.HALF_OPEN)
                     self._probe_in_flight = True
-                    return Permit(self._generation, True), Transition(
-                        self.key, CircuitState.OPEN, CircuitState.HALF_OPEN
-                    )
+                    return Permit(self._generation, True), Transition(CircuitState.HALF_OPEN)
             elif state is CircuitState.HALF_OPEN and not self._probe_in_flight:
                 self._probe_in_flight = True
                 return Permit(self._generation, True), None
@@ -244,12 +240,11 @@ class Circuit:
         with self._lock:
             if self._forced:
                 return
-            old = self._state
             self._forced = True
             self._opened_at = self._clock()
             self._next_probe_at = None
             self._set_state(CircuitState.OPEN)
-            transition = Transition(self.key, old, CircuitState.OPEN, manual=True)
+            transition = Transition(CircuitState.OPEN, manual=True)
         self._notify(transition)
 
     def close(self) -> None:
@@ -308,14 +303,12 @@ class Circuit:
         return None
 
     def _open(self, now: float) -> Transition:
-        old = self._state
         self._opened_at = now
         self._next_probe_at = now + self._break
         self._set_state(CircuitState.OPEN)
-        return Transition(self.key, old, CircuitState.OPEN)
+        return Transition(CircuitState.OPEN)
 
     def _close(self, *, manual: bool) -> Transition:
-        old = self._state
         self._forced = False
         self._break = self._base_break
         self._opened_at = None
@@ -323,7 +316,7 @@ class Circuit:
         self._consecutive = 0
         self._window.clear()
         self._set_state(CircuitState.CLOSED)
-        return Transition(self.key, old, CircuitState.CLOSED, manual=manual)
+        return Transition(CircuitState.CLOSED, manual=manual)
 
     def _set_state(self, state: CircuitState) -> None:
         # Every transition starts a new generation, which invalidates outstanding permits.

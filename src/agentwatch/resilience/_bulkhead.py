@@ -34,7 +34,6 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 class BulkheadGate:
     def __init__(self, config: Bulkhead, *, name: str, kind: CallKind) -> None:
-        self.config = config
         self._name = name
         self._kind: CallKind = kind
         self._limit = config.max_concurrent

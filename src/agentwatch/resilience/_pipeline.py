@@ -161,8 +161,14 @@ def error_type_of(exc: BaseException) -> str:
 _ATTEMPT_TIMEOUT = Classification(
     category=ErrorCategory.TIMEOUT, retryable=True, counts_as_failure=True, fallback=True
 )
-# A call cut by its total deadline is like a cancellation for the breaker: the attempt may have
-# been healthy but started too late.
+# An attempt cut short by the total deadline is a timed-out call, which the breaker counts as
+# resilience4j and Polly do: with the default policy (a total deadline, no attempt timeout) a
+# hanging dependency would otherwise never open its circuit. No time is left to retry it.
+_DEADLINE_IN_ATTEMPT = Classification(
+    category=ErrorCategory.TIMEOUT, retryable=False, counts_as_failure=True, fallback=True
+)
+# The deadline passed before the attempt reached the dependency (in backoff or the bulkhead queue):
+# nothing is known about the dependency's health.
 _DEADLINE = Classification(
     category=ErrorCategory.TIMEOUT, retryable=False, counts_as_failure=False, fallback=True
 )
@@ -187,7 +193,7 @@ def _own_classification(exc: BaseException) -> Classification | None:
 class _Call:
     """Per-call state."""
 
-    __slots__ = ("attempts", "classification", "deadline", "error", "span")
+    __slots__ = ("attempts", "classification", "cut", "deadline", "error", "span")
 
     def __init__(self, span: Span | None, deadline: float | None) -> None:
         self.span = span
@@ -195,6 +201,9 @@ class _Call:
         self.attempts = 0
         self.error: BaseException | None = None
         self.classification: Classification | None = None
+        # The timeout that cut the last attempt short while it ran, as opposed to one raised
+        # before the attempt started; the two count differently for the breaker.
+        self.cut: ToolTimeoutError | None = None
 
 
 class Pipeline:
@@ -384,20 +393,29 @@ class Pipeline:
             except BulkheadFullError as exc:
                 self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
                 raise
+        leave = None if gate is None else gate.leave
         try:
+            if gate is not None:
+                # Time spent queued comes off the deadline (and off the SDK's timeout).
+                remaining = self._check_deadline(run, model)
             ctx = self._context(run, model, remaining)
             limit = ctx.attempt_timeout
             if limit is None:
                 return attempt(ctx)
+            # A timed-out attempt's thread runs on, so it keeps its slot until it returns:
+            # otherwise Bulkhead(max_concurrent=1) would let every hung attempt run at once.
+            # From here the worker gives the slot back, on every path, before waking the caller.
+            on_done, leave = leave, None
             return run_sync_with_timeout(
                 lambda: attempt(ctx),
                 limit,
-                lambda: self._timed_out(run, model, remaining),
+                lambda: self._cut(run, model, remaining),
                 thread_name=self._thread_name,
+                on_done=on_done,
             )
         finally:
-            if gate is not None:
-                gate.leave()
+            if leave is not None:
+                leave()
 
     async def _guarded_attempt_async(
         self,
@@ -414,12 +432,15 @@ class Pipeline:
                 self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
                 raise
         try:
+            if gate is not None:
+                # Time spent queued comes off the deadline (and off the SDK's timeout).
+                remaining = self._check_deadline(run, model)
             ctx = self._context(run, model, remaining)
             limit = ctx.attempt_timeout
             if limit is None:
                 return await attempt(ctx)
             return await run_async_with_timeout(
-                lambda: attempt(ctx), limit, lambda: self._timed_out(run, model, remaining)
+                lambda: attempt(ctx), limit, lambda: self._cut(run, model, remaining)
             )
         finally:
             if gate is not None:
@@ -456,7 +477,7 @@ class Pipeline:
             model=model if self.kind == "llm" else None,
             attempt_timeout=limit,
             deadline_remaining=remaining,
-            disable_sdk_retries=self._retry is not None,
+            disable_sdk_retries=self.disable_sdk_retries,
         )
 
     def _timed_out(self, run: _Call, model: str, remaining: float | None) -> ToolTimeoutError:
@@ -475,6 +496,11 @@ class Pipeline:
             {"agentwatch.timeout.scope": scope, "agentwatch.timeout.seconds": limit},
         )
         return error
+
+    def _cut(self, run: _Call, model: str, remaining: float | None) -> ToolTimeoutError:
+        """The timeout of an attempt that was running when its limit passed."""
+        run.cut = self._timed_out(run, model, remaining)
+        return run.cut
 
     def _enter_circuit(self, run: _Call, circuit: Circuit | None) -> Permit | None:
         if circuit is None:
@@ -524,7 +550,11 @@ class Pipeline:
             if circuit is not None and permit is not None:
                 circuit.release(permit)
             return None
-        classification = self._classify(exc)
+        cut = run.cut
+        if cut is not None and exc is cut and cut.scope == "total":
+            classification = _DEADLINE_IN_ATTEMPT
+        else:
+            classification = self._classify(exc)
         run.error, run.classification = exc, classification
         if circuit is not None and permit is not None:
             if classification.counts_as_failure:

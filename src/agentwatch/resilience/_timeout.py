@@ -47,6 +47,9 @@ class _Worker:
             # Named after the attempt's tool, so a thread dump of a hung call says which tool it is.
             current.name = name
             job()
+            # An idle worker must not keep the last attempt alive: its copied context (the span),
+            # its arguments and its result are garbage once the caller has them.
+            del job
             if not _release(self):
                 return
 
@@ -81,9 +84,18 @@ class _Outcome(Generic[T]):
 
 
 def run_sync_with_timeout(
-    fn: Callable[[], T], timeout: float, on_timeout: Callable[[], BaseException], *, thread_name: str
+    fn: Callable[[], T],
+    timeout: float,
+    on_timeout: Callable[[], BaseException],
+    *,
+    thread_name: str,
+    on_done: Callable[[], object] | None = None,
 ) -> T:
-    """Return ``fn()`` run in a worker thread, or raise ``on_timeout()`` after ``timeout`` seconds."""
+    """Return ``fn()`` run in a worker thread, or raise ``on_timeout()`` after ``timeout`` seconds.
+
+    ``on_done`` is called exactly once, when ``fn`` has really finished (or could not be started):
+    after a timeout that is later than this function returns, in the worker thread.
+    """
     outcome: _Outcome[T] = _Outcome()
     context = contextvars.copy_context()
 
@@ -93,9 +105,20 @@ def run_sync_with_timeout(
         except BaseException as exc:  # noqa: BLE001 - handed over to the waiting caller unchanged
             outcome.error = exc
         finally:
-            outcome.done.set()
+            try:
+                # Before waking the caller, so that what on_done frees is free when the call returns.
+                if on_done is not None:
+                    on_done()
+            finally:
+                outcome.done.set()
 
-    _dispatch(work, thread_name)
+    try:
+        _dispatch(work, thread_name)
+    except BaseException:
+        # No worker will run the attempt, so none will call on_done.
+        if on_done is not None:
+            on_done()
+        raise
     if not outcome.done.wait(timeout):
         raise on_timeout()
     if outcome.error is not None:
