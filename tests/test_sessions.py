@@ -214,6 +214,46 @@ def test_an_escaping_exception_is_outcome_error(tele: Signals) -> None:
     assert current_session.get() is None and trace.get_current_span() is trace.INVALID_SPAN
 
 
+def test_a_cancelled_session_is_outcome_cancelled_not_error(tele: Signals) -> None:
+    interrupt = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as caught, session(agent_name="a"):
+        raise interrupt
+    assert caught.value is interrupt
+
+    (span,) = agent_spans(tele)
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)["agentwatch.session.outcome"] == "cancelled"
+    assert "error.type" not in attrs(span)
+    assert session_points(tele, "agentwatch.sessions") == [
+        {"gen_ai.agent.name": "a", "agentwatch.session.outcome": "cancelled", "value": 1}
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_async_session_with_a_cancelled_tool_call(tele: Signals) -> None:
+    started = asyncio.Event()
+
+    @tool
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    @session()
+    async def agent() -> None:
+        await slow()
+
+    task = asyncio.ensure_future(agent())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (span,) = agent_spans(tele)
+    assert span.status.status_code is StatusCode.UNSET and "error.type" not in attrs(span)
+    assert attrs(span)["agentwatch.session.outcome"] == "cancelled"
+    assert attrs(span)["agentwatch.session.tool_calls"] == 1
+    assert attrs(span)["agentwatch.session.tool_errors"] == 0
+
+
 def test_a_declared_outcome_wins(tele: Signals) -> None:
     with session() as s:
         s.outcome = "max_iterations"
@@ -274,6 +314,21 @@ async def test_async_decorator(tele: Signals) -> None:
     assert await run("c") == "C"
     (span,) = agent_spans(tele)
     assert attrs(span)["agentwatch.session.tool_calls"] == 1
+
+
+@pytest.mark.anyio
+async def test_decorating_an_object_with_an_async_call_runs_it_inside_the_session(tele: Signals) -> None:
+    class Agent:
+        async def __call__(self, key: str) -> str | None:
+            await asyncio.sleep(0)
+            current = Session.current()
+            return current.session_id if current else None
+
+    run = session("conv-obj")(Agent())
+    assert inspect.iscoroutinefunction(run)
+    assert await run("a") == "conv-obj"
+    (span,) = agent_spans(tele)
+    assert attrs(span)["gen_ai.conversation.id"] == "conv-obj"
 
 
 def test_a_session_is_single_use_and_nests(tele: Signals) -> None:

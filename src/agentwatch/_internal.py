@@ -1,13 +1,17 @@
-"""Containment of agentwatch's own faults: they are logged once per site and never reach the app."""
+"""Small shared internals: containment of agentwatch's own faults (logged once per site, never
+raised into the app), the suppression check, and how a callable is called."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import context
 
-__all__ = ["instrumentation_enabled", "logger", "report_internal_error"]
+__all__ = ["instrumentation_enabled", "is_async_callable", "logger", "report_internal_error"]
 
 logger = logging.getLogger("agentwatch")
 
@@ -45,3 +49,11 @@ _SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
 def instrumentation_enabled() -> bool:
     """False inside ``suppress_instrumentation()``, as contrib's ``is_instrumentation_enabled``."""
     return not (context.get_value(_SUPPRESS_KEY) or context.get_value(_SUPPRESS_KEY_PLAIN))
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calls of ``fn`` must be awaited: ``async def``, or an object with an async ``__call__``."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)

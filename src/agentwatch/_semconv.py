@@ -109,6 +109,8 @@ ERROR_TOOL: Final = "tool_error"
 # Session outcomes written by agentwatch itself (a session may declare any other).
 OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_ERROR: Final = "error"
+# A BaseException that is not an Exception (CancelledError, KeyboardInterrupt) ended the run.
+OUTCOME_CANCELLED: Final = "cancelled"
 
 # MCP (v1.41 docs/gen-ai/mcp.md).
 MCP_METHOD_NAME: Final = "mcp.method.name"

@@ -12,7 +12,6 @@ work through ``contextvars.copy_context().run`` there.
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
 import uuid
@@ -27,9 +26,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import is_async_callable, report_internal_error
 from agentwatch._telemetry._context import current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
+from agentwatch._telemetry._errors import error_type
 from agentwatch._telemetry._instruments import COST_BUCKETS
 from agentwatch._telemetry._pricing import put_cost
 
@@ -115,8 +115,10 @@ class Session:
     Live totals (thread-safe, readable at any time): :attr:`iterations` (LLM calls),
     :attr:`input_tokens`, :attr:`output_tokens`, :attr:`cost`, :attr:`tool_calls`,
     :attr:`tool_errors`. Set :attr:`outcome` to declare how the run ended (``"max_iterations"``,
-    ``"refused"``...); otherwise it is ``completed``, or ``error`` when an exception escapes. A
-    declared outcome wins over ``error``: the exception still sets ``error.type`` on the span.
+    ``"refused"``...); otherwise it is ``completed``, ``error`` when an exception escapes, or
+    ``cancelled`` when a cancellation does (``asyncio.CancelledError``, ``KeyboardInterrupt``: no
+    ``error.type``, no ERROR status). A declared outcome wins over ``error``: the exception still
+    sets ``error.type`` on the span.
     A session object is single-use; a function decorated with a session opens a new one per call.
     """
 
@@ -237,7 +239,7 @@ class Session:
 
     @property
     def outcome(self) -> str | None:
-        """The declared outcome, or ``None`` (then ``completed``/``error`` is decided at the end)."""
+        """The declared outcome, or ``None`` (then ``completed``/``error``/``cancelled`` is decided at the end)."""
         return self._outcome
 
     @outcome.setter
@@ -271,8 +273,8 @@ class Session:
     def __call__(self, fn: F) -> F:
         """Use as a decorator: every call of ``fn`` runs in a new session with these settings.
 
-        For plain and ``async def`` functions; a generator would end its session as soon as it
-        is created, before its body runs.
+        For plain and ``async def`` functions and objects with an async ``__call__``; a generator
+        would end its session as soon as it is created, before its body runs.
         """
         if self._state != _NEW:
             raise RuntimeError("only a session that was never entered can decorate a function")
@@ -280,7 +282,7 @@ class Session:
         session_id = self.session_id if self._given_id else None
         user_id, agent_name = self.user_id, self.agent_name
 
-        if inspect.iscoroutinefunction(fn):
+        if is_async_callable(fn):
 
             async def async_run(*args: Any, **kwargs: Any) -> Any:
                 async with Session(session_id, user_id=user_id, agent_name=agent_name):
@@ -348,10 +350,13 @@ class Session:
                     pass
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
-        from agentwatch.tools._execution import tool_error_type
-
-        etype = tool_error_type(exc) if exc is not None else None
-        outcome = self._outcome or (sc.OUTCOME_ERROR if exc is not None else sc.OUTCOME_COMPLETED)
+        if exc is None:
+            etype, outcome = None, sc.OUTCOME_COMPLETED
+        elif isinstance(exc, Exception):
+            etype, outcome = error_type(exc), sc.OUTCOME_ERROR
+        else:
+            etype, outcome = None, sc.OUTCOME_CANCELLED
+        outcome = self._outcome or outcome
         cost = self.cost
         with self._lock:
             iterations = self._iterations

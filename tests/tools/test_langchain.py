@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentwatch._session import session
 from agentwatch.instrumentation.langchain import LangChainInstrumentor
+from agentwatch.instrumentation.langchain._patch import _spec
 from support import Signals
 from tools._support import attrs, duration_points, tool_records, tool_spans
 
@@ -137,6 +138,25 @@ def test_structured_tools_subclasses_and_sessions(lc: Signals) -> None:
     assert {attrs(x)["gen_ai.conversation.id"] for x in spans} == {"conv-lc"}
     assert "agentwatch.tool.argument_keys" not in attrs(spans[1])  # a plain string input has no names
     assert s.tool_calls == 2
+
+
+def test_a_tool_keeps_its_spec_across_calls_until_it_is_renamed(lc: Signals) -> None:
+    class Echo(BaseTool):
+        name: str = "echo"
+        description: str = "Echoes."
+
+        def _run(self, text: str) -> str:
+            return text
+
+    echo = Echo()
+    assert _spec(echo) is _spec(Echo())
+    echo.invoke("a")
+    echo.name, echo.description = "echo2", "Echoes again."
+    echo.invoke("b")
+    assert [(x.name, attrs(x)["gen_ai.tool.description"]) for x in tool_spans(lc)] == [
+        ("execute_tool echo", "Echoes."),
+        ("execute_tool echo2", "Echoes again."),
+    ]
 
 
 def test_uninstrument_restores_and_instrumenting_twice_is_harmless(signals: Signals) -> None:

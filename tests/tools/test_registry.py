@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply, ToolCall
+from agentwatch.resilience import Policy
 from agentwatch.tools import ToolRegistry, UnknownToolError, get_tool, tool
 from support import ANTHROPIC_MODEL, OPENAI_MODEL, Signals, user
 from tools._support import attrs, duration_points, tool_records, tool_spans
@@ -50,6 +51,25 @@ def test_register_forms_and_lookup() -> None:
         registry.register(lambda: 2, name="one")
     registry.unregister("one")
     assert "one" not in registry
+
+
+def test_registering_a_decorated_tool_keeps_the_settings_not_given(tele: Signals) -> None:
+    registry = ToolRegistry()
+
+    @tool(name="orders", description="Looks orders up.")
+    def find_order(order_id: str) -> str:
+        return order_id
+
+    registry.register(find_order, tool_type="datastore")
+    made = registry.get("orders")
+    assert (made.name, made.description, made.tool_type) == ("orders", "Looks orders up.", "datastore")
+    registry.call("orders", {"order_id": "o-1"})
+    assert attrs(tool_spans(tele, "orders")[0])["gen_ai.tool.type"] == "datastore"
+
+    policy = Policy()
+    registry.register(find_order, policy=policy)
+    made = registry.get("orders")
+    assert (made.name, made.tool_type, made.policy) == ("orders", "function", policy)
 
 
 def test_registered_async_tool_stays_async() -> None:

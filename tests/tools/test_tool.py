@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +17,14 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
+from agentwatch._config import ContentCapture, Settings
+from agentwatch._errors import ConfigError
+from agentwatch._session import session
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._instruments import DURATION_BUCKETS
+from agentwatch.resilience import Policy
 from agentwatch.tools import get_tool, tool
+from agentwatch.tools._content import render
 from support import Signals, make_signals
 from tools._support import attrs, duration_points, tool_records, tool_spans
 
@@ -194,7 +200,9 @@ def test_same_exception_object_sync(tele: Signals) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_tool_call_is_ended_and_cancellation_propagates(tele: Signals) -> None:
+async def test_a_cancelled_tool_call_is_ended_not_failed_and_cancellation_propagates(
+    tele: Signals, caplog: pytest.LogCaptureFixture
+) -> None:
     started = asyncio.Event()
 
     @tool
@@ -202,13 +210,67 @@ async def test_a_cancelled_tool_call_is_ended_and_cancellation_propagates(tele: 
         started.set()
         await asyncio.sleep(30)
 
-    task = asyncio.ensure_future(slow())
+    counts: list[tuple[int, int]] = []
+
+    async def agent() -> None:
+        with session() as s:
+            try:
+                await slow()
+            finally:
+                counts.append((s.tool_calls, s.tool_errors))
+
+    task = asyncio.ensure_future(agent())
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert counts == [(1, 0)]
     span = tool_spans(tele, "slow")[0]
-    assert span.end_time is not None and attrs(span)["error.type"] == "asyncio.CancelledError"
+    assert span.end_time is not None
+    assert "error.type" not in attrs(span) and span.status.status_code is StatusCode.UNSET
+    assert [p["count"] for p in duration_points(tele) if "error.type" not in p] == [1]
+    (record,) = tool_records(caplog)
+    assert record.success is False and record.error_type is None
+    assert "cancelled" in record.getMessage()
+
+
+def test_keyboard_interrupt_in_a_tool_is_not_a_tool_error(tele: Signals) -> None:
+    interrupt = KeyboardInterrupt()
+
+    @tool
+    def interrupted() -> None:
+        raise interrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught, session() as s:
+        try:
+            interrupted()
+        finally:
+            assert (s.tool_calls, s.tool_errors) == (1, 0)
+    assert caught.value is interrupt
+    span = tool_spans(tele, "interrupted")[0]
+    assert "error.type" not in attrs(span) and span.status.status_code is StatusCode.UNSET
+    assert duration_points(tele) == [
+        {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "interrupted", "count": 1}
+    ]
+
+
+@pytest.mark.parametrize("policy", [None, Policy()], ids=["no policy", "own policy"])
+def test_a_bad_agentwatch_config_fails_when_the_tool_is_defined(
+    policy: Policy | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "agentwatch.toml"
+    config.write_text("[tools.search]\nretry = { attempts = 0 }\n")
+    monkeypatch.setenv("AGENTWATCH_CONFIG", str(config))
+    set_default_telemetry()  # forget the settings read from the environment so far
+    try:
+        with pytest.raises(ConfigError, match=r"tools\.search\.retry\.attempts"):
+
+            @tool(policy=policy)
+            def search(query: str) -> str:
+                return query
+    finally:
+        monkeypatch.delenv("AGENTWATCH_CONFIG")
+        set_default_telemetry()
 
 
 def test_duration_metric(tele: Signals) -> None:
@@ -321,6 +383,43 @@ def test_nested_tool_calls_nest_their_spans(tele: Signals) -> None:
     outer()
     inner, parent = tool_spans(tele, "get_weather")[0], tool_spans(tele, "outer")[0]
     assert inner.parent is not None and inner.parent.span_id == parent.context.span_id
+
+
+def test_a_sampled_out_call_does_not_render_its_arguments() -> None:
+    rendered: list[str] = []
+
+    class Query:
+        def __str__(self) -> str:
+            rendered.append("arguments")
+            return "query"
+
+    @tool
+    def search(query: Query) -> str:
+        return "found"
+
+    signals = make_signals(sampler=ALWAYS_OFF)
+    set_default_telemetry(**signals.providers, settings=Settings(capture=ContentCapture(span=True)))
+    try:
+        assert search(Query()) == "found"
+    finally:
+        set_default_telemetry()
+    assert rendered == []
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "size"),
+    [
+        ("plain", "plain", 5),
+        ("héllo", "héllo", 6),
+        (b"\x00\xff", "\x00\ufffd", 2),
+        (bytearray(b"ab"), "ab", 2),
+        (memoryview(b"abc"), "abc", 3),
+        ({"k": "é"}, '{"k":"é"}', 10),
+    ],
+)
+def test_results_are_measured_the_same_without_their_text(value: object, text: str, size: int) -> None:
+    assert render(value) == (text, size)
+    assert render(value, text=False) == (None, size)
 
 
 def test_sampled_out_calls_still_count_in_the_metric(caplog: pytest.LogCaptureFixture) -> None:

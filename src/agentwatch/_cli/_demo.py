@@ -120,8 +120,6 @@ def _warn(message: str) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from agentwatch._cli._progress import ProgressBar
-    from agentwatch._demo import TOOL_NAMES, DemoOptions, run_demo
-    from agentwatch._demo._otel import otlp_endpoint, otlp_protocol
     from agentwatch._errors import ConfigError
 
     try:
@@ -132,6 +130,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             'agentwatch demo drives the real openai SDK, which is not installed: pip install "agentwatch[openai]"'
         )
         return 1
+    try:
+        from agentwatch._demo import TOOL_NAMES, DemoOptions, run_demo
+        from agentwatch._demo._otel import otlp_endpoint, otlp_protocol
+    except ConfigError as exc:  # the demo's tools check the agentwatch settings when they are defined
+        parser.error(str(exc))
     output = _check_output(args.output, parser) if args.output is not None else None
     endpoint = otlp_endpoint()
     if endpoint is not None:

@@ -42,21 +42,26 @@ def to_json(value: object) -> str | None:
             return None
 
 
-def render(value: object) -> tuple[str | None, int | None]:
+def render(value: object, *, text: bool = True) -> tuple[str | None, int | None]:
     """``(text, size in bytes)`` of a tool result as it would reach the model.
 
     A string is taken as is (it is what a tool message would carry), bytes are counted as they
-    are; anything else is measured as its JSON text.
+    are; anything else is measured as its JSON text. With ``text=False`` (content capture off)
+    the text is ``None`` and a string or bytes result is measured without being copied.
     """
     if isinstance(value, str):
-        return value, len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        return raw.decode("utf-8", "replace"), len(raw)
-    text = to_json(value)
-    if text is None:
+        # ASCII is one byte a character: no need to encode a large result to count it.
+        size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+        return (value if text else None), size
+    if isinstance(value, (bytes, bytearray)):
+        return (value.decode("utf-8", "replace") if text else None), len(value)
+    if isinstance(value, memoryview):
+        return (value.tobytes().decode("utf-8", "replace") if text else None), value.nbytes
+    encoded = to_json(value)
+    if encoded is None:
         return None, None
-    return text, len(text.encode("utf-8", "surrogatepass"))
+    size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8", "surrogatepass"))
+    return (encoded if text else None), size
 
 
 def argument_keys(arguments: object) -> list[str] | None:

@@ -8,6 +8,9 @@ so the conventions are applied here once:
   short-circuit the call and ended after its last attempt, so it sees every retry;
 * histogram ``gen_ai.execute_tool.duration`` with ``gen_ai.operation.name``, ``gen_ai.tool.name``
   and, on failure only, ``error.type`` (the same value as on the span);
+* a cancelled call (``asyncio.CancelledError``, ``KeyboardInterrupt``: any ``BaseException`` that
+  is not an ``Exception``) is ended and re-raised, but is no failure: no ``error.type``, no ERROR
+  status, not a session tool error, as for LLM calls;
 * one record on the stdlib logger ``agentwatch.tool_calls`` whose fields are record attributes;
 * the call and its failure counted in the current :func:`agentwatch.session`.
 
@@ -23,7 +26,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,10 +39,15 @@ from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import error_type, scrub
 from agentwatch._telemetry._instruments import DURATION_BUCKETS
+from agentwatch.resilience import (
+    BulkheadFullError,
+    CircuitOpenError,
+    Pipeline,
+    ToolDisabledError,
+    ToolTimeoutError,
+    ToolUnavailable,
+)
 from agentwatch.tools._content import argument_keys, render, to_json
-
-if TYPE_CHECKING:
-    from agentwatch.resilience import Pipeline
 
 __all__ = [
     "LOGGER_NAME",
@@ -50,7 +58,6 @@ __all__ = [
     "default_tool_telemetry",
     "run_async",
     "run_sync",
-    "tool_error_type",
 ]
 
 
@@ -65,22 +72,9 @@ _log = logging.getLogger(LOGGER_NAME)
 _MISSING: Any = object()
 # error.type values of a call the resilience policy stopped; any other degradation reason is a
 # failure category and the call's own exception names the error.
-_POLICY_STOPS = frozenset({"circuit_open", "bulkhead_full", "timeout", "tool_disabled"})
-
-
-def tool_error_type(exc: BaseException) -> str:
-    """``error.type`` of a failed tool call.
-
-    agentwatch's own errors declare theirs (resilience: ``timeout``, ``circuit_open``,
-    ``bulkhead_full``, ``tool_disabled``); everything else is named by
-    :func:`agentwatch._telemetry._errors.error_type` (``ValueError``, ``httpx.ConnectError``).
-    """
-    cls = type(exc)
-    if cls.__module__.startswith("agentwatch."):
-        declared = getattr(cls, "error_type", None)
-        if isinstance(declared, str) and declared:
-            return declared
-    return error_type(exc)
+_POLICY_STOPS = frozenset(
+    cls.error_type for cls in (CircuitOpenError, BulkheadFullError, ToolTimeoutError, ToolDisabledError)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +91,7 @@ class ToolSpec:
     name: str
     description: str | None = None
     tool_type: str = sc.TOOL_TYPE_FUNCTION
-    error_typer: Callable[[BaseException], str] = tool_error_type
+    error_typer: Callable[[BaseException], str] = error_type
     error_message: Callable[[BaseException], str | None] | None = None
     result_error: Callable[[Any], str | None] | None = None
     present: Callable[[Any], object] | None = None
@@ -201,13 +195,15 @@ class ToolCall:
                 attrs[sc.USER_ID] = user_id
         if attributes:
             attrs.update(attributes)
-        if telemetry.settings.capture.span and arguments is not None:
-            text = to_json(arguments)
-            if text is not None:
-                attrs[sc.TOOL_CALL_ARGUMENTS] = text
-        self.span: Span = telemetry.tracer.start_span(
+        span = telemetry.tracer.start_span(
             f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
         )
+        self.span: Span = span
+        # Set after the start so that a sampled-out call never pays for encoding its arguments.
+        if telemetry.settings.capture.span and arguments is not None and span.is_recording():
+            text = to_json(arguments)
+            if text is not None:
+                span.set_attribute(sc.TOOL_CALL_ARGUMENTS, text)
         self._start = time.perf_counter()
 
     # -- context ---------------------------------------------------------------------------
@@ -264,7 +260,10 @@ class ToolCall:
         duration = time.perf_counter() - self._start
         spec = self.spec
         settings = self.telemetry.settings
-        if error is not None and etype is None:
+        # Only an Exception is a failure: a cancelled call (CancelledError, KeyboardInterrupt)
+        # says nothing about the tool's health, as for LLM calls and the resilience classifier.
+        cancelled = error is not None and not isinstance(error, Exception)
+        if etype is None and error is not None and not cancelled:
             etype = spec.error_typer(error)
 
         metric_attrs: dict[str, AttributeValue] = {
@@ -290,7 +289,8 @@ class ToolCall:
         size: int | None = None
         if result is not _MISSING and (recording or logging_on):
             shown = spec.present(result) if spec.present is not None else result
-            text, size = render(shown)
+            wanted = (recording and settings.capture.span) or (logging_on and settings.capture.event)
+            text, size = render(shown, text=wanted)
 
         if recording:
             out: dict[str, AttributeValue] = {}
@@ -305,7 +305,7 @@ class ToolCall:
             if etype is not None:
                 span.set_status(Status(StatusCode.ERROR, self._describe(error, etype)))
         if logging_on:
-            self._log(duration, etype, size, text)
+            self._log(duration, etype, size, text, cancelled)
         span.end()
 
     def _describe(self, error: BaseException | None, etype: str) -> str | None:
@@ -317,7 +317,9 @@ class ToolCall:
             return self.spec.error_message(error)
         return None
 
-    def _log(self, duration: float, etype: str | None, size: int | None, text: str | None) -> None:
+    def _log(
+        self, duration: float, etype: str | None, size: int | None, text: str | None, cancelled: bool
+    ) -> None:
         span_context = self.span.get_span_context()
         valid = span_context.is_valid
         session = self.session
@@ -328,7 +330,7 @@ class ToolCall:
             "session_id": session.conversation_id if session is not None else None,
             "user_id": getattr(session, "user_id", None),
             "agent_name": getattr(session, "agent_name", None),
-            "success": etype is None,
+            "success": etype is None and not cancelled,
             "error_type": etype,
             "duration_ms": duration_ms,
             "result_bytes": size,
@@ -339,7 +341,9 @@ class ToolCall:
         if self.telemetry.settings.capture.event:
             extra["arguments"] = to_json(self.arguments) if self.arguments is not None else None
             extra["result"] = text
-        if etype is None:
+        if cancelled:
+            _log.info("tool call %s was cancelled after %.1f ms", self.spec.name, duration_ms, extra=extra)
+        elif etype is None:
             _log.info("tool call %s succeeded in %.1f ms", self.spec.name, duration_ms, extra=extra)
         else:
             _log.info("tool call %s failed (%s) in %.1f ms", self.spec.name, etype, duration_ms, extra=extra)
@@ -420,13 +424,11 @@ async def _through_policy_async(
 def _note_degradation(result: object, call: ToolCall | None) -> None:
     if call is None:
         return
-    try:
-        from agentwatch.resilience import ToolUnavailable
-
-        if isinstance(result, ToolUnavailable):
+    if isinstance(result, ToolUnavailable):
+        try:
             call.degraded(result.reason)
-    except Exception:  # noqa: BLE001
-        report_internal_error("reading a degradation result")
+        except Exception:  # noqa: BLE001
+            report_internal_error("reading a degradation result")
 
 
 # -- entry points -------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class ToolRegistry:
         name: str | None = None,
         description: str | None = None,
         policy: Policy | None = None,
-        tool_type: str = sc.TOOL_TYPE_FUNCTION,
+        tool_type: str | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -78,7 +78,7 @@ class ToolRegistry:
         name: str | None = None,
         description: str | None = None,
         policy: Policy | None = None,
-        tool_type: str = sc.TOOL_TYPE_FUNCTION,
+        tool_type: str | None = None,
     ) -> F: ...
 
     def register(
@@ -89,23 +89,42 @@ class ToolRegistry:
         name: str | None = None,
         description: str | None = None,
         policy: Policy | None = None,
-        tool_type: str = sc.TOOL_TYPE_FUNCTION,
+        tool_type: str | None = None,
     ) -> Any:
         """Add a tool; usable as ``register(fn, ...)``, ``@register`` or ``@register(name=...)``.
 
         Returns the instrumented function (calling it directly is traced too). A function already
-        decorated with ``@agentwatch.tool`` keeps its settings unless some are given here.
-        Registering a second, different tool under a taken name raises ``ValueError``.
+        decorated with ``@agentwatch.tool`` keeps each of its settings not given here.
+        ``tool_type`` is ``function`` unless given. Registering a second, different tool under a
+        taken name raises ``ValueError``.
         """
         if fn is None:
             return lambda f: self.register(
                 f, name=name, description=description, policy=policy, tool_type=tool_type
             )
         existing = get_tool(fn)
-        if existing is not None and name is None and description is None and policy is None:
+        if existing is not None:
+            # Settings given here replace the decorator's one by one, the others are kept.
+            name = existing.name if name is None else name
+            description = existing.description if description is None else description
+            policy = existing.policy if policy is None else policy
+            tool_type = existing.tool_type if tool_type is None else tool_type
+        if (
+            existing is not None
+            and name == existing.name
+            and description == existing.description
+            and policy is existing.policy
+            and tool_type == existing.tool_type
+        ):
             made, function = existing, fn
         else:
-            made = Tool(fn, name=name, description=description, policy=policy, tool_type=tool_type)
+            made = Tool(
+                fn,
+                name=name,
+                description=description,
+                policy=policy,
+                tool_type=sc.TOOL_TYPE_FUNCTION if tool_type is None else tool_type,
+            )
             function = instrumented(made)
         with self._lock:
             taken = self._tools.get(made.name)

@@ -6,14 +6,13 @@ import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from agentwatch import _semconv as sc
+from agentwatch._internal import is_async_callable
 from agentwatch._telemetry._core import current_settings
+from agentwatch.resilience import Pipeline, Policy, lookup_policy
 from agentwatch.tools._execution import ToolSpec, default_tool_telemetry, run_async, run_sync
-
-if TYPE_CHECKING:
-    from agentwatch.resilience import Pipeline, Policy
 
 __all__ = ["Tool", "get_tool", "parse_arguments", "tool"]
 
@@ -22,13 +21,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "__agentwatch_tool__"
 # Parameters that are the receiver of a method, not arguments the model chose.
 _RECEIVERS = frozenset({"self", "cls"})
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
-    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
 
 
 def _summary(fn: Callable[..., Any]) -> str | None:
@@ -116,19 +108,16 @@ class Tool:
         self.description = description if description is not None else _summary(fn)
         self.tool_type = tool_type
         self.policy = policy
-        self.is_async = _is_async(fn)
+        self.is_async = is_async_callable(fn)
         self._own_pipeline: Pipeline | None = None
         self._config_pipeline: tuple[Policy, Pipeline] | None = None
+        # Surfaces a bad AGENTWATCH_CONFIG when the tool is defined (start-up), not at every call:
+        # every call reads the settings, whether the tool has its own policy or not.
+        current_settings()
         if policy is not None:
-            from agentwatch.resilience import Pipeline
-
             # Built once per tool: its circuit, bulkhead and retry budget are shared by all calls.
             self._own_pipeline = Pipeline(policy, name=name, kind="tool")
-        else:
-            # Surfaces a bad AGENTWATCH_CONFIG when the tool is defined (start-up), not at its first call.
-            current_settings()
         self._spec = ToolSpec(name, self.description, tool_type)
-        self._positional: tuple[str, ...] = ()
         self._var_positional: str | None = None
         try:
             parameters = inspect.signature(fn).parameters.values()
@@ -151,9 +140,6 @@ class Tool:
         """
         if self._own_pipeline is not None:
             return self._own_pipeline
-        from agentwatch.resilience import Pipeline
-        from agentwatch.resilience._file import lookup_policy
-
         policy = lookup_policy(current_settings().tool_policies, self.name)
         if policy is None:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,15 +32,19 @@ def _present(result: Any) -> object:
     return result
 
 
+@functools.lru_cache(maxsize=512)
+def _spec_for(name: str, description: str | None) -> ToolSpec:
+    return ToolSpec(name, description, sc.TOOL_TYPE_FUNCTION, result_error=_result_error, present=_present)
+
+
 def _spec(instance: Any) -> ToolSpec:
+    # Keyed by what the spec holds, not by the tool object: BaseTool is an unhashable pydantic
+    # model whose name and description may change between calls.
     name = getattr(instance, "name", None)
     description = getattr(instance, "description", None)
-    return ToolSpec(
+    return _spec_for(
         name if isinstance(name, str) and name else type(instance).__name__,
         description if isinstance(description, str) and description else None,
-        sc.TOOL_TYPE_FUNCTION,
-        result_error=_result_error,
-        present=_present,
     )
 
 

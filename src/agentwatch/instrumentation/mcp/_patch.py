@@ -16,8 +16,9 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._errors import error_type as default_error_type
 from agentwatch.instrumentation._base import Patch
-from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async, tool_error_type
+from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async
 
 __all__ = ["patches"]
 
@@ -90,7 +91,7 @@ def _call_tool(
             code = getattr(getattr(exc, "error", None), "code", None)
             if isinstance(code, int):
                 return str(code)
-        return tool_error_type(exc)
+        return default_error_type(exc)
 
     def error_message(exc: BaseException) -> str | None:
         # A JSON-RPC error message is protocol text (semconv: the status description).
