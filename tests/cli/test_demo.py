@@ -84,6 +84,17 @@ def test_readme_demo_command(tmp_path: Path) -> None:
             assert parent["name"] == "invoke_agent support-agent"
             assert attrs["gen_ai.tool.call.id"].startswith("call_")
             assert attrs["gen_ai.conversation.id"] == attributes(parent)["gen_ai.conversation.id"]
+    # The scripted faults happened: the flaky critical tool was retried; the optional tool whose
+    # dependency goes down mid-run opened its breaker, degraded to its fallback, then recovered.
+    events = Counter((span["name"], event["name"]) for _, span in found for event in span.get("events", []))
+    assert events["execute_tool search_knowledge_base", "retry"] > 0
+    for event in ("circuit_opened", "fallback", "circuit_closed"):
+        assert events["execute_tool fetch_related_content", event] > 0, event
+    # The session numbers are there.
+    assert re.search(r"completion rate [\d.]+% \(SLO 95%\)", out), out
+    assert re.search(
+        r"p95 latency [\d.]+ s \(SLO 15 s\), p95 cost \$[\d.]+ .*, p95 iterations [\d.]+", out
+    ), out
     # The interesting trace is one of the sessions, and something happened in it.
     trace_id = re.search(r"trace ([0-9a-f]{32}): session (\S+) \((\w+)\) had (.+)", out)
     assert trace_id is not None, out

@@ -26,7 +26,6 @@ COLLECTOR_CONFIG = COLLECTOR_DIR / "otel-collector.yaml"
 JAEGER_CONFIG = COLLECTOR_DIR / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = COLLECTOR_DIR / "prometheus" / "prometheus.yml"
 PROMETHEUS_RULES_DIR = COLLECTOR_DIR / "prometheus" / "rules"
-PROMETHEUS_RULE_TESTS_DIR = COLLECTOR_DIR / "prometheus" / "tests"
 COMPOSE_FILE = COLLECTOR_DIR / "docker-compose.yaml"
 GRAFANA_DATASOURCES = COLLECTOR_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 

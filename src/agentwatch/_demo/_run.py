@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-from agentwatch._demo._agent import SessionOutcome, run_session
+from agentwatch._demo._agent import run_session
 from agentwatch._demo._otel import DemoTelemetry, SessionRecord, otlp_endpoint
 from agentwatch._demo._plan import FALLBACK_MODEL, MAIN_MODEL, TOOL_NAMES, FaultModel, build_plan, plan_digest
 from agentwatch._demo._responder import ScriptedResponder
@@ -163,7 +163,6 @@ class _Runner:
         self.jobs: queue.Queue[int | None] = queue.Queue()
         self.lock = threading.Lock()
         self.outcomes: Counter[str] = Counter()
-        self.results: list[SessionOutcome] = []
         self.start = time.monotonic()
         self.deadline = None if options.duration is None else self.start + options.duration
         self.cut = False
@@ -186,7 +185,6 @@ class _Runner:
             outcome = run_session(self.client, self.world.plans[index], self.world, self.session_id(index))
             with self.lock:
                 self.outcomes[outcome.outcome] += 1
-                self.results.append(outcome)
                 progress = DemoProgress(
                     done=sum(self.outcomes.values()),
                     started=self.world.started,
