@@ -158,15 +158,28 @@ APP = textwrap.dedent(
     import os, sys
     import openai
     import agentwatch
+    from opentelemetry import trace
 
+    if os.environ.get("APP_OWN_PROVIDER") == "1":
+        # The application's own tracing, set up before agentwatch is called.
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        own_spans = InMemorySpanExporter()
+        own_provider = TracerProvider()
+        own_provider.add_span_processor(SimpleSpanProcessor(own_spans))
+        trace.set_tracer_provider(own_provider)
     if os.environ.get("APP_INSTRUMENT") == "1":
-        agentwatch.instrument()
+        agentwatch.instrument(configure_sdk=os.environ.get("APP_CONFIGURE_SDK") != "0")
     with openai.OpenAI(base_url=os.environ["FAKE_OPENAI_URL"], api_key="sk-test", max_retries=0) as client:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     if os.environ.get("APP_THEN_BAD_SETTING") == "1":
         agentwatch.instrument(capture_message_content="loud")
-    from opentelemetry import trace
     print("PROVIDER", type(trace.get_tracer_provider()).__name__, file=sys.stderr)
+    if os.environ.get("APP_OWN_PROVIDER") == "1":
+        print("OWN_PROVIDER_KEPT", trace.get_tracer_provider() is own_provider, file=sys.stderr)
+        print("OWN_SPANS", [s.name for s in own_spans.get_finished_spans()], file=sys.stderr)
     """
 )
 
@@ -219,6 +232,30 @@ def test_telemetry_recorded_before_a_bad_setting_is_still_exported(
     assert result.returncode != 0
     assert "invalid value 'loud' for capture_message_content" in result.stderr
     assert [s["name"] for s in _spans(result.stdout)] == ["chat gpt-4o-mini"]
+
+
+def test_a_provider_the_application_set_is_used_not_replaced(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    # Console metrics too: the application's tracer provider cannot be replaced once set, so only
+    # metrics exported from the environment's settings would show that agentwatch configured the SDK.
+    result = _run(
+        tmp_path, fake_llm, APP_OWN_PROVIDER="1", APP_INSTRUMENT="1", OTEL_METRICS_EXPORTER="console"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OWN_PROVIDER_KEPT True" in result.stderr
+    assert "OWN_SPANS ['chat gpt-4o-mini']" in result.stderr
+    assert result.stdout == ""
+
+
+def test_configure_sdk_false_leaves_the_sdk_alone(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
+    result = _run(
+        tmp_path, fake_llm, APP_INSTRUMENT="1", APP_CONFIGURE_SDK="0", OTEL_METRICS_EXPORTER="console"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake_llm.requests) == 1
+    # The call was made, but with no provider set up nothing is exported, despite the exporters
+    # the environment names.
+    assert result.stdout == ""
+    assert "PROVIDER ProxyTracerProvider" in result.stderr
 
 
 def test_opentelemetry_instrument_zero_code(tmp_path: Path, fake_llm: FakeLLMServer) -> None:

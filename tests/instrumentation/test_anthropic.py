@@ -73,6 +73,34 @@ def test_stream_helper_and_tool_use(
     assert attrs["gen_ai.response.time_to_first_chunk"] > 0
 
 
+def test_streams_sum_cached_input_tokens_and_cost_like_a_plain_call(
+    anthropic_client: anthropic.Anthropic, instrumented: Signals, fake_llm: FakeLLMServer
+) -> None:
+    # Same usage as above, streamed: message_start carries the prompt's split (fresh, cache read,
+    # cache write) and message_delta only the final output count, so the two must be combined.
+    usage = {"input_tokens": 1000, "cached_tokens": 600, "cache_creation_tokens": 100, "output_tokens": 50}
+    fake_llm.enqueue(Reply.text(**usage), Reply.text(**usage), Reply.text(**usage))
+    request: dict[str, Any] = {"model": ANTHROPIC_MODEL, "max_tokens": 64, "messages": user()}
+    anthropic_client.messages.create(**request)
+    for _ in anthropic_client.messages.create(**request, stream=True):
+        pass
+    with anthropic_client.messages.stream(**request) as stream:
+        stream.get_final_message()
+
+    plain, created, helper = (dict(s.attributes or {}) for s in instrumented.finished())
+    for attrs in (created, helper):
+        assert attrs["gen_ai.request.stream"] is True
+        # semconv: input includes the cached tokens, which Anthropic reports apart.
+        assert attrs["gen_ai.usage.input_tokens"] == 1000
+        assert attrs["gen_ai.usage.cache_read.input_tokens"] == 600
+        assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 100
+        assert attrs["gen_ai.usage.output_tokens"] == 50
+        assert attrs["gen_ai.usage.cost.amount"] == pytest.approx(plain["gen_ai.usage.cost.amount"])
+    assert plain["gen_ai.usage.cost.amount"] == pytest.approx(
+        (300 * 1 + 600 * 0.1 + 100 * 1.25 + 50 * 5) / 1e6
+    )
+
+
 @pytest.mark.anyio
 async def test_async_create_and_helper(instrumented: Signals, fake_llm: FakeLLMServer) -> None:
     kwargs: dict[str, Any] = {"open_telemetry": False} if ANTHROPIC_NATIVE_TRACING else {}

@@ -10,10 +10,16 @@ from genai_prices import calc_price
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from agentwatch._telemetry._instruments import COST_BUCKETS, DURATION_BUCKETS, TOKEN_BUCKETS
 from support import OPENAI_KEY, OPENAI_MODEL, Signals, needs_chat_parse, needs_responses, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
+
+# The advisory bucket boundaries of semconv v1.41 gen-ai-metrics.md, written out here rather than
+# imported from the source so that a change to the source's constants cannot go unnoticed.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
 
 
 def test_chat_span_follows_the_conventions(
@@ -101,7 +107,12 @@ def test_metrics_have_units_buckets_and_attributes(
     cost = instrumented.metric("gen_ai.client.operation.cost")
     assert cost.unit == "USD"
     (cost_point,) = cost.data.data_points
-    assert tuple(cost_point.explicit_bounds) == COST_BUCKETS
+    # No convention advises cost buckets; the README promises 0.00001 ... 10 USD with sub-cent
+    # resolution (most calls cost well under a cent).
+    bounds = tuple(cost_point.explicit_bounds)
+    assert bounds[0] == 0.00001 and bounds[-1] == 10.0
+    assert list(bounds) == sorted(set(bounds))
+    assert len([b for b in bounds if b < 0.01]) >= 5
     assert cost_point.sum == pytest.approx(100 * 0.15e-6 + 20 * 0.6e-6)
 
 
@@ -327,3 +338,37 @@ def test_streamed_per_chunk_metrics(
     # ... measured between chunks: the server sleeps 20 ms between events. One gap can shrink when
     # two events arrive in one read, but together they span the whole stream.
     assert per_chunk.sum >= 0.5 * 0.02 * (len(chunks) - 1)
+    # Both are durations: seconds, with the duration buckets the conventions advise for them.
+    for name in (
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+    ):
+        metric = instrumented.metric(name)
+        assert metric.unit == "s", name
+        (point,) = metric.data.data_points
+        assert tuple(point.explicit_bounds) == DURATION_BUCKETS, name
+
+
+def test_chat_stream_response_id_comes_from_the_chunks(
+    openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(Reply.text("a b c", response_id="chatcmpl-streamed-42"))
+    chunks = list(openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user(), stream=True))
+
+    assert {chunk.id for chunk in chunks} == {"chatcmpl-streamed-42"}
+    attrs = dict(instrumented.only_span().attributes or {})
+    assert attrs["gen_ai.response.id"] == "chatcmpl-streamed-42"
+
+
+@needs_responses
+def test_responses_stream_response_id_comes_from_the_events(
+    openai_client: openai.OpenAI, instrumented: Signals, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.enqueue(Reply.text("a b c", response_id="resp_streamed_42"))
+    with openai_client.responses.create(model=OPENAI_MODEL, input="hello", stream=True) as stream:
+        events = list(stream)
+
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.id == "resp_streamed_42"
+    attrs = dict(instrumented.only_span().attributes or {})
+    assert attrs["gen_ai.response.id"] == "resp_streamed_42"
