@@ -32,11 +32,31 @@ NO_NATIVE: dict[str, Any] = {"open_telemetry": False} if ANTHROPIC_NATIVE_TRACIN
 
 # APIs that only some supported SDK versions have (the compat runs use the oldest ones).
 HAS_RESPONSES = importlib.util.find_spec("openai.resources.responses") is not None
-HAS_CHAT_PARSE = hasattr(openai.resources.chat.completions.Completions, "parse")
+
+
+def _completions_with(module: str, method: str) -> bool:
+    try:
+        return hasattr(importlib.import_module(module).Completions, method)
+    except ImportError:
+        return False
+
+
+# parse() and stream() lived under `beta` from openai 1.40 to 1.91.
+HAS_CHAT_PARSE = _completions_with("openai.resources.chat.completions", "parse") or _completions_with(
+    "openai.resources.beta.chat.completions", "parse"
+)
 HAS_INCLUDE_USAGE = (
     "stream_options" in inspect.signature(openai.resources.chat.completions.Completions.create).parameters
 )
 needs_responses = pytest.mark.skipif(not HAS_RESPONSES, reason="this openai version has no Responses API")
+
+
+def parse_api(client: Any) -> Any:
+    """Where ``parse()`` and ``stream()`` of chat completions are in this openai version."""
+    completions = client.chat.completions
+    return completions if hasattr(completions, "parse") else client.beta.chat.completions
+
+
 needs_chat_parse = pytest.mark.skipif(
     not HAS_CHAT_PARSE, reason="this openai version has no chat.completions.parse"
 )

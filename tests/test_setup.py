@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -10,9 +11,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import anthropic
-import anthropic._base_client
-import anthropic.resources.messages
 import openai
 import openai._base_client
 import openai.resources.chat.completions
@@ -25,31 +23,47 @@ from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
 
-PATCHED: list[tuple[Any, str]] = [
-    (openai.resources.chat.completions.Completions, "create"),
-    (openai.resources.chat.completions.AsyncCompletions, "create"),
-    (openai.resources.chat.completions.Completions, "parse"),
-    (openai.resources.chat.completions.AsyncCompletions, "parse"),
-    (openai.resources.responses.Responses, "create"),
-    (openai.resources.responses.AsyncResponses, "create"),
-    (openai.resources.chat.completions.Completions, "stream"),
-    (openai.resources.chat.completions.AsyncCompletions, "stream"),
-    (openai.resources.responses.Responses, "stream"),
-    (openai.resources.responses.AsyncResponses, "stream"),
-    (openai.resources.embeddings.Embeddings, "create"),
-    (openai.resources.embeddings.AsyncEmbeddings, "create"),
-    (openai._base_client.BaseClient, "_build_request"),
-    (anthropic.resources.messages.Messages, "create"),
-    (anthropic.resources.messages.AsyncMessages, "create"),
-    (anthropic.resources.messages.Messages, "stream"),
-    (anthropic.resources.messages.AsyncMessages, "stream"),
-    (anthropic._base_client.BaseClient, "_build_request"),
+# (module, owner in it, attribute): every place agentwatch patches, in any supported SDK version;
+# those this version does not have are left out (parse() and stream() moved out of `beta` in 1.92).
+_PATCH_POINTS = [
+    *(
+        (module, owner, name)
+        for module in ("openai.resources.chat.completions", "openai.resources.beta.chat.completions")
+        for owner in ("Completions", "AsyncCompletions")
+        for name in ("create", "parse", "stream")
+    ),
+    *(
+        ("openai.resources.responses", owner, name)
+        for owner in ("Responses", "AsyncResponses")
+        for name in ("create", "stream")
+    ),
+    ("openai.resources.embeddings", "Embeddings", "create"),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create"),
+    ("openai._base_client", "BaseClient", "_build_request"),
+    *(
+        ("anthropic.resources.messages", owner, name)
+        for owner in ("Messages", "AsyncMessages")
+        for name in ("create", "stream")
+    ),
+    ("anthropic._base_client", "BaseClient", "_build_request"),
+    ("anthropic._base_client", None, "start_api_call_span"),
+    ("anthropic._base_client", None, "finish_api_call_span"),
 ]
-if hasattr(anthropic._base_client, "start_api_call_span"):
-    PATCHED += [
-        (anthropic._base_client, "start_api_call_span"),
-        (anthropic._base_client, "finish_api_call_span"),
-    ]
+
+
+def _present(module: str, owner: str | None) -> Any:
+    try:
+        found: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    return found if owner is None else getattr(found, owner, None)
+
+
+PATCHED: list[tuple[Any, str]] = [
+    (holder, name)
+    for module, owner, name in _PATCH_POINTS
+    if (holder := _present(module, owner)) is not None and name in vars(holder)
+]
 
 
 def _originals() -> list[object]:

@@ -28,6 +28,7 @@ from support import (
     OPENAI_KEY,
     OPENAI_MODEL,
     make_signals,
+    parse_api,
     user,
 )
 
@@ -109,7 +110,7 @@ SCENARIOS = [
         "parse",
         OAI,
         (Reply.text('{"city": "Oslo"}'),),
-        lambda c: c.chat.completions.parse(model=OPENAI_MODEL, messages=user(), response_format=Answer),
+        lambda c: parse_api(c).parse(model=OPENAI_MODEL, messages=user(), response_format=Answer),
     ),
     Scenario(
         "responses", OAI, (Reply.text("r"),), lambda c: c.responses.create(model=OPENAI_MODEL, input="x")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import openai
 import pydantic
 import pytest
@@ -10,7 +12,7 @@ from genai_prices import calc_price
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, needs_chat_parse, needs_responses, user
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, needs_chat_parse, needs_responses, parse_api, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
 
@@ -159,7 +161,7 @@ def test_parse_is_instrumented_and_returns_the_parsed_model(
         city: str
 
     fake_llm.enqueue(Reply.text('{"city": "Paris"}'))
-    parsed = openai_client.chat.completions.parse(model=OPENAI_MODEL, messages=user(), response_format=Answer)
+    parsed = parse_api(openai_client).parse(model=OPENAI_MODEL, messages=user(), response_format=Answer)
 
     assert parsed.choices[0].message.parsed == Answer(city="Paris")
     attrs = dict(instrumented.only_span().attributes or {})
@@ -175,8 +177,13 @@ def test_responses_create_and_stream(
         Reply.text("one", input_tokens=40, cached_tokens=10, output_tokens=3),
         Reply.text("two three", output_tokens=4),
     )
+    # Conversations came to the Responses API in openai 1.101.
+    has_conversation = (
+        "conversation" in inspect.signature(openai.resources.responses.Responses.create).parameters
+    )
+    conversation = {"conversation": "conv_123"} if has_conversation else {}
     response = openai_client.responses.create(
-        model=OPENAI_MODEL, input="hello", max_output_tokens=64, conversation="conv_123"
+        model=OPENAI_MODEL, input="hello", max_output_tokens=64, **conversation
     )
     assert response.output_text == "one"
     with openai_client.responses.create(model=OPENAI_MODEL, input="hello", stream=True) as stream:
@@ -187,7 +194,7 @@ def test_responses_create_and_stream(
     a1, a2 = dict(first.attributes or {}), dict(second.attributes or {})
     assert first.name == second.name == f"chat {OPENAI_MODEL}"
     assert a1["gen_ai.request.max_tokens"] == 64
-    assert a1["gen_ai.conversation.id"] == "conv_123"
+    assert a1.get("gen_ai.conversation.id") == conversation.get("conversation")
     assert (a1["gen_ai.usage.input_tokens"], a1["gen_ai.usage.cache_read.input_tokens"]) == (40, 10)
     assert a1["gen_ai.response.finish_reasons"] == ("stop",)
     assert a2["gen_ai.request.stream"] is True

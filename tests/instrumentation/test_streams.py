@@ -29,6 +29,7 @@ from support import (
     Signals,
     needs_chat_parse,
     needs_responses,
+    parse_api,
     user,
 )
 
@@ -287,7 +288,7 @@ async def test_async_dropped_stream(
 @contextmanager
 def openai_chat_helper(server: FakeLLMServer) -> Iterator[Any]:
     with openai.OpenAI(base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
-        yield client.chat.completions.stream(model=OPENAI_MODEL, messages=user())
+        yield parse_api(client).stream(model=OPENAI_MODEL, messages=user())
 
 
 @contextmanager
