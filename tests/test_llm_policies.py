@@ -165,6 +165,23 @@ async def test_async_stream_idle_timeout(with_policies: Any, fake_llm: FakeLLMSe
     span = signals.only_span()
     attrs = dict(span.attributes or {})
     assert (attrs["error.type"], attrs["agentwatch.stream.outcome"]) == ("timeout", "error")
+    _assert_one_timeout_decision(signals, "idle", 0.2)
+
+
+def _assert_one_timeout_decision(signals: Signals, scope: str, seconds: float) -> None:
+    """A stream timeout is a policy decision: a span event and a point of the events counter."""
+    (event,) = [e for e in signals.only_span().events if e.name == "timeout"]
+    assert dict(event.attributes or {}) == {
+        "agentwatch.timeout.scope": scope,
+        "agentwatch.timeout.seconds": seconds,
+        "error.type": "timeout",
+    }
+    counted = [
+        p.value
+        for p in signals.points("agentwatch.resilience.events")
+        if p.attributes["agentwatch.resilience.event"] == "timeout"
+    ]
+    assert counted == [1]
 
 
 def test_sync_stream_idle_timeout(with_policies: Any, fake_llm: FakeLLMServer) -> None:
@@ -180,6 +197,7 @@ def test_sync_stream_idle_timeout(with_policies: Any, fake_llm: FakeLLMServer) -
     assert (raised.value.scope, raised.value.timeout, len(received)) == ("idle", 0.3, 1)
     assert isinstance(raised.value, TimeoutError)
     assert dict(signals.only_span().attributes or {})["error.type"] == "timeout"
+    _assert_one_timeout_decision(signals, "idle", 0.3)
 
 
 def test_sync_stream_timeout_reports_the_read_timeout_actually_enforced(

@@ -63,7 +63,24 @@ def _chunk_timeout(call: InferenceCall, limits: Limits, *, sync: bool = False) -
         # The SDK's read timeout bounds every read of a sync stream at the larger of the two
         # limits (see instrumentation._policies): report the limit that actually ran out.
         limit = max(t for t in limits if t is not None)
-    return ToolTimeoutError(name=call.request_model or "", kind="llm", timeout=limit or 0.0, scope=scope)  # type: ignore[arg-type]
+    error = ToolTimeoutError(name=call.request_model or "", kind="llm", timeout=limit or 0.0, scope=scope)  # type: ignore[arg-type]
+    # A policy decision like the pipeline's own timeouts: a span event and a point of the events
+    # counter (the pipeline has returned the stream by now, so it cannot record this itself).
+    try:
+        from agentwatch.resilience._telemetry import current_telemetry
+
+        current_telemetry().event(
+            call.span,
+            "timeout",
+            "timeout",
+            kind="llm",
+            subject=call.request_model or "",
+            error_type=error.error_type,
+            attributes={"agentwatch.timeout.scope": scope, "agentwatch.timeout.seconds": error.timeout},
+        )
+    except Exception:  # noqa: BLE001
+        report_internal_error("recording a stream timeout")
+    return error
 
 
 class _StreamProxyBase(_Proxy):
