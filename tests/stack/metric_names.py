@@ -25,6 +25,7 @@ OTEL_TO_PROMETHEUS: dict[str, str] = {
     "agentwatch.session.iterations": "agentwatch_session_iterations",
     "agentwatch.sessions": "agentwatch_sessions_total",
     "agentwatch.resilience.events": "agentwatch_resilience_events_total",
+    "agentwatch.resilience.attempts": "agentwatch_resilience_attempts",
     "agentwatch.circuit.state": "agentwatch_circuit_state",
 }
 
@@ -38,6 +39,7 @@ HISTOGRAMS = {
     "agentwatch_session_duration_seconds",
     "agentwatch_session_cost_USD",
     "agentwatch_session_iterations",
+    "agentwatch_resilience_attempts",
 }
 
 # The spanmetrics connector (namespace traces.span.metrics, histogram unit s). Labels:
