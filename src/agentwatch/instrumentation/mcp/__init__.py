@@ -1,4 +1,5 @@
-"""OpenTelemetry instrumentation of MCP tool calls made with the official ``mcp`` SDK (1.9+).
+"""OpenTelemetry instrumentation of MCP tool calls made with the official ``mcp`` SDK (1.19+, the
+first whose ``call_tool`` takes the ``meta`` that carries the trace context).
 
 Usage::
 
