@@ -282,6 +282,10 @@ def test_invalid_policy_settings_stop_start_up(
     monkeypatch.delenv("AGENTWATCH_CONFIG")
     with pytest.raises(ValueError, match=r"llm_policies\['gpt-4o'\].*agentwatch\.Policy"):
         agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies={"gpt-4o": {"retry": 3}})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"llm_policies\['gpt-4o'\]\.critical.*True for an LLM policy"):
+        agentwatch.instrument(
+            **signals.providers, configure_sdk=False, llm_policies={"gpt-4o": Policy(critical=False)}
+        )
 
 
 @pytest.mark.skipif(not ANTHROPIC_NATIVE_TRACING, reason="this anthropic version has no tracing of its own")

@@ -259,6 +259,7 @@ def resolve_settings(
         table.update(_prices(prices, "prices"))
 
     from agentwatch.resilience import Policy
+    from agentwatch.resilience._config import check_policy_kind
     from agentwatch.resilience._file import config_from_env
 
     policies = config_from_env(env)
@@ -272,6 +273,7 @@ def resolve_settings(
         for model, policy in llm_policies.items():
             if not isinstance(policy, Policy):
                 raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")
+            check_policy_kind(policy, "llm", f"llm_policies[{model!r}]")
             # Code is more specific than the file: a model set in both takes the code's policy.
             llm[str(model)] = policy
 

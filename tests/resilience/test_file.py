@@ -124,6 +124,13 @@ def test_lookup_policy_with_wildcard() -> None:
         ('[llm."gpt-4.1"]\nfallback_models = "gpt-4o"\n', 'llm."gpt-4.1".fallback_models', "list or tuple"),
         ('[tools."*"]\ntimeout = 0\n', 'tools."*".timeout', "positive"),
         ("[tools]\nsearch = 3\n", "tools.search", "a table of policy settings"),
+        (
+            '[tools.search]\nfallback_models = ["gpt-4o"]\n',
+            "tools.search.fallback_models",
+            "nothing for a tool policy",
+        ),
+        ('[tools."*"]\nidle_timeout = 2\n', 'tools."*".idle_timeout', "nothing for a tool policy"),
+        ('[llm."gpt-4.1"]\ncritical = false\n', 'llm."gpt-4.1".critical', "True for an LLM policy"),
         ("tools = 3\n", "tools", "a table of tool names"),
         ("[agents.x]\ntimeout = 1\n", "agents", "'tools', 'llm'"),
     ],

@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, Span
 
+from agentwatch._errors import ConfigError
 from agentwatch.resilience import (
     AttemptContext,
     CircuitBreaker,
@@ -120,10 +121,21 @@ def test_optional_tool_degrades_on_open_circuit_and_timeout(make: Any, clock: Fa
     assert result == ToolUnavailable.for_tool("slow", "timeout")
 
 
-def test_llm_calls_never_degrade(make: Any) -> None:
-    pipeline = make(Policy(timeout=None, critical=False), name="gpt-4o", kind="llm")
-    with pytest.raises(ConnectionError):
-        pipeline.call(down)
+@pytest.mark.parametrize(
+    ("policy", "kind", "setting"),
+    [
+        (Policy(timeout=None, critical=False), "llm", "Policy.critical"),
+        (Policy(fallback_models=["gpt-4o"]), "tool", "Policy.fallback_models"),
+        (Policy(first_chunk_timeout=1.0), "tool", "Policy.first_chunk_timeout"),
+    ],
+)
+def test_a_setting_that_would_do_nothing_is_refused(
+    make: Any, policy: Policy, kind: str, setting: str
+) -> None:
+    # LLM calls never degrade, and tools have no fallback models or chunks: say so, not ignore it.
+    with pytest.raises(ConfigError) as caught:
+        make(policy, name="gpt-4o", kind=kind)
+    assert caught.value.setting == setting
 
 
 # -- disabled tools -----------------------------------------------------------------------------

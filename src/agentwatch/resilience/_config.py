@@ -299,6 +299,30 @@ class Policy:
             )
 
 
+_LLM_ONLY = ("fallback_models", "first_chunk_timeout", "idle_timeout")
+
+
+def check_policy_kind(policy: Policy, kind: str, where: str) -> None:
+    """Refuse a setting that would do nothing for this kind of call, rather than ignore it.
+
+    ``where`` names the policy in the error (``Policy``, ``llm_policies['gpt-4o']``,
+    ``tools.search``).
+    """
+    if kind == "tool":
+        for name in _LLM_ONLY:
+            value = getattr(policy, name)
+            if value:
+                raise ConfigError(
+                    f"{where}.{name}", value, "nothing for a tool policy (it applies to LLM calls)"
+                )
+    elif not policy.critical:
+        raise ConfigError(
+            f"{where}.critical",
+            policy.critical,
+            "True for an LLM policy (an optional call degrades only for tools; use fallback_models)",
+        )
+
+
 def setting_names(cls: type) -> tuple[str, ...]:
     """The keyword names a settings class accepts, for the file loader's unknown-key errors."""
     return tuple(f.name for f in fields(cls))

@@ -33,7 +33,15 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from agentwatch._errors import ConfigError
-from agentwatch.resilience._config import Bulkhead, CircuitBreaker, Policy, Retry, RetryBudget, setting_names
+from agentwatch.resilience._config import (
+    Bulkhead,
+    CircuitBreaker,
+    Policy,
+    Retry,
+    RetryBudget,
+    check_policy_kind,
+    setting_names,
+)
 from agentwatch.resilience._errors import CallKind
 
 if sys.version_info >= (3, 11):
@@ -118,6 +126,9 @@ def _section(section: str, tables: object) -> Mapping[str, Policy]:
     for name, table in tables.items():
         if name != "*":
             policies[name] = _policy(f"{section}.{_dotted(name)}", table, {**defaults, **table})
+    kind = "tool" if section == "tools" else "llm"
+    for name, policy in policies.items():
+        check_policy_kind(policy, kind, f"{section}.{_dotted(name)}" if name != "*" else f'{section}."*"')
     return MappingProxyType(policies)
 
 

@@ -69,7 +69,7 @@ from agentwatch._telemetry._errors import error_type
 from agentwatch.resilience._breaker import Circuit, Permit, Transition
 from agentwatch.resilience._bulkhead import BulkheadGate
 from agentwatch.resilience._classify import Classification, ErrorCategory, default_classifier
-from agentwatch.resilience._config import Policy, seconds
+from agentwatch.resilience._config import Policy, check_policy_kind, seconds
 from agentwatch.resilience._errors import (
     BulkheadFullError,
     CallKind,
@@ -244,6 +244,7 @@ class Pipeline:
             raise ConfigError("Pipeline.kind", kind, ["tool", "llm"])
         if not isinstance(name, str) or not name:
             raise ConfigError("Pipeline.name", name, "a non-empty tool or model name")
+        check_policy_kind(policy, kind, "Policy")
         self.policy = policy
         self.name = name
         self.kind: CallKind = kind
