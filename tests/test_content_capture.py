@@ -147,6 +147,12 @@ def test_event_only_emits_structured_details_events(run_with: Any) -> None:
 def test_span_and_event(run_with: Any) -> None:
     signals = run_with("span_and_event")
     assert "gen_ai.output.messages" in (signals.finished()[0].attributes or {})
+    # The event is the span's attributes plus the content (the conventions' definition).
+    for span, log in zip(signals.finished(), signals.logs.get_finished_logs(), strict=True):
+        event = dict(log.log_record.attributes or {})
+        for key, value in (span.attributes or {}).items():
+            if key not in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"):
+                assert event[key] == value, key
     assert len(signals.logs.get_finished_logs()) == 6
 
 

@@ -273,16 +273,20 @@ class InferenceCall:
                 report_internal_error("session accounting")
 
         span = self.span
-        # Events are logs: they have their own pipeline, and a span sampled out (or already
-        # ended by the SDK that made it) does not drop them.
-        if tel.settings.capture.event:
-            self._emit_details_event(span, etype)
+        recording = span is not None and span.is_recording()
+        if recording or tel.settings.capture.event:
+            response = self._response_attributes(cost, unpriced, ttfc)
+            if self.stream and outcome is not None:
+                response[sc.STREAM_OUTCOME] = outcome
+            # Events are logs: they have their own pipeline, and a span sampled out (or already
+            # ended by the SDK that made it) does not drop them.
+            if tel.settings.capture.event:
+                self._emit_details_event(span, etype, response)
+            if recording and span is not None:
+                self._write_response(span, response)
         if span is None:
             return
-        if span.is_recording():
-            self._write_response(span, cost, unpriced, ttfc)
-            if self.stream and outcome is not None:
-                span.set_attribute(sc.STREAM_OUTCOME, outcome)
+        if recording:
             if etype is not None:
                 span.set_attribute(sc.ERROR_TYPE, etype)
                 span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
@@ -308,9 +312,12 @@ class InferenceCall:
             cost = self.telemetry.pricer.cost(
                 self.provider, (self.response_model, self.request_model), self.usage
             )
-        self._write_response(span, cost, self.usage.reported and cost is None, None)
+        self._write_response(span, self._response_attributes(cost, self.usage.reported and cost is None, None))
 
-    def _write_response(self, span: Span, cost: float | None, unpriced: bool, ttfc: float | None) -> None:
+    def _response_attributes(
+        self, cost: float | None, unpriced: bool, ttfc: float | None
+    ) -> dict[str, AttributeValue]:
+        """What the response adds to the span's attributes; the details event carries the same."""
         out: dict[str, AttributeValue] = {}
         if self.response_id:
             out[sc.RESPONSE_ID] = self.response_id
@@ -334,6 +341,11 @@ class InferenceCall:
             out[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
         if self.response_attributes:
             out.update(self.response_attributes)
+        return out
+
+    def _write_response(self, span: Span, out: dict[str, AttributeValue]) -> None:
+        """Set the response attributes (and the content, with span capture) on ``span``; ``out`` is
+        the call's own dict, so it is extended in place."""
         if self.telemetry.settings.capture.span:
             if self.input_messages is not None:
                 out[sc.INPUT_MESSAGES] = _json(self.input_messages)
@@ -344,18 +356,11 @@ class InferenceCall:
         if out:
             span.set_attributes(out)
 
-    def _emit_details_event(self, span: Span | None, etype: str | None) -> None:
-        attributes: dict[str, Any] = dict(self.attributes)
-        if self.response_id:
-            attributes[sc.RESPONSE_ID] = self.response_id
-        if self.response_model:
-            attributes[sc.RESPONSE_MODEL] = self.response_model
-        if self.finish_reasons:
-            attributes[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
-        if self.usage.input_tokens is not None:
-            attributes[sc.USAGE_INPUT_TOKENS] = self.usage.input_tokens
-        if self.usage.output_tokens is not None:
-            attributes[sc.USAGE_OUTPUT_TOKENS] = self.usage.output_tokens
+    def _emit_details_event(
+        self, span: Span | None, etype: str | None, response: dict[str, AttributeValue]
+    ) -> None:
+        # The conventions: the span's attributes plus the content.
+        attributes: dict[str, Any] = {**self.attributes, **response}
         if etype is not None:
             attributes[sc.ERROR_TYPE] = etype
         # On events the conventions require structured values, not JSON strings.
