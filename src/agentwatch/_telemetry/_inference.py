@@ -286,10 +286,9 @@ class InferenceCall:
                 self._write_response(span, response)
         if span is None:
             return
-        if recording:
-            if etype is not None:
-                span.set_attribute(sc.ERROR_TYPE, etype)
-                span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+        if recording and etype is not None:
+            span.set_attribute(sc.ERROR_TYPE, etype)
+            span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))
@@ -312,7 +311,9 @@ class InferenceCall:
             cost = self.telemetry.pricer.cost(
                 self.provider, (self.response_model, self.request_model), self.usage
             )
-        self._write_response(span, self._response_attributes(cost, self.usage.reported and cost is None, None))
+        self._write_response(
+            span, self._response_attributes(cost, self.usage.reported and cost is None, None)
+        )
 
     def _response_attributes(
         self, cost: float | None, unpriced: bool, ttfc: float | None

@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._config import ModelPrices
+from agentwatch._config import PRICE_KEYS, ModelPrices
 from agentwatch._internal import logger, report_internal_error
 from agentwatch._telemetry._usage import Usage
 
@@ -44,7 +44,6 @@ _PROVIDER_IDS = {
     "cohere": "cohere",
     "perplexity": "perplexity",
 }
-_PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok")
 _TTL_S = 3600.0
 
 
@@ -109,7 +108,7 @@ _Price = _Rates | _Tiered
 
 def _rates_from_genai_prices(model_price: Any) -> _Price:
     values: dict[str, float | None] = {}
-    for name in _PRICE_FIELDS:
+    for name in PRICE_KEYS:
         value = getattr(model_price, name, None)
         if value is None:
             values[name] = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_call
 from agentwatch._telemetry._core import Telemetry
@@ -114,7 +115,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         pass
     stream_types: tuple[type, ...] = (anthropic.Stream, anthropic.AsyncStream)
     create = Operation(
-        name="chat",
+        name=sc.OP_CHAT,
         client_info=client_info,
         request=ex.request,
         content=ex.content,

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from agentwatch import _semconv as sc
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
@@ -50,7 +51,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
 
     stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
     chat = Operation(
-        name="chat",
+        name=sc.OP_CHAT,
         client_info=client_info,
         request=ex.chat_request,
         content=ex.chat_input,
@@ -62,7 +63,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
     # parse() never streams and takes its stream_options as given.
     parse = replace(chat, stream_items=None, stream_types=(), adjust_kwargs=None)
     responses = Operation(
-        name="chat",
+        name=sc.OP_CHAT,
         client_info=client_info,
         request=ex.responses_request,
         content=ex.responses_input,
@@ -71,7 +72,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_types=stream_types,
     )
     embeddings = Operation(
-        name="embeddings",
+        name=sc.OP_EMBEDDINGS,
         client_info=client_info,
         request=ex.embeddings_request,
         response=ex.embeddings_response,
