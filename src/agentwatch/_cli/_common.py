@@ -7,7 +7,15 @@ import math
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["Endpoint", "fraction", "parse_endpoint", "positive_float", "positive_int", "probe"]
+__all__ = [
+    "Endpoint",
+    "format_seconds",
+    "fraction",
+    "parse_endpoint",
+    "positive_float",
+    "positive_int",
+    "probe",
+]
 
 
 def positive_int(text: str) -> int:
@@ -81,7 +89,7 @@ def probe(host: str, port: int, timeout: float = 1.0) -> str | None:
         return exc.strerror or str(exc)
 
 
-def _seconds(value: object) -> str:
+def format_seconds(value: object) -> str:
     from agentwatch.resilience._config import seconds
 
     return f"{seconds(value):g} s"  # type: ignore[arg-type]
@@ -98,15 +106,15 @@ def describe_policy(policy: object, *, kind: str = "tools") -> dict[str, str]:
         parts["criticality"] = (
             "critical" if policy.critical else "optional (degrades to a ToolUnavailable result)"
         )
-    parts["timeout"] = "none" if policy.timeout is None else f"{_seconds(policy.timeout)} in total"
+    parts["timeout"] = "none" if policy.timeout is None else f"{format_seconds(policy.timeout)} in total"
     if policy.attempt_timeout is not None:
-        parts["timeout"] += f", {_seconds(policy.attempt_timeout)} per attempt"
+        parts["timeout"] += f", {format_seconds(policy.attempt_timeout)} per attempt"
     retry = policy.retry
     parts["retry"] = (
         "none"
         if retry is None
-        else f"{retry.attempts} attempts, exponential backoff from {_seconds(retry.backoff)} "
-        f"(x{retry.multiplier:g}, at most {_seconds(retry.max_delay)}, "
+        else f"{retry.attempts} attempts, exponential backoff from {format_seconds(retry.backoff)} "
+        f"(x{retry.multiplier:g}, at most {format_seconds(retry.max_delay)}, "
         f"{'full jitter' if retry.jitter else 'no jitter'})"
     )
     breaker = policy.breaker
@@ -116,12 +124,12 @@ def describe_policy(policy: object, *, kind: str = "tools") -> dict[str, str]:
         trip = (
             f"opens after {breaker.failure_threshold} consecutive failures"
             if breaker.mode == "consecutive"
-            else f"opens at a {breaker.failure_ratio:g} failure ratio over {_seconds(breaker.window)} "
+            else f"opens at a {breaker.failure_ratio:g} failure ratio over {format_seconds(breaker.window)} "
             f"(at least {breaker.minimum_calls} calls)"
         )
         parts["breaker"] = (
-            f"{trip}, break {_seconds(breaker.break_duration)} "
-            f"(x{breaker.break_growth:g} while failing, at most {_seconds(breaker.max_break_duration)})"
+            f"{trip}, break {format_seconds(breaker.break_duration)} "
+            f"(x{breaker.break_growth:g} while failing, at most {format_seconds(breaker.max_break_duration)})"
         )
     bulkhead = policy.bulkhead
     parts["bulkhead"] = (
@@ -129,7 +137,7 @@ def describe_policy(policy: object, *, kind: str = "tools") -> dict[str, str]:
         if bulkhead is None
         else f"{bulkhead.max_concurrent} concurrent"
         + (
-            f", queue {bulkhead.max_queue} for {_seconds(bulkhead.queue_timeout)}"
+            f", queue {bulkhead.max_queue} for {format_seconds(bulkhead.queue_timeout)}"
             if bulkhead.max_queue
             else ""
         )

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from agentwatch._cli._common import format_seconds
+
 __all__ = ["DASHBOARD_UIDS", "RunbookError", "ToolInfo", "add_parser", "load_tools", "render_runbook", "run"]
 
 # The uids of dashboards/*.json (a test checks them against the files).
@@ -179,36 +181,28 @@ class Links:
     admin: str = DEFAULT_ADMIN
 
 
-def _seconds(value: object) -> str:
-    from agentwatch.resilience._config import seconds
-
-    return f"{seconds(value):g} s"  # type: ignore[arg-type]
-
-
 def _policy_line(info: ToolInfo) -> str:
     policy = info.policy
     if policy is None:
         return "none: no timeout, retry, breaker or bulkhead (set one in code or `AGENTWATCH_CONFIG`)"
-    timeout = "none" if policy.timeout is None else _seconds(policy.timeout)
+    timeout = "none" if policy.timeout is None else format_seconds(policy.timeout)
     if policy.attempt_timeout is not None:
-        timeout += f" ({_seconds(policy.attempt_timeout)} per attempt)"
+        timeout += f" ({format_seconds(policy.attempt_timeout)} per attempt)"
     retry = policy.retry
     retries = (
         "0"
         if retry is None
-        else f"{retry.attempts - 1} (exponential backoff from {_seconds(retry.backoff)}, at most {_seconds(retry.max_delay)})"
+        else f"{retry.attempts - 1} (exponential backoff from {format_seconds(retry.backoff)}, at most {format_seconds(retry.max_delay)})"
     )
     breaker = policy.breaker
     if breaker is None:
         circuit = "none"
     elif breaker.mode == "consecutive":
-        circuit = (
-            f"{breaker.failure_threshold} consecutive failures / {_seconds(breaker.break_duration)} break"
-        )
+        circuit = f"{breaker.failure_threshold} consecutive failures / {format_seconds(breaker.break_duration)} break"
     else:
-        circuit = f"{breaker.failure_ratio:g} failure ratio over {_seconds(breaker.window)} / {_seconds(breaker.break_duration)} break"
+        circuit = f"{breaker.failure_ratio:g} failure ratio over {format_seconds(breaker.window)} / {format_seconds(breaker.break_duration)} break"
     if breaker is not None:
-        circuit += f" (growing x{breaker.break_growth:g} up to {_seconds(breaker.max_break_duration)})"
+        circuit += f" (growing x{breaker.break_growth:g} up to {format_seconds(breaker.max_break_duration)})"
     bulkhead = "none" if policy.bulkhead is None else f"{policy.bulkhead.max_concurrent} concurrent"
     fallback = "none: the error propagates" if policy.critical else "degradation message (`ToolUnavailable`)"
     return (
