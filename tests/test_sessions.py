@@ -46,7 +46,9 @@ def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mo
     monkeypatch.setattr(_internal, "_reported", set())
     caplog.set_level(logging.DEBUG, logger="agentwatch")
     yield
-    assert [r for r in caplog.records if r.name == "agentwatch" and "internal error" in r.getMessage()] == []
+    # caplog.records here would hold the teardown's records only: read the test's own.
+    records = [r for when in ("setup", "call") for r in caplog.get_records(when)]
+    assert [r for r in records if r.name == "agentwatch" and "internal error" in r.getMessage()] == []
 
 
 @tool
@@ -371,6 +373,47 @@ async def test_threads_that_receive_the_context_share_the_session(tele: Signals)
     assert s.tool_calls == 2
 
 
+@pytest.mark.anyio
+async def test_asyncio_tasks_started_inside_a_session_belong_to_it(tele: Signals) -> None:
+    @tool
+    async def afail(key: str) -> str:
+        await asyncio.sleep(0)
+        raise Overloaded(key)
+
+    async def fan_out(keys: list[str]) -> list[str]:
+        # A task started by a task started inside the session.
+        return list(await asyncio.gather(*(asyncio.create_task(alookup(k)) for k in keys)))
+
+    async with session("conv-tasks", user_id="u-3", agent_name="fan-out") as s:
+        first = asyncio.create_task(alookup("a"))
+        results = await asyncio.gather(
+            alookup("b"),
+            asyncio.to_thread(lookup, "c"),
+            afail("d"),
+            asyncio.create_task(fan_out(["e", "f", "g"])),
+            return_exceptions=True,
+        )
+        assert await first == "A"
+        # Still the session of this task when the tasks are done.
+        assert Session.current() is s and (s.tool_calls, s.tool_errors) == (7, 1)
+
+    assert results[:2] == ["B", "C"] and isinstance(results[2], Overloaded)
+    assert results[3] == ["E", "F", "G"]
+    (agent,) = agent_spans(tele)
+    tools = tele.finished("execute_tool")
+    assert sorted(t.name for t in tools) == sorted(
+        ["execute_tool afail", "execute_tool lookup"] + ["execute_tool alookup"] * 5
+    )
+    for span in tools:
+        assert attrs(span)["gen_ai.conversation.id"] == "conv-tasks", span.name
+        assert attrs(span)["user.id"] == "u-3" and attrs(span)["gen_ai.agent.name"] == "fan-out"
+        assert span.parent is not None and span.parent.span_id == agent.context.span_id, span.name
+        assert span.context.trace_id == agent.context.trace_id
+    assert (s.tool_calls, s.tool_errors) == (7, 1)
+    assert attrs(agent)["agentwatch.session.tool_calls"] == 7
+    assert attrs(agent)["agentwatch.session.tool_errors"] == 1
+
+
 def test_accounting_is_thread_safe(tele: Signals) -> None:
     calls_per_thread, threads = 300, 8
 
@@ -424,19 +467,34 @@ async def test_100_parallel_sessions_keep_their_own_conversation_ids(tele: Signa
     assert len({s.context.trace_id for s in agents.values()}) == 100
 
 
-def test_session_metrics_buckets_and_units(tele: Signals) -> None:
-    with session(agent_name="b"):
-        pass
-    for name, unit, buckets in (
-        ("agentwatch.session.duration", "s", SESSION_DURATION_BUCKETS),
-        ("agentwatch.session.iterations", "{iteration}", ITERATION_BUCKETS),
-    ):
-        metric = tele.metric(name)
-        assert metric.unit == unit
-        assert tuple(metric.data.data_points[0].explicit_bounds) == tuple(float(b) for b in buckets)
-    assert tele.metric("agentwatch.sessions").unit == "{session}"
-    assert 0.1 in SESSION_COST_BUCKETS and 0.5 in SESSION_COST_BUCKETS and SESSION_COST_BUCKETS[-1] == 100.0
-    assert 15.0 in SESSION_DURATION_BUCKETS and SESSION_DURATION_BUCKETS[-1] == 600.0
+def test_session_metrics_buckets_and_units(
+    instrumented: Signals, fake_llm: FakeLLMServer, openai_client: openai.OpenAI
+) -> None:
+    with session(agent_name="b") as s:
+        openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user())
+    assert s.cost is not None  # priced: the cost histogram has a point
+
+    # README "Telemetry reference": unit, first and last bucket, boundaries the SLOs and alerts need.
+    documented = {
+        "agentwatch.session.duration": ("s", SESSION_DURATION_BUCKETS, 0.1, 600.0, {15.0}),
+        "agentwatch.session.cost": ("USD", SESSION_COST_BUCKETS, 0.00001, 100.0, {0.1, 0.5}),
+        "agentwatch.session.iterations": ("{iteration}", ITERATION_BUCKETS, 1.0, 50.0, set()),
+    }
+    for name, (unit, buckets, first, last, included) in documented.items():
+        metric = instrumented.metric(name)
+        assert metric.unit == unit, name
+        (point,) = metric.data.data_points
+        bounds = tuple(point.explicit_bounds)
+        assert bounds == tuple(float(b) for b in buckets), name
+        assert (bounds[0], bounds[-1]) == (first, last) and included <= set(bounds), name
+        assert list(bounds) == sorted(set(bounds)), name
+    # The session cost buckets are the per-call cost buckets, extended up to $100.
+    call_cost = instrumented.metric("gen_ai.client.operation.cost")
+    assert call_cost.unit == "USD"
+    call_bounds = tuple(call_cost.data.data_points[0].explicit_bounds)
+    session_bounds = tuple(instrumented.metric("agentwatch.session.cost").data.data_points[0].explicit_bounds)
+    assert session_bounds[: len(call_bounds)] == call_bounds and session_bounds[-1] == 100.0
+    assert instrumented.metric("agentwatch.sessions").unit == "{session}"
 
 
 def test_sampled_out_sessions_still_count() -> None:

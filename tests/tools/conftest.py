@@ -37,9 +37,11 @@ def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mo
     monkeypatch.setattr(_internal, "_reported", set())
     caplog.set_level(logging.DEBUG, logger="agentwatch")
     yield
+    # caplog.records here would hold the teardown's records only: read the test's own.
     faults = [
         r.getMessage()
-        for r in caplog.records
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
         if r.name == "agentwatch" and "internal error" in r.getMessage()
     ]
     assert faults == []

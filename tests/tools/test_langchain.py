@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_core.tools import tool as lc_tool
 from opentelemetry.trace import SpanKind, StatusCode
 
+from agentwatch._config import ContentCapture, Settings
 from agentwatch._session import session
 from agentwatch.instrumentation.langchain import LangChainInstrumentor
 from agentwatch.instrumentation.langchain._patch import _spec
@@ -157,6 +159,52 @@ def test_a_tool_keeps_its_spec_across_calls_until_it_is_renamed(lc: Signals) -> 
         ("execute_tool echo", "Echoes."),
         ("execute_tool echo2", "Echoes again."),
     ]
+
+
+SECRET_CITY = "Zanzibar-7f3c"  # an argument value that must never leave the process by default
+SECRET_RESULT = "forecast-91ab"
+
+
+@lc_tool
+def get_forecast(city: str) -> str:
+    """Forecast for a city."""
+    return SECRET_RESULT if city == SECRET_CITY else "unknown"
+
+
+@lc_tool
+async def aget_forecast(city: str) -> dict[str, str]:
+    """Forecast for a city, asynchronously."""
+    return {"forecast": SECRET_RESULT if city == SECRET_CITY else "unknown"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("capture", [False, True], ids=["capture off", "capture on"])
+async def test_argument_values_and_results_are_exported_only_with_content_capture(
+    signals: Signals, caplog: pytest.LogCaptureFixture, capture: bool
+) -> None:
+    settings = Settings(capture=ContentCapture(span=capture, event=capture))
+    LangChainInstrumentor().instrument(**signals.providers, settings=settings)
+    try:
+        assert get_forecast.invoke({"city": SECRET_CITY}) == SECRET_RESULT
+        call = {"name": "get_forecast", "args": {"city": SECRET_CITY}, "id": "call_1", "type": "tool_call"}
+        assert get_forecast.invoke(call).content == SECRET_RESULT
+        assert await aget_forecast.ainvoke({"city": SECRET_CITY}) == {"forecast": SECRET_RESULT}
+    finally:
+        LangChainInstrumentor().uninstrument()
+
+    spans = tool_spans(signals)
+    assert len(spans) == 3 and all(attrs(x)["agentwatch.tool.argument_keys"] == ("city",) for x in spans)
+    exported = signals.dump()
+    records = tool_records(caplog)
+    assert len(records) == 3
+    for secret in (SECRET_CITY, SECRET_RESULT):
+        assert (secret in exported) is capture, secret
+        for record in records:
+            logged = record.getMessage() + json.dumps(vars(record), default=str)
+            assert (secret in logged) is capture, (secret, record.tool)
+    for span in spans if capture else ():
+        assert json.loads(attrs(span)["gen_ai.tool.call.arguments"]) == {"city": SECRET_CITY}
+        assert SECRET_RESULT in attrs(span)["gen_ai.tool.call.result"]
 
 
 def test_uninstrument_restores_and_instrumenting_twice_is_harmless(signals: Signals) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,6 +172,49 @@ async def test_content_capture_records_mcp_arguments_and_result(sdk_spans: Signa
     a = attrs(tool_spans(sdk_spans)[0])
     assert a["gen_ai.tool.call.arguments"] == '{"city":"Lima"}'
     assert "sunny in Lima" in a["gen_ai.tool.call.result"]
+
+
+SECRET_CITY = "Zanzibar-7f3c"  # an argument value that must never leave the process by default
+SECRET_RESULT = "forecast-91ab"
+
+
+def secret_server() -> MCPServer:
+    server = MCPServer("secrets")
+
+    @server.tool()
+    def get_forecast(city: str) -> str:
+        return SECRET_RESULT if city == SECRET_CITY else "unknown"
+
+    return server
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("capture", [False, True], ids=["capture off", "capture on"])
+async def test_argument_values_and_results_are_exported_only_with_content_capture(
+    sdk_spans: Signals, caplog: pytest.LogCaptureFixture, mode: str, capture: bool
+) -> None:
+    settings = Settings(capture=ContentCapture(span=capture, event=capture))
+    MCPInstrumentor().instrument(**sdk_spans.providers, settings=settings)
+    try:
+        async with Client(secret_server(), mode=mode) as client:
+            result = await client.call_tool("get_forecast", {"city": SECRET_CITY})
+    finally:
+        MCPInstrumentor().uninstrument()
+
+    assert result.content[0].text == SECRET_RESULT  # type: ignore[union-attr]
+    (span,) = tool_spans(sdk_spans)
+    assert attrs(span)["agentwatch.tool.argument_keys"] == ("city",)
+    exported = sdk_spans.dump()
+    (record,) = tool_records(caplog)
+    logged = record.getMessage() + json.dumps(vars(record), default=str)
+    for secret in (SECRET_CITY, SECRET_RESULT):
+        assert (secret in exported) is capture, secret
+        assert (secret in logged) is capture, secret
+    if capture:
+        assert json.loads(attrs(span)["gen_ai.tool.call.arguments"]) == {"city": SECRET_CITY}
+        assert SECRET_RESULT in attrs(span)["gen_ai.tool.call.result"]
+        assert json.loads(record.arguments) == {"city": SECRET_CITY} and SECRET_RESULT in record.result
 
 
 PATCHED = [

@@ -315,6 +315,28 @@ def test_one_log_record_per_call_with_the_fields_on_call(
     assert not hasattr(record, "arguments") and not hasattr(record, "result")
 
 
+@pytest.mark.anyio
+async def test_the_log_record_names_the_session_user_and_agent(
+    tele: Signals, caplog: pytest.LogCaptureFixture
+) -> None:
+    with session("s-1", user_id="u-7", agent_name="a"):
+        get_weather("Paris")
+    async with session("s-2", user_id="u-8", agent_name="b"):
+        await lookup("q")
+
+    spans = {s.name: s for s in tool_spans(tele)}
+    records = {r.tool: r for r in tool_records(caplog)}
+    for tool_name, (session_id, user_id, agent_name) in {
+        "get_weather": ("s-1", "u-7", "a"),
+        "lookup_async": ("s-2", "u-8", "b"),
+    }.items():
+        record, span = records[tool_name], spans[f"execute_tool {tool_name}"]
+        assert (record.session_id, record.user_id, record.agent_name) == (session_id, user_id, agent_name)
+        assert record.trace_id == format(span.context.trace_id, "032x")
+        assert record.span_id == format(span.context.span_id, "016x")
+        assert record.success is True
+
+
 def test_unserialisable_results_are_returned_untouched(tele_capture: Signals) -> None:
     class Hostile:
         def __str__(self) -> str:
@@ -348,6 +370,51 @@ def test_unserialisable_results_are_returned_untouched(tele_capture: Signals) ->
     assert json.loads(spans["point"]["gen_ai.tool.call.result"]) == {"x": 1}
     assert json.loads(spans["set"]["gen_ai.tool.call.result"]) == [1]
     assert all(s.status.status_code is StatusCode.UNSET for s in tool_spans(tele_capture, "odd"))
+
+
+@pytest.mark.anyio
+async def test_async_unserialisable_results_are_returned_untouched(
+    tele_capture: Signals, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        __repr__ = __str__
+
+    circular: list[Any] = []
+    circular.append(circular)
+    hostile = Hostile()
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    @tool
+    async def odd(kind: str) -> object:
+        await asyncio.sleep(0)
+        return {"hostile": hostile, "circular": circular, "point": Point(1), "set": {1}}[kind]
+
+    assert await odd("hostile") is hostile
+    assert await odd("circular") is circular
+    assert await odd("point") == Point(1)
+    assert await odd("set") == {1}
+
+    spans = {
+        json.loads(attrs(s)["gen_ai.tool.call.arguments"])["kind"]: attrs(s)
+        for s in tool_spans(tele_capture, "odd")
+    }
+    assert "agentwatch.tool.result.bytes" not in spans["hostile"]
+    assert json.loads(spans["circular"]["gen_ai.tool.call.result"]) == str(circular)  # recorded as its text
+    assert spans["circular"]["agentwatch.tool.result.bytes"] == len(
+        spans["circular"]["gen_ai.tool.call.result"]
+    )
+    assert json.loads(spans["point"]["gen_ai.tool.call.result"]) == {"x": 1}
+    assert json.loads(spans["set"]["gen_ai.tool.call.result"]) == [1]
+    assert all(s.status.status_code is StatusCode.UNSET for s in tool_spans(tele_capture, "odd"))
+    records = {json.loads(r.arguments)["kind"]: r for r in tool_records(caplog)}
+    assert records["hostile"].success is True and records["hostile"].result_bytes is None
+    assert json.loads(records["point"].result) == {"x": 1}
 
 
 def test_string_and_bytes_results_are_measured_as_sent(tele: Signals) -> None:
