@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import threading
 from collections.abc import Mapping
@@ -15,18 +13,10 @@ from agentwatch._config import check_propagators, resolve_settings
 from agentwatch._internal import logger
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
+from agentwatch.instrumentation._registry import load_registry
 from agentwatch.resilience import Policy, configure_resilience_telemetry
 
 __all__ = ["instrument", "uninstrument"]
-
-# (distribution that must be importable, module, class). Each instrumentor still checks its own
-# version range through instrumentation_dependencies().
-_INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
-    ("openai", "agentwatch.instrumentation.openai", "OpenAIInstrumentor"),
-    ("anthropic", "agentwatch.instrumentation.anthropic", "AnthropicInstrumentor"),
-    ("mcp", "agentwatch.instrumentation.mcp", "MCPInstrumentor"),
-    ("langchain_core", "agentwatch.instrumentation.langchain", "LangChainInstrumentor"),
-)
 
 _lock = threading.Lock()
 # Set by instrument(), cleared by uninstrument(): a second instrument() must change nothing, not
@@ -113,15 +103,23 @@ def instrument(
         }
         set_default_telemetry(**providers, settings=settings, pricer=pricer)
         configure_resilience_telemetry(meter_provider)
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
+        # The integrations are agentwatch's entry points (instrumentation/_registry.py); one whose
+        # library is not installed is skipped without importing anything. Each instrumentor still
+        # checks its own version range through instrumentation_dependencies().
+        registry = load_registry()
+        for problem in registry.problems:
+            logger.warning("agentwatch: %s", problem)
+        for integration in registry.integrations:
+            if not integration.installed():
                 continue
-            instrumentor = getattr(importlib.import_module(module), name)()
+            instrumentor = integration.instrumentor()
             if instrumentor.is_instrumented_by_opentelemetry:
                 continue
             instrumentor.instrument(**providers, settings=settings, pricer=pricer)
             if not instrumentor.is_instrumented_by_opentelemetry:
-                logger.info("agentwatch: %s not instrumented (installed version out of range)", distribution)
+                logger.info(
+                    "agentwatch: %s not instrumented (installed version out of range)", integration.library
+                )
 
 
 def uninstrument() -> None:
@@ -129,9 +127,9 @@ def uninstrument() -> None:
     global _instrumented
     with _lock:
         _instrumented = False
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
+        for integration in load_registry().integrations:
+            if not integration.installed():
                 continue
-            instrumentor = getattr(importlib.import_module(module), name)()
+            instrumentor = integration.instrumentor()
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()
