@@ -134,11 +134,24 @@ def _typed_dict(name: str, module: str, fields: dict[str, Any], extra: bool) -> 
     return typed
 
 
+def _adapter(typed: Any) -> Any:
+    """A complete ``TypeAdapter`` for ``typed``, or an exception (a forward reference pydantic
+    cannot resolve is only reported at the first validation otherwise)."""
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(typed)
+    if not getattr(adapter, "pydantic_complete", True):
+        adapter.rebuild(raise_errors=True)
+        if not getattr(adapter, "pydantic_complete", True):
+            raise TypeError("incomplete validator")
+    return adapter
+
+
 def signature_validator(tool: str, fn: Callable[..., Any]) -> ArgumentsValidator | None:
     """A validator built from ``fn``'s signature and type hints, or ``None`` when there is nothing
     to validate with (no signature, or pydantic missing)."""
     try:
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import ValidationError
         from typing_extensions import NotRequired, Required
     except ImportError:
         _once(
@@ -180,13 +193,13 @@ def signature_validator(tool: str, fn: Callable[..., Any]) -> ArgumentsValidator
     for _ in range(2):
         fields = {name: marker[annotation] for name, (marker, annotation) in hinted.items()}
         try:
-            adapter = TypeAdapter(_typed_dict(f"{tool}_arguments", module, fields, extra))
+            adapter = _adapter(_typed_dict(f"{tool}_arguments", module, fields, extra))
             break
         except Exception:  # noqa: BLE001 - pydantic raises many kinds for a hint it cannot use
             # Find the hints pydantic cannot handle and accept anything there instead.
             for name, (marker, annotation) in list(hinted.items()):
                 try:
-                    TypeAdapter(_typed_dict(f"{tool}_{name}", module, {name: marker[annotation]}, False))
+                    _adapter(_typed_dict(f"{tool}_{name}", module, {name: marker[annotation]}, False))
                 except Exception:  # noqa: BLE001 - any failure: that hint is not validated
                     hinted[name] = (marker, Any)
                     skipped.append(name)
