@@ -14,7 +14,7 @@ from typing import Any
 
 from agentwatch._demo._plan import PREFERENCES, RELATED, SEARCH, PlannedCall
 from agentwatch._demo._world import World, current_call
-from agentwatch.resilience import Bulkhead, CircuitBreaker, Policy, Retry
+from agentwatch.resilience import Bulkhead, Cache, CircuitBreaker, Policy, Retry
 from agentwatch.tools import ToolRegistry
 
 __all__ = ["POLICIES", "REGISTRY", "TOOL_SCHEMAS", "bound_world"]
@@ -32,11 +32,13 @@ POLICIES: dict[str, Policy] = {
         breaker=CircuitBreaker(failure_threshold=5, break_duration=2.0, max_break_duration=10.0),
     ),
     # Optional and slow: an attempt may take 0.5 s, one retry, then the model proceeds without it.
+    # A user's preferences rarely change: a lookup made in the last minute is served from the cache.
     PREFERENCES: Policy(
         critical=False,
         timeout=2.0,
         attempt_timeout=0.5,
         retry=Retry(attempts=2, backoff=0.05, max_delay=0.2),
+        cache=Cache(ttl=60.0),
     ),
     # Optional enrichment, not retried: three failures in a row open the breaker for a second
     # (growing while the dependency stays down), and calls degrade at once while it is open.
