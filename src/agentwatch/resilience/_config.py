@@ -320,8 +320,8 @@ class Cache:
 class Policy:
     """The resilience policy of one tool or model.
 
-    Layers, outermost first: fallback → total timeout → retry (+ budget) → circuit breaker →
-    bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
+    Layers, outermost first: (argument validation →) disabled tool → cache → fallback → total
+    timeout → retry (+ budget) → circuit breaker → bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
     else: retries, breaker and bulkhead are opt-in because only the owner knows whether a tool is
     idempotent and how much traffic it sees. LLM calls that generate long outputs need a larger
     ``timeout`` (or ``None``).

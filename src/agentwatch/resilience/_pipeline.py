@@ -18,8 +18,9 @@ every call through it, *inside* the call's span (the span is started before and 
 then each fallback model; the integrator must send *that* model), ``ctx.attempt_timeout`` and
 ``ctx.deadline_remaining`` (pass the former to the SDK as its per-request timeout).
 
-Layers, outermost first: fallback → total timeout → retry (+ budget) → circuit breaker →
-bulkhead → attempt timeout. ``call``/``acall`` return the attempt's result, or raise the call's own
+Layers, outermost first: disabled tool → cache (tools with ``Policy.cache``, when the caller passes
+the call's canonical ``arguments``) → fallback → total timeout → retry (+ budget) → circuit breaker
+→ bulkhead → attempt timeout. Argument validation happens before, in the tool layer. ``call``/``acall`` return the attempt's result, or raise the call's own
 exception unchanged (same object), or one of the structured errors (``CircuitOpenError``,
 ``ToolTimeoutError``, ``BulkheadFullError``, ``ToolDisabledError``). An optional tool
 (``Policy(critical=False)``) returns a :class:`ToolUnavailable` instead of raising when it is
@@ -42,7 +43,8 @@ attempt that failed, ``agentwatch.retry.delay`` in s, ``error.type``), ``retry_a
 ``agentwatch.timeout.seconds``), ``circuit_opened``/``circuit_half_opened``/``circuit_closed``/
 ``circuit_rejected`` (``agentwatch.circuit.name``), ``bulkhead_rejected``, ``tool_disabled``,
 ``fallback`` (``agentwatch.fallback.reason``, and ``gen_ai.request.model`` of the next model in an
-LLM chain); attribute ``agentwatch.resilience.attempts``; and ``error.type`` when the pipeline
+LLM chain), ``cache_hit``/``cache_miss``/``cache_shared``/``cache_unavailable``/``cache_bypassed``/
+``cache_not_stored``; attributes ``agentwatch.resilience.attempts`` and ``agentwatch.cache.result``; and ``error.type`` when the pipeline
 short-circuits (``circuit_open``, ``bulkhead_full``, ``timeout``, ``tool_disabled``) or degrades
 (the reason's error type). The caller sets the span status from the raised exception; a degraded
 call returns normally, so the ``error.type`` and the ``fallback`` event are its only marks. Every
