@@ -26,7 +26,9 @@ START_TIMEOUT = 10.0
 
 
 def redis_server_binary() -> Path:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if found is None:
         pytest.fail(
             "redis-server is not installed: run scripts/setup-redis.sh (scripts/test.sh does) to "

@@ -10,9 +10,9 @@ import openai
 import pytest
 
 import agentwatch
+from _redis import redis_server, redis_url
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from _redis import redis_server, redis_url
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
 
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module

@@ -137,7 +137,9 @@ def audit(
         }
         level = logging.INFO if denial is None else logging.WARNING
         subject = action if target is None else f"{action} {target!r}"
-        _log.log(level, "admin %s by %s: %d %s", subject, client or "unknown client", status, outcome, extra=extra)
+        _log.log(
+            level, "admin %s by %s: %d %s", subject, client or "unknown client", status, outcome, extra=extra
+        )
         from agentwatch.resilience._telemetry import current_telemetry
 
         current_telemetry().admin_request(action, status, outcome)

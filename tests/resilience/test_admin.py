@@ -23,7 +23,6 @@ from agentwatch.resilience import (
     ToolUnavailable,
 )
 
-
 TOKEN = "test-admin-token-0123456789abcdef"
 
 

@@ -110,7 +110,9 @@ async def test_a_token_given_in_code_wins_over_the_environment(
     monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", "from-the-environment")
     transport = httpx.ASGITransport(app=make_app(registry, token=TOKEN))
     async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
-        assert (await c.get("/admin/circuits", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+        assert (
+            await c.get("/admin/circuits", headers={"Authorization": f"Bearer {TOKEN}"})
+        ).status_code == 200
         denied = await c.get("/admin/circuits", headers={"Authorization": "Bearer from-the-environment"})
         assert denied.status_code == 401
 
@@ -132,7 +134,10 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.anyio
 async def test_every_request_is_logged_and_counted_with_who_what_and_never_the_token(
-    client: httpx.AsyncClient, metrics: Signals, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient,
+    metrics: Signals,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", TOKEN)
     caplog.set_level(logging.INFO, logger="agentwatch.admin")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import redis
 
 import agentwatch
+from _redis import RedisServer, redis_server_binary
 from agentwatch import Cache, ConfigError, Policy, ToolRegistry, ToolUnavailable
 from agentwatch.resilience import (
     CircuitBreaker,
@@ -29,8 +29,6 @@ from agentwatch.resilience._cache import cache_key
 from resilience._support import events
 from support import Signals
 from tools._support import attrs, duration_points, tool_spans
-
-from _redis import RedisServer, redis_server_binary
 
 
 @pytest.fixture
@@ -45,7 +43,9 @@ def cache_events(signals: Signals) -> dict[str, int]:
     for point in signals.points("agentwatch.resilience.events"):
         a = dict(point.attributes)
         if a["agentwatch.resilience.policy"] == "cache":
-            totals[a["agentwatch.resilience.event"]] = totals.get(a["agentwatch.resilience.event"], 0) + point.value
+            totals[a["agentwatch.resilience.event"]] = (
+                totals.get(a["agentwatch.resilience.event"], 0) + point.value
+            )
     return totals
 
 
@@ -108,7 +108,9 @@ def test_a_cache_on_an_llm_policy_is_refused(tmp_path: Path) -> None:
 
 def test_the_config_file_sets_a_cache(tmp_path: Path) -> None:
     config = tmp_path / "policies.toml"
-    config.write_text("[tools.weather]\ncache = { ttl = 300, max_entries = 10 }\n[tools.other]\ncache = true\n")
+    config.write_text(
+        "[tools.weather]\ncache = { ttl = 300, max_entries = 10 }\n[tools.other]\ncache = true\n"
+    )
     loaded = load_config(config)
     assert loaded.policy_for("weather") == Policy(cache=Cache(ttl=300, max_entries=10))
     assert loaded.policy_for("other") == Policy(cache=Cache())
@@ -419,7 +421,14 @@ def test_replicas_share_results_through_redis_and_they_survive_the_round_trip(
     tele: Signals, rt: ResilienceTelemetry, redis_url: str
 ) -> None:
     calls: list[dict[str, Any]] = []
-    result = {"text": "héllo \u2603 \U0001f600", "n": 2**70, "x": 0.1, "none": None, "ok": True, "list": [{"a": []}]}
+    result = {
+        "text": "héllo \u2603 \U0001f600",
+        "n": 2**70,
+        "x": 0.1,
+        "none": None,
+        "ok": True,
+        "list": [{"a": []}],
+    }
 
     def replica() -> ToolRegistry:
         registry = ToolRegistry()

@@ -118,7 +118,9 @@ def test_call_tool_call_returns_a_result_the_model_can_read_and_correct(
     assert "Correct them and call the tool again" in as_dict["message"]
     assert attrs(tool_spans(tele, "ship")[0])["gen_ai.tool.call.id"] == "call_9"
     # Not JSON at all is invalid arguments too.
-    garbled = registry.call_tool_call({"type": "function", "id": "c", "function": {"name": "ship", "arguments": "{"}})
+    garbled = registry.call_tool_call(
+        {"type": "function", "id": "c", "function": {"name": "ship", "arguments": "{"}}
+    )
     assert isinstance(garbled, InvalidArguments) and garbled.errors[0].kind == "json_invalid"
 
 
@@ -156,7 +158,9 @@ def test_an_invalid_arguments_error_raised_inside_an_attempt_is_not_retried(
 ) -> None:
     attempts: list[int] = []
 
-    @agentwatch.tool(policy=Policy(retry=Retry(attempts=3, backoff=0), breaker=CircuitBreaker(failure_threshold=1)))
+    @agentwatch.tool(
+        policy=Policy(retry=Retry(attempts=3, backoff=0), breaker=CircuitBreaker(failure_threshold=1))
+    )
     def inner(x: int) -> int:
         attempts.append(x)
         raise InvalidArgumentsError(name="other", problems=[])
@@ -241,7 +245,9 @@ def test_with_content_capture_the_values_may_appear(tele_capture: Signals) -> No
     configure_resilience_telemetry(tele_capture.meter_provider)
     try:
         with pytest.raises(InvalidArgumentsError):
-            make_registry([]).call("ship", {"address": {"city": "Oslo", "zip_code": 1}, "window": {"days": "later"}})
+            make_registry([]).call(
+                "ship", {"address": {"city": "Oslo", "zip_code": 1}, "window": {"days": "later"}}
+            )
     finally:
         configure_resilience_telemetry(None)
     (span,) = tool_spans(tele_capture, "ship")

@@ -24,21 +24,21 @@ SLOW_ATTEMPT = 0.8
 
 POLICIES: dict[str, Policy] = {
     # Critical: without it the task fails. Flaky: transient failures are retried; five failed
-    # attempts in a row open the breaker so a broken knowledge base is not hammered.
+    # attempts in a row open the breaker so a broken knowledge base is not hammered. Articles
+    # change rarely: the same search within a minute is answered from the cache.
     SEARCH: Policy(
         timeout=5.0,
         attempt_timeout=2.0,
         retry=Retry(attempts=3, backoff=0.05, max_delay=0.4),
         breaker=CircuitBreaker(failure_threshold=5, break_duration=2.0, max_break_duration=10.0),
+        cache=Cache(ttl=60.0),
     ),
     # Optional and slow: an attempt may take 0.5 s, one retry, then the model proceeds without it.
-    # A user's preferences rarely change: a lookup made in the last minute is served from the cache.
     PREFERENCES: Policy(
         critical=False,
         timeout=2.0,
         attempt_timeout=0.5,
         retry=Retry(attempts=2, backoff=0.05, max_delay=0.2),
-        cache=Cache(ttl=60.0),
     ),
     # Optional enrichment, not retried: three failures in a row open the breaker for a second
     # (growing while the dependency stays down), and calls degrade at once while it is open.

@@ -36,13 +36,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from opentelemetry.trace import Span
 
 from agentwatch._errors import ConfigError
 from agentwatch._internal import report_internal_error
-from agentwatch.resilience._config import Cache, redacted_url, redis_url_from_env
+from agentwatch.resilience._config import Cache, redacted_url, redis_url_from_env, seconds
 from agentwatch.resilience._errors import CallKind
 
 if TYPE_CHECKING:
@@ -158,7 +157,9 @@ class _Redis:
             import redis
         except ImportError:
             raise ConfigError(
-                "Cache.backend", "redis", "'memory', or install the Redis client: pip install 'agentwatch[redis]'"
+                "Cache.backend",
+                "redis",
+                "'memory', or install the Redis client: pip install 'agentwatch[redis]'",
             ) from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._client = redis.Redis.from_url(
@@ -209,11 +210,11 @@ _redis_clients: dict[tuple[str, float], _Redis] = {}
 
 def _redis_backend(cache: Cache) -> _Redis:
     url = cache.redis_url or redis_url_from_env()
-    key = (url, float(cache.redis_timeout))
+    key = (url, seconds(cache.redis_timeout))
     with _redis_lock:
         backend = _redis_clients.get(key)
         if backend is None:
-            backend = _redis_clients[key] = _Redis(url, float(cache.redis_timeout))
+            backend = _redis_clients[key] = _Redis(url, seconds(cache.redis_timeout))
         return backend
 
 
@@ -277,7 +278,7 @@ class ToolCache:
         self.config = cache
         self._tool = tool
         self._kind: CallKind = kind
-        self._ttl = float(cache.ttl)
+        self._ttl = seconds(cache.ttl)
         self._telemetry = telemetry
         self._backend: _Memory | _Redis = (
             _redis_backend(cache) if cache.backend == "redis" else _Memory(cache.max_entries, clock)
@@ -300,13 +301,13 @@ class ToolCache:
             return self._lead(run, span, key, "unavailable")
         hit = self._hit(span, stored)
         if hit is not None:
-            return hit[0]  # type: ignore[no-any-return]
+            return hit[0]  # type: ignore[return-value]
         flight = self._flights.get(key)
         if flight is not None and key not in _leading.get() and flight.can_wait_sync():
             flight.event.wait()
             shared = self._shared(span, flight)
             if shared is not None:
-                return shared[0]  # type: ignore[no-any-return]
+                return shared[0]  # type: ignore[return-value]
         return self._lead(run, span, key, "miss")
 
     def _lead(self, run: Callable[[], T], span: Span | None, key: str, kind: _Kind) -> T:
@@ -342,7 +343,7 @@ class ToolCache:
             return await self._alead(run, span, key, "unavailable")
         hit = self._hit(span, stored)
         if hit is not None:
-            return hit[0]  # type: ignore[no-any-return]
+            return hit[0]  # type: ignore[return-value]
         flight = self._flights.get(key)
         if flight is not None and key not in _leading.get() and flight.can_wait_async():
             loop = asyncio.get_running_loop()
@@ -361,7 +362,7 @@ class ToolCache:
                     raise
             shared = self._shared(span, flight)
             if shared is not None:
-                return shared[0]  # type: ignore[no-any-return]
+                return shared[0]  # type: ignore[return-value]
         return await self._alead(run, span, key, "miss")
 
     async def _alead(self, run: Callable[[], Awaitable[T]], span: Span | None, key: str, kind: _Kind) -> T:

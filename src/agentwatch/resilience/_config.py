@@ -315,7 +315,6 @@ class Cache:
             raise ConfigError("Cache.key_prefix", self.key_prefix, "a string")
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """The resilience policy of one tool or model.

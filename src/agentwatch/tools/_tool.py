@@ -53,7 +53,9 @@ def parse_arguments(tool_name: str, arguments: object) -> dict[str, Any]:
             raise InvalidArgumentsError(name=tool_name, problems=[problem]) from None
     if not isinstance(arguments, Mapping):
         problem = FieldProblem(
-            "", "not_an_object", f"Should be a JSON object of argument names to values, not {type(arguments).__name__}"
+            "",
+            "not_an_object",
+            f"Should be a JSON object of argument names to values, not {type(arguments).__name__}",
         )
         raise InvalidArgumentsError(name=tool_name, problems=[problem])
     return {str(key): value for key, value in arguments.items()}

@@ -16,6 +16,7 @@ kind; jsonschema's messages quote the instance, so they are rebuilt from the fai
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import threading
@@ -126,11 +127,10 @@ def _typed_dict(name: str, module: str, fields: dict[str, Any], extra: bool) -> 
     from pydantic import ConfigDict
     from typing_extensions import TypedDict
 
-    typed = TypedDict(name, fields)  # type: ignore[operator]
+    factory: Any = TypedDict  # the functional form, with names known only at run time
+    typed = factory(name, fields)
     typed.__module__ = module  # forward references resolve in the tool's module
-    typed.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
-        extra="allow" if extra else "forbid", arbitrary_types_allowed=True
-    )
+    typed.__pydantic_config__ = ConfigDict(extra="allow" if extra else "forbid", arbitrary_types_allowed=True)
     return typed
 
 
@@ -241,7 +241,20 @@ def _describe(error: Any) -> list[FieldProblem]:
         message = f"Should be of type {' or '.join(expected) if isinstance(expected, list) else expected}"
     elif keyword == "enum" and isinstance(expected, list):
         message = "Should be one of " + ", ".join(repr(v) for v in expected[:20])
-    elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "pattern", "format", "const", "multipleOf"):
+    elif keyword in (
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "pattern",
+        "format",
+        "const",
+        "multipleOf",
+    ):
         message = f"Does not satisfy {keyword} {expected!r}"
     else:
         message = f"Does not satisfy the schema's {keyword!r} constraint"
@@ -254,7 +267,8 @@ def jsonschema_validator(schema: object) -> Callable[[object], list[FieldProblem
     if not isinstance(schema, Mapping):
         return None
     try:
-        from jsonschema import exceptions, validators
+        exceptions: Any = importlib.import_module("jsonschema.exceptions")
+        validators: Any = importlib.import_module("jsonschema.validators")
     except ImportError:
         return None
     try:

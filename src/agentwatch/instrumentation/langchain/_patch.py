@@ -136,7 +136,12 @@ def _arun(telemetry: ToolTelemetry) -> Callable[..., Any]:
         token = _running.set(running)
         try:
             return await run_async(
-                telemetry, _spec(instance), invoke, arguments=tool_input, call_id=call_id, on_start=running.started
+                telemetry,
+                _spec(instance),
+                invoke,
+                arguments=tool_input,
+                call_id=call_id,
+                on_start=running.started,
             )
         finally:
             _running.reset(token)
