@@ -24,6 +24,7 @@ application may run several loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -33,7 +34,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -310,11 +311,13 @@ class ToolCache:
                 return shared[0]  # type: ignore[return-value]
         return self._lead(run, span, key, "miss")
 
-    def _lead(self, run: Callable[[], T], span: Span | None, key: str, kind: _Kind) -> T:
+    @contextlib.contextmanager
+    def _leading_call(self, span: Span | None, key: str, kind: _Kind) -> Iterator[_Flight | None]:
+        """Lead the flight of ``key`` while the block runs; a failure ends it for the waiters."""
         flight = self._begin(span, key, kind)
         token = _leading.set(_leading.get() | {key})
         try:
-            result = run()
+            yield flight
         except Exception as exc:
             self._end(key, flight, ("error", exc, None, exc.__traceback__))
             raise
@@ -323,6 +326,10 @@ class ToolCache:
             raise
         finally:
             _leading.reset(token)
+
+    def _lead(self, run: Callable[[], T], span: Span | None, key: str, kind: _Kind) -> T:
+        with self._leading_call(span, key, kind) as flight:
+            result = run()
         encoded = self._store(span, key, result, kind)
         self._end(key, flight, ("value", result, encoded, None))
         return result
@@ -366,18 +373,8 @@ class ToolCache:
         return await self._alead(run, span, key, "miss")
 
     async def _alead(self, run: Callable[[], Awaitable[T]], span: Span | None, key: str, kind: _Kind) -> T:
-        flight = self._begin(span, key, kind)
-        token = _leading.set(_leading.get() | {key})
-        try:
+        with self._leading_call(span, key, kind) as flight:
             result = await run()
-        except Exception as exc:
-            self._end(key, flight, ("error", exc, None, exc.__traceback__))
-            raise
-        except BaseException:
-            self._end(key, flight, ("abandoned", None, None, None))
-            raise
-        finally:
-            _leading.reset(token)
         if self._backend.is_remote and kind != "unavailable":
             encoded = await asyncio.to_thread(self._store, span, key, result, kind)
         else:
