@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 ensure_venv .venv -e ".[dev]"
 scripts/setup-stack.sh
+scripts/setup-redis.sh
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -10,9 +10,12 @@ import openai
 import pytest
 
 import agentwatch
+from _redis import redis_server, redis_url
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+
+__all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
 
 _AGENTWATCH_ENV = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
@@ -20,6 +23,8 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_OPENAI_INCLUDE_USAGE",
     "AGENTWATCH_PRICES_FILE",
     "AGENTWATCH_CONFIG",
+    "AGENTWATCH_ADMIN_TOKEN",
+    "AGENTWATCH_CACHE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )

@@ -1,11 +1,17 @@
 """A small ASGI app to look at circuits and switch tools off and on while the application runs.
 
-**Internal use only.** It has no authentication and changes behaviour live: never expose it on a
-public interface. It is off unless you mount it, e.g. behind your own authentication::
+**Internal use only.** It changes behaviour live: never expose it on a public interface. It is off
+unless you mount it::
 
     from agentwatch.admin import app as agentwatch_admin
-    # Starlette: Mount("/ops", app=require_auth(agentwatch_admin)); or serve it on 127.0.0.1 only:
+    # Starlette: Mount("/ops", app=agentwatch_admin); or serve it on 127.0.0.1 only:
     # uvicorn.run(agentwatch_admin, host="127.0.0.1", port=9464)
+
+Every route needs ``Authorization: Bearer <token>``, the token being the ``AGENTWATCH_ADMIN_TOKEN``
+environment variable (or ``make_app(token=...)``); with no token configured every route answers
+403. 401 answers carry ``WWW-Authenticate: Bearer``. Each request is logged on the
+``agentwatch.admin`` logger and counted (``agentwatch.admin.requests``) with who, what and the
+answer, never the token. See ``agentwatch._admin_auth``.
 
 It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount point:
 
@@ -22,10 +28,11 @@ Other paths answer 404, other methods 405.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from agentwatch._admin_auth import audit, authenticate
 from agentwatch.resilience._registry import Registry, default_registry
 
 __all__ = ["app", "make_app"]
@@ -40,8 +47,12 @@ _CIRCUIT_ACTIONS = ("open", "close", "reset")
 _TOOL_ACTIONS = ("disable", "enable")
 
 
-def make_app(registry: Registry | None = None) -> ASGIApp:
-    """An admin app over ``registry`` (default: the process-wide one, which ``app`` uses)."""
+def make_app(registry: Registry | None = None, *, token: str | None = None) -> ASGIApp:
+    """An admin app over ``registry`` (default: the process-wide one, which ``app`` uses).
+
+    ``token``: the bearer token requests must carry (default: ``AGENTWATCH_ADMIN_TOKEN``, read at
+    each request).
+    """
 
     def resolve() -> Registry:
         return registry or default_registry()
@@ -54,7 +65,13 @@ def make_app(registry: Registry | None = None) -> ASGIApp:
             return
         segments = _segments(scope)
         method = scope.get("method", "GET")
+        denial = authenticate(scope, token)
+        if denial is not None:
+            audit(scope, method, segments, denial.status, denial)
+            await _respond(send, denial.status, denial.body, allow=None, extra=denial.headers)
+            return
         status, body = _route(resolve(), method, segments)
+        audit(scope, method, segments, status, None)
         await _respond(send, status, body, allow=_allowed(segments))
 
     return admin_app
@@ -112,12 +129,20 @@ def _route(registry: Registry, method: str, segments: list[str]) -> tuple[int, o
     return 404, {"error": "not found"}
 
 
-async def _respond(send: Send, status: int, body: object, *, allow: str | None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: object,
+    *,
+    allow: str | None,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
         (b"cache-control", b"no-store"),
+        *extra,
     ]
     if status == 405 and allow:
         headers.append((b"allow", allow.encode()))
@@ -136,4 +161,5 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 app: ASGIApp = make_app()
-"""The admin app over the process-wide registry. Internal use only: see the module docstring."""
+"""The admin app over the process-wide registry, authenticated by ``AGENTWATCH_ADMIN_TOKEN``.
+Internal use only: see the module docstring."""

@@ -23,6 +23,13 @@ from agentwatch.resilience import (
     ToolUnavailable,
 )
 
+TOKEN = "test-admin-token-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", TOKEN)
+
 
 @pytest.fixture(scope="module")
 def admin() -> Iterator[httpx.Client]:
@@ -39,7 +46,9 @@ def admin() -> Iterator[httpx.Client]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         assert thread.is_alive(), "uvicorn stopped during start-up (lifespan?)"
         time.sleep(0.01)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as client:
         yield client
     server.should_exit = True
     thread.join(10)
@@ -140,7 +149,9 @@ def test_other_routes_and_methods(admin: httpx.Client, method: str, path: str, s
 @pytest.mark.anyio
 async def test_mounted_under_a_root_path() -> None:
     transport = httpx.ASGITransport(app=app, root_path="/ops")
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://admin", headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as client:
         response = await client.get("/ops/admin/circuits")
     assert response.status_code == 200
     assert response.json() == {"circuits": [], "disabled_tools": []}

@@ -42,11 +42,13 @@ from agentwatch._telemetry._instruments import DURATION_BUCKETS
 from agentwatch.resilience import (
     BulkheadFullError,
     CircuitOpenError,
+    InvalidArgumentsError,
     Pipeline,
     ToolDisabledError,
     ToolTimeoutError,
     ToolUnavailable,
 )
+from agentwatch.resilience._telemetry import current_telemetry
 from agentwatch.tools._content import argument_keys, render, to_json
 
 __all__ = [
@@ -67,6 +69,8 @@ LOGGER_NAME = "agentwatch.tool_calls"
 OTHER_TOOL = "_OTHER"
 """``gen_ai.tool.name`` on the metric of a call to a tool the registry does not know: the name
 comes from model output, so it must not become a metric dimension."""
+
+VALIDATION_FIELDS = "agentwatch.validation.fields"
 
 _log = logging.getLogger(LOGGER_NAME)
 _MISSING: Any = object()
@@ -142,6 +146,7 @@ class ToolCall:
         "arguments",
         "call_id",
         "degraded_error",
+        "invalid",
         "keys",
         "last_error",
         "metric_name",
@@ -168,6 +173,8 @@ class ToolCall:
         self.metric_name = metric_name or spec.name
         self.last_error: BaseException | None = None
         self.degraded_error: str | None = None
+        # Set by an integration whose framework validated the arguments itself (LangChain).
+        self.invalid: InvalidArgumentsError | None = None
         self._ended = False
         self._token: object = None
         self.session: SessionSink | None = current_session.get()
@@ -222,13 +229,16 @@ class ToolCall:
 
     # -- outcome ---------------------------------------------------------------------------
 
-    def degraded(self, reason: str) -> None:
+    def degraded(self, reason: str, error_type: str | None = None) -> None:
         """The policy returned a degradation result (an optional tool that could not run)."""
         last = self.last_error
-        if reason in _POLICY_STOPS or last is None:
+        if reason in _POLICY_STOPS:
             self.degraded_error = reason
-        else:
+        elif last is not None:
             self.degraded_error = self.spec.error_typer(last)
+        else:
+            # Shared from an identical call in flight: that call's failure names the error.
+            self.degraded_error = error_type or reason
 
     def finish(self, result: object) -> None:
         """End a call that returned ``result`` (possibly a failure reported in the result)."""
@@ -263,6 +273,10 @@ class ToolCall:
         # Only an Exception is a failure: a cancelled call (CancelledError, KeyboardInterrupt)
         # says nothing about the tool's health, as for LLM calls and the resilience classifier.
         cancelled = error is not None and not isinstance(error, Exception)
+        invalid = error if isinstance(error, InvalidArgumentsError) else self.invalid
+        if invalid is not None and not cancelled:
+            etype = InvalidArgumentsError.error_type
+            self._rejected(invalid)
         if etype is None and error is not None and not cancelled:
             etype = spec.error_typer(error)
 
@@ -308,7 +322,26 @@ class ToolCall:
             self._log(duration, etype, size, text, cancelled)
         span.end()
 
+    def _rejected(self, invalid: InvalidArgumentsError) -> None:
+        """The validation decision: a span event naming the bad fields (never their values) and
+        a point of ``agentwatch.resilience.events``, like every policy decision."""
+        try:
+            current_telemetry().event(
+                self.span,
+                "arguments_invalid",
+                "validation",
+                kind="tool",
+                subject=self.metric_name,
+                error_type=InvalidArgumentsError.error_type,
+                attributes={VALIDATION_FIELDS: list(invalid.fields)},
+            )
+        except Exception:  # noqa: BLE001
+            report_internal_error("recording a validation decision")
+
     def _describe(self, error: BaseException | None, etype: str) -> str | None:
+        invalid = error if isinstance(error, InvalidArgumentsError) else self.invalid
+        if invalid is not None and not self.telemetry.settings.capture.enabled:
+            return str(invalid)  # field names and kinds of problems only
         if error is None:
             return None
         if self.telemetry.settings.capture.enabled:
@@ -384,7 +417,12 @@ def _start(
 # -- the resilience pipeline: the one place a policy runs a tool call ----------------------------
 
 
-def _through_policy_sync(pipeline: Pipeline | None, fn: Callable[[], R], call: ToolCall | None) -> R:
+def _through_policy_sync(
+    pipeline: Pipeline | None,
+    fn: Callable[[], R],
+    call: ToolCall | None,
+    cache_arguments: Mapping[str, object] | None,
+) -> R:
     if pipeline is None:
         return fn()
 
@@ -396,14 +434,17 @@ def _through_policy_sync(pipeline: Pipeline | None, fn: Callable[[], R], call: T
                 call.last_error = exc
             raise
 
-    result = pipeline.call(attempt, span=call.span if call is not None else None)
+    result = pipeline.call(attempt, span=call.span if call is not None else None, arguments=cache_arguments)
     _note_degradation(result, call)
     # A ToolUnavailable stands in for the tool's result by contract.
     return result  # type: ignore[return-value]
 
 
 async def _through_policy_async(
-    pipeline: Pipeline | None, fn: Callable[[], Awaitable[R]], call: ToolCall | None
+    pipeline: Pipeline | None,
+    fn: Callable[[], Awaitable[R]],
+    call: ToolCall | None,
+    cache_arguments: Mapping[str, object] | None,
 ) -> R:
     if pipeline is None:
         return await fn()
@@ -416,7 +457,9 @@ async def _through_policy_async(
                 call.last_error = exc
             raise
 
-    result = await pipeline.acall(attempt, span=call.span if call is not None else None)
+    result = await pipeline.acall(
+        attempt, span=call.span if call is not None else None, arguments=cache_arguments
+    )
     _note_degradation(result, call)
     return result  # type: ignore[return-value]
 
@@ -426,7 +469,7 @@ def _note_degradation(result: object, call: ToolCall | None) -> None:
         return
     if isinstance(result, ToolUnavailable):
         try:
-            call.degraded(result.reason)
+            call.degraded(result.reason, result.error_type)
         except Exception:  # noqa: BLE001
             report_internal_error("reading a degradation result")
 
@@ -445,18 +488,20 @@ def run_sync(
     attributes: Mapping[str, AttributeValue] | None = None,
     metric_name: str | None = None,
     on_start: Callable[[ToolCall], None] | None = None,
+    cache_arguments: Mapping[str, object] | None = None,
 ) -> R:
     """Run ``fn()`` as one tool call (through ``pipeline`` if given); return or raise what it does.
 
     ``arguments`` are recorded (names always, values with content capture), not passed: ``fn``
     closes over them. ``attributes`` are added to the span at its start; ``metric_name`` replaces
-    the tool name on the metric; ``on_start`` receives the call once its span is current.
+    the tool name on the metric; ``on_start`` receives the call once its span is current;
+    ``cache_arguments`` (canonical: by name, defaults filled in) key the policy's cache.
     """
     call = _start(telemetry, spec, arguments, call_id, attributes, metric_name, on_start)
     if call is None:
-        return _through_policy_sync(pipeline, fn, None)
+        return _through_policy_sync(pipeline, fn, None, cache_arguments)
     try:
-        result = _through_policy_sync(pipeline, fn, call)
+        result = _through_policy_sync(pipeline, fn, call, cache_arguments)
     except BaseException as exc:
         call.end(error=exc)
         raise
@@ -478,13 +523,14 @@ async def run_async(
     attributes: Mapping[str, AttributeValue] | None = None,
     metric_name: str | None = None,
     on_start: Callable[[ToolCall], None] | None = None,
+    cache_arguments: Mapping[str, object] | None = None,
 ) -> R:
     """Await ``fn()`` as one tool call (through ``pipeline`` if given); return or raise what it does."""
     call = _start(telemetry, spec, arguments, call_id, attributes, metric_name, on_start)
     if call is None:
-        return await _through_policy_async(pipeline, fn, None)
+        return await _through_policy_async(pipeline, fn, None, cache_arguments)
     try:
-        result = await _through_policy_async(pipeline, fn, call)
+        result = await _through_policy_async(pipeline, fn, call, cache_arguments)
     except BaseException as exc:
         call.end(error=exc)
         raise
