@@ -29,7 +29,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-__all__ = ["ContentCapture", "HostPolicy", "ModelPrices", "Settings", "parse_bool", "resolve_settings"]
+__all__ = [
+    "ContentCapture",
+    "HostPolicy",
+    "ModelPrices",
+    "Settings",
+    "check_instrument_arguments",
+    "otlp_protocol",
+    "parse_bool",
+    "resolve_settings",
+    "sdk_exporter_names",
+]
 
 _CAPTURE_MODES = {
     "no_content": (False, False),
@@ -194,6 +204,92 @@ def load_prices_file(path: str) -> dict[str, ModelPrices]:
     return _prices(data.get("models", {}), f"{setting}:models")
 
 
+# -- the SDK configuration instrument() does, as opentelemetry-instrument would ----------------------
+
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+_OTLP_EXPORTER_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_SIGNALS = ("traces", "metrics", "logs")
+
+
+def otlp_protocol(signal: str, environ: Mapping[str, str] | None = None) -> str:
+    """The OTLP protocol of ``signal`` (``traces``, ``metrics``, ``logs``): ``grpc`` or ``http/protobuf``.
+
+    Read as the SDK's configurator does (``opentelemetry.sdk._configuration``): the per-signal
+    ``OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`` if set, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
+    ``grpc`` (the distro's default). A value the SDK would refuse with a bare ``RuntimeError`` is a
+    :class:`ConfigError` naming the variable that gave it.
+    """
+    env = os.environ if environ is None else environ
+    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    for name in (specific, "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = env.get(name)
+        if raw:
+            value = raw.strip()
+            if value not in OTLP_PROTOCOLS:
+                raise ConfigError(name, raw, OTLP_PROTOCOLS)
+            return value
+    return "grpc"
+
+
+def sdk_exporter_names(environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """The exporters ``opentelemetry-instrument`` (with the default distro) would set up, by signal.
+
+    The distro makes ``otlp`` the default of ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` and the SDK
+    turns ``otlp`` into ``otlp_proto_grpc`` or ``otlp_proto_http`` by the signal's OTLP protocol.
+    The list is what to pass to ``_OTelSDKConfigurator().configure`` for a signal whose variable is
+    unset (the SDK reads a set variable itself, adding to this list, so it gets ``[]`` then). Every
+    name the SDK would load is checked first, so that a typo is a :class:`ConfigError` naming the
+    variable and the accepted values rather than a ``RuntimeError`` half-way through start-up.
+    """
+    from importlib.metadata import entry_points
+
+    env = os.environ if environ is None else environ
+    names: dict[str, list[str]] = {}
+    for signal in _SIGNALS:
+        variable = f"OTEL_{signal.upper()}_EXPORTER"
+        raw = env.get(variable)
+        if not raw:
+            names[signal] = [_OTLP_EXPORTER_BY_PROTOCOL[otlp_protocol(signal, env)]]
+            continue
+        names[signal] = []
+        if raw.strip().lower() == "none":
+            continue
+        installed = {point.name for point in entry_points(group=f"opentelemetry_{signal}_exporter")}
+        for name in (n.strip() for n in raw.split(",")):
+            if name == "otlp":
+                otlp_protocol(signal, env)
+            elif name not in installed:
+                raise ConfigError(
+                    variable,
+                    raw,
+                    f"comma-separated installed exporters ({', '.join(sorted(installed))}) or 'none'",
+                )
+    return names
+
+
+_PROVIDER_METHODS = {
+    "tracer_provider": ("get_tracer", "an OpenTelemetry TracerProvider (with get_tracer), or None"),
+    "meter_provider": ("get_meter", "an OpenTelemetry MeterProvider (with get_meter), or None"),
+    "logger_provider": ("get_logger", "an OpenTelemetry LoggerProvider (with get_logger), or None"),
+}
+
+
+def check_instrument_arguments(*, providers: Mapping[str, object], flags: Mapping[str, object]) -> None:
+    """Refuse a provider without its factory method (``None`` is fine), or a flag that is not a bool.
+
+    ``configure_sdk="false"`` is a true string, and a provider without ``get_tracer`` fails only
+    when the first tracer is made, after agentwatch has patched half the clients: both must stop
+    ``instrument()`` before anything changes, naming the argument.
+    """
+    for name, value in providers.items():
+        method, accepted = _PROVIDER_METHODS[name]
+        if value is not None and not callable(getattr(value, method, None)):
+            raise ConfigError(name, value, accepted)
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(name, value, "True or False (a bool)")
+
+
 def check_propagators(environ: Mapping[str, str] | None = None) -> None:
     """Raise :class:`ConfigError` naming ``OTEL_PROPAGATORS`` if an entry is not installed.
 
@@ -245,7 +341,8 @@ def resolve_settings(
         propagate = HostPolicy()
 
     if openai_include_usage is not None:
-        include_usage = parse_bool("openai_include_usage", openai_include_usage)
+        check_instrument_arguments(providers={}, flags={"openai_include_usage": openai_include_usage})
+        include_usage = bool(openai_include_usage)
     else:
         include_usage = parse_bool(
             ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "")

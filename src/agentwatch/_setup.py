@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 
-from agentwatch._config import check_propagators, resolve_settings
+from agentwatch._config import (
+    check_instrument_arguments,
+    check_propagators,
+    resolve_settings,
+    sdk_exporter_names,
+)
 from agentwatch._internal import logger
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
@@ -40,21 +44,20 @@ def _sdk_configured() -> bool:
     )
 
 
-def _configure_sdk_from_environment() -> None:
+def _configure_sdk_from_environment(exporters: Mapping[str, list[str]]) -> None:
     """Set up global SDK providers from the ``OTEL_*`` variables, as ``opentelemetry-instrument``
-    with the default distro does: OTLP exporters unless ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER``
-    say otherwise, resource from ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, sampler from
-    ``OTEL_TRACES_SAMPLER``. The providers shut down (flushing) at interpreter exit.
+    with the default distro does: OTLP exporters (gRPC or HTTP by ``OTEL_EXPORTER_OTLP_PROTOCOL``
+    and its per-signal forms) unless ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` say otherwise,
+    resource from ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, sampler from
+    ``OTEL_TRACES_SAMPLER``. ``exporters`` comes from :func:`sdk_exporter_names`, checked before
+    anything changed. The providers shut down (flushing) at interpreter exit.
     """
     from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-    def default(variable: str) -> list[str]:
-        return [] if os.environ.get(variable) else ["otlp"]
-
     _OTelSDKConfigurator().configure(  # type: ignore[no-untyped-call]
-        trace_exporter_names=default("OTEL_TRACES_EXPORTER"),
-        metric_exporter_names=default("OTEL_METRICS_EXPORTER"),
-        log_exporter_names=default("OTEL_LOGS_EXPORTER"),
+        trace_exporter_names=exporters["traces"],
+        metric_exporter_names=exporters["metrics"],
+        log_exporter_names=exporters["logs"],
     )
 
 
@@ -83,12 +86,22 @@ def instrument(
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
     ``[llm]`` section of ``AGENTWATCH_CONFIG``, whose ``[tools]`` section applies to tools).
-    An invalid value raises :class:`ValueError` naming the setting and the accepted values,
-    before anything is configured or patched.
+    An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
+    a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
+    cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and
+    the accepted values, before anything is configured or patched.
 
     Calling it again is harmless (already instrumented clients are left as they are); call
     :func:`uninstrument` first to change settings.
     """
+    providers: dict[str, Any] = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "logger_provider": logger_provider,
+    }
+    # Every argument and setting is checked before anything changes: a refused call leaves
+    # agentwatch uninstrumented, so a corrected call afterwards still takes effect.
+    check_instrument_arguments(providers=providers, flags={"configure_sdk": configure_sdk})
     check_propagators()
     settings = resolve_settings(
         capture_message_content=capture_message_content,
@@ -102,26 +115,34 @@ def instrument(
         if _instrumented:
             logger.debug("agentwatch: already instrumented; call uninstrument() first to change settings")
             return
-        _instrumented = True
         if configure_sdk and tracer_provider is None and meter_provider is None and not _sdk_configured():
-            _configure_sdk_from_environment()
+            _configure_sdk_from_environment(sdk_exporter_names())
         pricer = Pricer(settings.prices)
-        providers: dict[str, Any] = {
-            "tracer_provider": tracer_provider,
-            "meter_provider": meter_provider,
-            "logger_provider": logger_provider,
-        }
-        set_default_telemetry(**providers, settings=settings, pricer=pricer)
-        configure_resilience_telemetry(meter_provider)
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
-                continue
-            instrumentor = getattr(importlib.import_module(module), name)()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                continue
-            instrumentor.instrument(**providers, settings=settings, pricer=pricer)
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                logger.info("agentwatch: %s not instrumented (installed version out of range)", distribution)
+        done: list[Any] = []
+        try:
+            set_default_telemetry(**providers, settings=settings, pricer=pricer)
+            configure_resilience_telemetry(meter_provider)
+            for distribution, module, name in _INSTRUMENTORS:
+                if importlib.util.find_spec(distribution) is None:
+                    continue
+                instrumentor = getattr(importlib.import_module(module), name)()
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    continue
+                instrumentor.instrument(**providers, settings=settings, pricer=pricer)
+                done.append(instrumentor)
+                if not instrumentor.is_instrumented_by_opentelemetry:
+                    logger.info(
+                        "agentwatch: %s not instrumented (installed version out of range)", distribution
+                    )
+        except BaseException:
+            # Half-instrumented is the worst state: undo what was done, so that the error is the
+            # only effect and a later call starts afresh.
+            for instrumentor in done:
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    instrumentor.uninstrument()
+            set_default_telemetry()
+            raise
+        _instrumented = True
 
 
 def uninstrument() -> None:
@@ -129,9 +150,13 @@ def uninstrument() -> None:
     global _instrumented
     with _lock:
         _instrumented = False
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
-                continue
-            instrumentor = getattr(importlib.import_module(module), name)()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.uninstrument()
+        _uninstrument_all()
+
+
+def _uninstrument_all() -> None:
+    for distribution, module, name in _INSTRUMENTORS:
+        if importlib.util.find_spec(distribution) is None:
+            continue
+        instrumentor = getattr(importlib.import_module(module), name)()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
