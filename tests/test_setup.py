@@ -487,3 +487,18 @@ def test_instrument_refuses_a_bad_otlp_protocol_before_configuring_anything(
     assert "ConfigError: invalid value 'http/json' for OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr
     assert "'grpc', 'http/protobuf'" in result.stderr
     assert fake_llm.requests == []
+
+
+@pytest.mark.parametrize("variable", ["AGENTWATCH_CONFIG", "AGENTWATCH_PRICES_FILE"])
+def test_zero_code_start_up_stops_on_a_file_that_is_not_utf8(
+    tmp_path: Path, fake_llm: FakeLLMServer, variable: str
+) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_bytes("# réglages\n".encode("latin-1"))
+    bindir = Path(sys.executable).parent
+    result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"), **{variable: str(path)})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("agentwatch: invalid configuration, not starting:")
+    assert variable in line and str(path) in line and "UTF-8" in line
+    assert fake_llm.requests == []

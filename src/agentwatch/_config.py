@@ -9,7 +9,9 @@ not record) content.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ __all__ = [
     "ModelPrices",
     "Settings",
     "check_instrument_arguments",
+    "finite_number",
     "otlp_protocol",
     "parse_bool",
     "resolve_settings",
@@ -131,6 +134,14 @@ def _capture(value: object, setting: str) -> ContentCapture:
     return ContentCapture(*mode)
 
 
+# Dot-separated labels (letters, digits, "-", "_"), optionally after a leading "*." wildcard.
+_HOST_PATTERN = re.compile(r"(?:\*\.)?[\w-]+(?:\.[\w-]+)*")
+_HOSTS_ACCEPTED = (
+    "'*', 'none', or comma-separated host names such as 'api.openai.com' or '*.internal' "
+    "(a leading '*.' matches subdomains; no spaces, schemes, ports or paths)"
+)
+
+
 def _host_policy(value: object, setting: str) -> HostPolicy:
     if isinstance(value, HostPolicy):
         return value
@@ -144,27 +155,48 @@ def _host_policy(value: object, setting: str) -> HostPolicy:
     elif isinstance(value, Iterable):
         items = value
     else:
-        raise ConfigError(setting, value, "'*', 'none', or a list of host names")
+        raise ConfigError(setting, value, _HOSTS_ACCEPTED)
     hosts: set[str] = set()
     suffixes: list[str] = []
+    every = False
     for item in items:
-        if not isinstance(item, str) or not item.strip() or "/" in item or ":" in item:
-            raise ConfigError(
-                setting, value, "'*', 'none', or host names such as 'api.openai.com' or '*.internal'"
-            )
-        host = item.strip().lower()
+        host = item.strip().lower() if isinstance(item, str) else ""
         if host == "*":
-            return HostPolicy()
+            every = True
+            continue
+        # What could never match a request's host is refused rather than kept: "a.com b.com"
+        # (one name with a space), "*." (an empty suffix), "api.*.com", "https://...".
+        if not _HOST_PATTERN.fullmatch(host):
+            raise ConfigError(setting, value, _HOSTS_ACCEPTED)
         if host.startswith("*."):
             suffixes.append(host[1:])
         else:
             hosts.add(host)
+    if every:
+        return HostPolicy()
     return HostPolicy(allow_all=False, hosts=frozenset(hosts), suffixes=tuple(suffixes))
+
+
+def finite_number(value: object) -> float | None:
+    """``value`` as a float if it is an int or float (not a bool) with a finite float value.
+
+    NaN and infinities (``nan``/``inf`` in TOML, ``NaN``/``Infinity``/``1e999`` in JSON, all of
+    which the parsers accept) compare false with every bound, so a ``< 0`` check lets them
+    through; an int too large for a float raises ``OverflowError`` on conversion.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _model_prices(model: str, value: object, setting: str) -> ModelPrices:
     if isinstance(value, ModelPrices):
-        return value
+        # Built in code, unchecked: the same rules as a table.
+        value = {key: getattr(value, key) for key in PRICE_KEYS if getattr(value, key) is not None}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{setting}.{model}", value, f"a table with keys {', '.join(PRICE_KEYS)}")
     unknown = set(value) - set(PRICE_KEYS)
@@ -172,12 +204,17 @@ def _model_prices(model: str, value: object, setting: str) -> ModelPrices:
         raise ConfigError(f"{setting}.{model}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], PRICE_KEYS)
     numbers: dict[str, float] = {}
     for key, raw in value.items():
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
-            raise ConfigError(f"{setting}.{model}.{key}", raw, "a number >= 0 (USD per million tokens)")
-        numbers[key] = float(raw)
+        number = finite_number(raw)
+        if number is None or number < 0:
+            raise ConfigError(
+                f"{setting}.{model}.{key}", raw, "a finite number >= 0 (USD per million tokens)"
+            )
+        numbers[key] = number
     for required in ("input_mtok", "output_mtok"):
         if required not in numbers:
-            raise ConfigError(f"{setting}.{model}.{required}", None, "a number >= 0 (USD per million tokens)")
+            raise ConfigError(
+                f"{setting}.{model}.{required}", None, "a finite number >= 0 (USD per million tokens)"
+            )
     return ModelPrices(**numbers)
 
 
@@ -194,10 +231,12 @@ def load_prices_file(path: str) -> dict[str, ModelPrices]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(setting, path, f"a readable TOML or JSON file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(setting, path, f"a UTF-8 TOML or JSON file ({exc})") from None
     data: Any
     try:
         data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(setting, path, f"valid TOML or JSON ({exc})") from None
     if not isinstance(data, dict) or set(data) - {"models"}:
         raise ConfigError(setting, path, 'a single top-level table "models"')
