@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -23,20 +25,59 @@ def report_internal_error(site: str) -> None:
     """Log the exception being handled as an agentwatch fault, once per `site`.
 
     Call only from an ``except`` block. Later faults at the same site go to DEBUG so that a
-    malformed stream of responses cannot flood the application's logs.
+    malformed stream of responses cannot flood the application's logs. The exception's message
+    is left out (its class and stack are kept) unless content capture is on: an agentwatch fault
+    reading a response can quote that response (``invalid literal for int(): '<content>'``), and
+    logs are exported like any other signal.
     """
     with _lock:
         first = site not in _reported
         _reported.add(site)
+    exc = sys.exc_info()[1]
+    details: dict[str, Any]
+    if exc is None or _messages_allowed():
+        details = {"exc_info": True}
+        stack = ""
+    else:
+        details = {}
+        stack = "\n" + _stack_without_messages(exc)
     if first:
         logger.warning(
             "agentwatch: internal error in %s; the application call is unaffected and this "
-            "telemetry is incomplete (further errors here are logged at DEBUG)",
+            "telemetry is incomplete (further errors here are logged at DEBUG)%s",
             site,
-            exc_info=True,
+            stack,
+            **details,
         )
     else:
-        logger.debug("agentwatch: internal error in %s", site, exc_info=True)
+        logger.debug("agentwatch: internal error in %s%s", site, stack, **details)
+
+
+def _messages_allowed() -> bool:
+    try:
+        from agentwatch._telemetry._core import current_settings
+
+        return current_settings().capture.enabled
+    except Exception:  # noqa: BLE001 - an unusable setting: withhold, as by default
+        return False
+
+
+def _stack_without_messages(exc: BaseException) -> str:
+    """The traceback of ``exc`` and of the exceptions it chains, each ending with its class only."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts: list[str] = []
+    for error in reversed(chain):
+        cls = type(error)
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(error.__traceback__))
+        parts.append(f"{cls.__module__}.{cls.__qualname__} (message withheld: content capture is off)\n")
+    return "".join(parts).rstrip("\n")
 
 
 # The two keys opentelemetry.instrumentation.utils.is_instrumentation_enabled reads. That module is

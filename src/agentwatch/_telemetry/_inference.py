@@ -26,7 +26,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_call, current_session
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._errors import client_secrets, describe_error, error_type
 from agentwatch._telemetry._pricing import put_cost
 from agentwatch._telemetry._usage import Usage
 
@@ -50,6 +50,7 @@ class InferenceCall:
         "attributes",
         "before_end",
         "chunk_gaps",
+        "client",
         "error_typer",
         "finish_reasons",
         "first_chunk_at",
@@ -108,6 +109,8 @@ class InferenceCall:
         # Where the SDK owns the span (Anthropic's native tracing) its error.type convention is
         # used for the metric too, so span and metric agree.
         self.error_typer: Callable[[BaseException], str] = error_type
+        # The SDK client that made the call: the key it holds is scrubbed from error descriptions.
+        self.client: object = None
 
         attributes[sc.OPERATION_NAME] = operation
         attributes[sc.PROVIDER_NAME] = provider
@@ -237,7 +240,7 @@ class InferenceCall:
 
         etype = None
         if error is not None and isinstance(error, Exception):
-            etype = self.error_typer(error)
+            etype = self._error_type(error)
             inst.duration.record(duration, {**metric_attrs, sc.ERROR_TYPE: etype})
         else:
             inst.duration.record(duration, metric_attrs)
@@ -286,14 +289,27 @@ class InferenceCall:
                 self._write_response(span, response)
         if span is None:
             return
-        if recording and etype is not None:
+        if recording and etype is not None and error is not None:
             span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+            description = describe_error(
+                error, capture=tel.settings.capture.span, etype=etype, secrets=client_secrets(self.client)
+            )
+            span.set_status(Status(StatusCode.ERROR, description))
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))
             else:
                 span.end()
+
+    def _error_type(self, error: Exception) -> str:
+        typer = self.error_typer
+        if typer is error_type:
+            return typer(error)
+        try:
+            return typer(error)
+        except Exception:  # noqa: BLE001 - the SDK's convention failed on this error: ours then
+            report_internal_error("reading an error's type")
+            return error_type(error)
 
     @property
     def owns_span(self) -> bool:

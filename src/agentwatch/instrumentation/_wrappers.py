@@ -71,6 +71,7 @@ def start_call(
         )
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
+        call.client = getattr(instance, "_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             guarded(f"reading {op.name} request content", op.content, call, kwargs)
