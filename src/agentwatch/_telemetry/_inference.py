@@ -134,9 +134,13 @@ class InferenceCall:
         self._start_ns = time.time_ns()
         self.span: Span | None = None
         if owns_span:
-            self.span = telemetry.tracer.start_span(
-                self.span_name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self._start_ns
-            )
+            try:
+                self.span = telemetry.tracer.start_span(
+                    self.span_name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self._start_ns
+                )
+            except Exception:  # noqa: BLE001 - a sampler or span processor that raises
+                # Metrics and session totals do not depend on the span: the call is still measured.
+                report_internal_error("starting an inference span")
 
     @property
     def span_name(self) -> str:

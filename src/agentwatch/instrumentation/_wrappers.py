@@ -65,7 +65,7 @@ def start_call(
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
-            attributes=op.request(kwargs),
+            attributes=_request_attributes(op, kwargs),
             stream=op.streams(kwargs),
             owns_span=not native,
         )
@@ -79,6 +79,15 @@ def start_call(
     except Exception:  # noqa: BLE001
         report_internal_error(f"starting a {op.name} span")
         return None
+
+
+def _request_attributes(op: Operation, kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    # A request agentwatch cannot read is still a call: measured and counted, without attributes.
+    try:
+        return op.request(kwargs)
+    except Exception:  # noqa: BLE001
+        report_internal_error(f"reading a {op.name} request")
+        return {}
 
 
 # Request arguments the SDKs accept as any iterable (messages, Responses input items, system

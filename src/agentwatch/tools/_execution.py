@@ -192,9 +192,14 @@ class ToolCall:
                 attrs[sc.USER_ID] = user_id
         if attributes:
             attrs.update(attributes)
-        span = telemetry.tracer.start_span(
-            f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
-        )
+        try:
+            span = telemetry.tracer.start_span(
+                f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
+            )
+        except Exception:  # noqa: BLE001 - a sampler or span processor that raises
+            # The call is still measured, logged and counted in its session, without a span.
+            report_internal_error("starting an execute_tool span")
+            span = trace.INVALID_SPAN
         self.span: Span = span
         # Set after the start so that a sampled-out call never pays for encoding its arguments.
         if telemetry.settings.capture.span and arguments is not None and span.is_recording():
