@@ -16,7 +16,7 @@ from agentwatch._config import (
     resolve_settings,
     sdk_exporter_names,
 )
-from agentwatch._internal import logger
+from agentwatch._internal import logger, renew_locks_at_fork
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
 from agentwatch.resilience import Policy, configure_resilience_telemetry
@@ -33,6 +33,7 @@ _INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
 )
 
 _lock = threading.Lock()
+renew_locks_at_fork(globals(), "_lock")
 # Set by instrument(), cleared by uninstrument(): a second instrument() must change nothing, not
 # give tools and sessions new settings while the LLM clients keep the first ones.
 _instrumented = False

@@ -34,7 +34,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import instrumentation_enabled, report_internal_error
+from agentwatch._internal import instrumentation_enabled, renew_locks_at_fork, report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import describe_error, error_type
@@ -111,6 +111,7 @@ class ToolTelemetry:
 
 
 _default_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_default_lock")
 _default_cache: tuple[Telemetry, ToolTelemetry] | None = None
 
 
