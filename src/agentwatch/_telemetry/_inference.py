@@ -43,6 +43,7 @@ class InferenceCall:
 
     __slots__ = (
         "_ended",
+        "_faulted",
         "_owns_span",
         "_start_ns",
         "_start_perf",
@@ -104,6 +105,7 @@ class InferenceCall:
         # messages once, at the end, rather than on every chunk.
         self.before_end: Callable[[InferenceCall], None] | None = None
         self._ended = False
+        self._faulted = False
         self._tokens: tuple[object, object] | None = None
         self._owns_span = owns_span
         # Where the SDK owns the span (Anthropic's native tracing) its error.type convention is
@@ -140,7 +142,17 @@ class InferenceCall:
                 )
             except Exception:  # noqa: BLE001 - a sampler or span processor that raises
                 # Metrics and session totals do not depend on the span: the call is still measured.
-                report_internal_error("starting an inference span")
+                self.fault("starting an inference span")
+
+    def fault(self, site: str) -> None:
+        """Report the exception being handled as this call's agentwatch fault (from an ``except``).
+
+        Only a call's first fault is reported: one says its telemetry is incomplete, and a reader
+        that trips on a malformed stream would otherwise report every chunk.
+        """
+        if not self._faulted:
+            self._faulted = True
+            report_internal_error(site)
 
     @property
     def span_name(self) -> str:
@@ -212,7 +224,7 @@ class InferenceCall:
         try:
             self._end(error, outcome, at_last_activity)
         except Exception:  # noqa: BLE001 - a telemetry fault must not reach the app
-            report_internal_error("ending an inference span")
+            self.fault("ending an inference span")
             span = self.span
             if span is not None and self._owns_span and span.is_recording():
                 span.end()
@@ -277,7 +289,7 @@ class InferenceCall:
             try:
                 session.record_inference(usage, cost, priced=not unpriced, failed=etype is not None)
             except Exception:  # noqa: BLE001
-                report_internal_error("session accounting")
+                self.fault("session accounting")
 
         span = self.span
         recording = span is not None and span.is_recording()
@@ -312,7 +324,7 @@ class InferenceCall:
         try:
             return typer(error)
         except Exception:  # noqa: BLE001 - the SDK's convention failed on this error: ours then
-            report_internal_error("reading an error's type")
+            self.fault("reading an error's type")
             return error_type(error)
 
     @property
@@ -400,11 +412,3 @@ class InferenceCall:
 
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def guarded(site: str, fn: Callable[..., None], *args: Any) -> None:
-    """Run telemetry code that must never raise into the application."""
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001
-        report_internal_error(site)

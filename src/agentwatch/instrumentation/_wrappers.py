@@ -18,7 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._inference import InferenceCall, guarded
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -74,7 +74,10 @@ def start_call(
         call.client = getattr(instance, "_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
-            guarded(f"reading {op.name} request content", op.content, call, kwargs)
+            try:
+                op.content(call, kwargs)
+            except Exception:  # noqa: BLE001
+                call.fault(f"reading {op.name} request content")
         return call
     except Exception:  # noqa: BLE001
         report_internal_error(f"starting a {op.name} span")
@@ -132,13 +135,13 @@ def finish_call(
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
         except Exception:  # noqa: BLE001
-            report_internal_error("wrapping a stream")
+            call.fault("wrapping a stream")
             call.end()
             return result
     try:
         op.response(call, result)
     except Exception:  # noqa: BLE001
-        report_internal_error(f"reading a {op.name} response")
+        call.fault(f"reading a {op.name} response")
     call.end()
     return result
 

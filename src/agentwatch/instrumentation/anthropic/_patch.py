@@ -20,7 +20,6 @@ from typing import Any
 from opentelemetry import trace
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
@@ -84,7 +83,7 @@ def _start_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
         try:
             call.adopt_span(span)
         except Exception:  # noqa: BLE001
-            report_internal_error("adopting the anthropic SDK span")
+            call.fault("adopting the anthropic SDK span")
     return span
 
 
@@ -100,13 +99,13 @@ def _finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
                     ex.response(call, data)
                     call.write_response_to_span()
         except Exception:  # noqa: BLE001
-            report_internal_error("enriching the anthropic SDK span")
+            call.fault("enriching the anthropic SDK span")
     outcome = wrapped(*args, **kwargs)
     if call is not None and not call.owns_span and call.stream and len(args) >= 3:
         try:
             _end_with_the_body(call, args[1], args[2])
         except Exception:  # noqa: BLE001
-            report_internal_error("observing the anthropic SDK stream")
+            call.fault("observing the anthropic SDK stream")
     return outcome
 
 
