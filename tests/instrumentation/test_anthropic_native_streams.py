@@ -160,3 +160,17 @@ async def test_async_streams_too(
     outcomes = [dict(s.attributes or {}).get("agentwatch.stream.outcome") for s in instrumented.finished()]
     assert outcomes == ["completed", "closed", "error"]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_server_chosen_error_type_that_is_not_a_token_never_becomes_a_metric_attribute(
+    client: anthropic.Anthropic, instrumented: Signals, fake_llm: FakeLLMServer
+) -> None:
+    # anthropic's convention takes error.type from the error envelope, which the server writes.
+    fake_llm.enqueue(Reply.error(400, error_type="input 'my secret diagnosis' rejected"), Reply.error(429))
+    for error in (anthropic.BadRequestError, anthropic.RateLimitError):
+        with pytest.raises(error):
+            client.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=user())
+    types = sorted(
+        p.attributes["error.type"] for p in instrumented.points("gen_ai.client.operation.duration")
+    )
+    assert types == ["anthropic.BadRequestError", "rate_limit_error"]

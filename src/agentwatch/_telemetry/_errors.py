@@ -18,6 +18,7 @@ __all__ = [
     "describe_error",
     "error_type",
     "http_status",
+    "is_code",
     "provider_error_codes",
     "scrub",
 ]
@@ -92,6 +93,11 @@ def provider_error_codes(exc: BaseException) -> Iterator[str]:
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
+def is_code(value: str) -> bool:
+    """Whether a server-supplied ``value`` is an identifier-like token (``rate_limit_error``)."""
+    return _CODE.fullmatch(value) is not None
+
+
 def describe_error(
     exc: BaseException,
     *,
@@ -114,7 +120,7 @@ def describe_error(
         if status is not None:
             parts.append(str(status))
         for code in provider_error_codes(exc):
-            if _CODE.fullmatch(code) and code not in parts:
+            if is_code(code) and code not in parts:
                 parts.append(code)
         text = etype or error_type(exc)
         if parts:

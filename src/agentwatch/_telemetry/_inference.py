@@ -26,7 +26,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_call, current_session
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._errors import client_secrets, describe_error, error_type
+from agentwatch._telemetry._errors import client_secrets, describe_error, error_type, is_code
 from agentwatch._telemetry._pricing import put_cost
 from agentwatch._telemetry._usage import Usage
 
@@ -322,10 +322,13 @@ class InferenceCall:
         if typer is error_type:
             return typer(error)
         try:
-            return typer(error)
+            value = typer(error)
         except Exception:  # noqa: BLE001 - the SDK's convention failed on this error: ours then
             self.fault("reading an error's type")
             return error_type(error)
+        # anthropic's convention is the error envelope's "type", which the server chooses: as a
+        # metric attribute it must be a short token, not whatever text a server sends.
+        return value if isinstance(value, str) and is_code(value) else error_type(error)
 
     @property
     def owns_span(self) -> bool:
