@@ -9,7 +9,6 @@ the key the client holds (whatever its shape) and of key-like strings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +20,16 @@ from opentelemetry.trace import StatusCode
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_MODEL, NO_NATIVE, OPENAI_MODEL, Signals, make_signals, needs_responses
+from support import (
+    ANTHROPIC_MODEL,
+    NO_NATIVE,
+    OPENAI_MODEL,
+    Signals,
+    anthropic_stream_error,
+    make_signals,
+    needs_responses,
+    openai_stream_error,
+)
 
 PROMPT = "my secret diagnosis is ZEBRA-7781"
 ECHO = f"1 validation error: input {PROMPT!r} is too long"
@@ -52,36 +60,6 @@ def _openai(server: FakeLLMServer, key: str = "sk-test-key-0123456789") -> opena
 
 def _anthropic(server: FakeLLMServer, key: str = "sk-ant-test-key-0123456789") -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.anthropic_base_url, api_key=key, max_retries=0, **NO_NATIVE)
-
-
-def _openai_stream_error() -> Reply:
-    chunk = {
-        "id": "c",
-        "object": "chat.completion.chunk",
-        "model": OPENAI_MODEL,
-        "created": 1,
-        "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}],
-    }
-    error = {"error": {"message": ECHO, "type": "invalid_request_error", "code": "input_too_long"}}
-    return Reply.sse([(None, json.dumps(chunk)), (None, json.dumps(error))])
-
-
-def _anthropic_stream_error() -> Reply:
-    start = {
-        "type": "message_start",
-        "message": {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": ANTHROPIC_MODEL,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 3, "output_tokens": 1},
-        },
-    }
-    error = {"type": "error", "error": {"type": "invalid_request_error", "message": ECHO}}
-    return Reply.sse([("message_start", json.dumps(start)), ("error", json.dumps(error))])
 
 
 def _chat(server: FakeLLMServer) -> None:
@@ -133,7 +111,7 @@ CASES = [
     ),
     pytest.param(
         _chat_stream,
-        _openai_stream_error(),
+        openai_stream_error(ECHO, code="input_too_long"),
         openai.APIError,
         "openai.APIError: invalid_request_error input_too_long",
         id="openai-chat-mid-stream",
@@ -162,7 +140,7 @@ CASES = [
     ),
     pytest.param(
         _messages_stream,
-        _anthropic_stream_error(),
+        anthropic_stream_error("invalid_request_error", ECHO),
         anthropic.APIStatusError,
         "anthropic.APIStatusError: 200 invalid_request_error",
         id="anthropic-mid-stream",

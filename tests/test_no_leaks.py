@@ -28,7 +28,17 @@ from agentwatch import Bulkhead, CircuitBreaker, Policy, Retry
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.resilience import reset_registry
-from support import ANTHROPIC_MODEL, ANTHROPIC_NATIVE_TRACING, NO_NATIVE, OPENAI_MODEL, Signals, make_signals
+from support import (
+    ANTHROPIC_MODEL,
+    ANTHROPIC_NATIVE_TRACING,
+    NO_NATIVE,
+    OPENAI_MODEL,
+    Signals,
+    anthropic_stream_error,
+    make_signals,
+    openai_chunk,
+    openai_stream_error,
+)
 
 PROMPT = "diagnosis-ZEBRA-7781"
 SYSTEM = "rules-QUOKKA-1234"
@@ -42,46 +52,6 @@ SECRETS = (PROMPT, SYSTEM, COMPLETION, TOOL_ARG, TOOL_RESULT, OPENAI_KEY, ANTHRO
 
 MESSAGES: list[Any] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
 NO_WAIT = Retry(attempts=2, backoff=0, max_delay=0, jitter=False, budget=None)
-
-
-def _chunk(content: Any) -> str:
-    return json.dumps(
-        {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "model": OPENAI_MODEL,
-            "created": 1,
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
-        }
-    )
-
-
-def _openai_mid_stream_error() -> Reply:
-    error = {
-        "error": {"message": f"input {PROMPT!r} rejected", "type": "invalid_request_error", "code": None}
-    }
-    return Reply.sse([(None, _chunk(COMPLETION)), (None, json.dumps(error))])
-
-
-def _anthropic_mid_stream_error() -> Reply:
-    start = {
-        "type": "message_start",
-        "message": {
-            "id": "m",
-            "type": "message",
-            "role": "assistant",
-            "model": ANTHROPIC_MODEL,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 3, "output_tokens": 1},
-        },
-    }
-    error = {
-        "type": "error",
-        "error": {"type": "invalid_request_error", "message": f"prompt {PROMPT} too long"},
-    }
-    return Reply.sse([("message_start", json.dumps(start)), ("error", json.dumps(error))])
 
 
 # Bodies that trip agentwatch's readers, with content where a fault's message could quote it.
@@ -105,7 +75,7 @@ def _tripping_stream() -> Reply:
             "choices": [COMPLETION],
         }
     )
-    return Reply.sse([(None, _chunk(COMPLETION)), (None, bad), (None, bad), (None, "[DONE]")])
+    return Reply.sse([(None, openai_chunk(COMPLETION)), (None, bad), (None, bad), (None, "[DONE]")])
 
 
 def _llm_workload(server: FakeLLMServer) -> None:
@@ -149,7 +119,11 @@ def _llm_workload(server: FakeLLMServer) -> None:
                 openai.AuthenticationError,
                 None,
             ),
-            (_openai_mid_stream_error(), openai.APIError, "stream"),
+            (
+                openai_stream_error(f"input {PROMPT!r} rejected", content=COMPLETION),
+                openai.APIError,
+                "stream",
+            ),
             (
                 Reply.malformed(body=f'{{"choices": ["{COMPLETION}"'.encode()),
                 ValueError,
@@ -171,7 +145,7 @@ def _llm_workload(server: FakeLLMServer) -> None:
             server.enqueue(reply)
             with pytest.raises(aerror):
                 ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=MESSAGES[1:])
-        server.enqueue(_anthropic_mid_stream_error())
+        server.enqueue(anthropic_stream_error("invalid_request_error", f"prompt {PROMPT} too long"))
         with pytest.raises(anthropic.APIStatusError):
             list(
                 ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=64, messages=MESSAGES[1:], stream=True)
@@ -189,7 +163,7 @@ def _llm_workload(server: FakeLLMServer) -> None:
                 server.enqueue(
                     Reply.text(COMPLETION),
                     Reply.error(400, message=f"prompt {PROMPT}"),
-                    _anthropic_mid_stream_error(),
+                    anthropic_stream_error("invalid_request_error", f"prompt {PROMPT} too long"),
                 )
                 native.messages.create(
                     model=ANTHROPIC_MODEL, max_tokens=64, system=SYSTEM, messages=MESSAGES[1:]

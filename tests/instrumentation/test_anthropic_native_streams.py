@@ -8,7 +8,6 @@ nothing writes to an ended span (the SDK would log a warning, an error under pyt
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -18,29 +17,18 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, ANTHROPIC_NATIVE_TRACING, Signals, user
+from support import (
+    ANTHROPIC_KEY,
+    ANTHROPIC_MODEL,
+    ANTHROPIC_NATIVE_TRACING,
+    Signals,
+    anthropic_stream_error,
+    user,
+)
 
 pytestmark = pytest.mark.skipif(
     not ANTHROPIC_NATIVE_TRACING, reason="this anthropic version has no tracing of its own"
 )
-
-
-def _error_mid_stream() -> Reply:
-    start = {
-        "type": "message_start",
-        "message": {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": ANTHROPIC_MODEL,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 3, "output_tokens": 1},
-        },
-    }
-    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    return Reply.sse([("message_start", json.dumps(start)), ("error", json.dumps(error))])
 
 
 @pytest.fixture
@@ -104,7 +92,12 @@ def fail_mid_stream(client: anthropic.Anthropic) -> None:
         (close_after_one, Reply.text(), "closed", StatusCode.UNSET),
         (leave_the_with_block, Reply.text(), "closed", StatusCode.UNSET),
         (leave_the_helper, Reply.text(), "closed", StatusCode.UNSET),
-        (fail_mid_stream, _error_mid_stream(), "error", StatusCode.ERROR),
+        (
+            fail_mid_stream,
+            anthropic_stream_error("overloaded_error", "Overloaded"),
+            "error",
+            StatusCode.ERROR,
+        ),
     ],
 )
 def test_the_outcome_is_on_the_sdks_span(
@@ -141,7 +134,7 @@ async def test_async_streams_too(
     fake_llm: FakeLLMServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_llm.enqueue(Reply.text(), Reply.text(), _error_mid_stream())
+    fake_llm.enqueue(Reply.text(), Reply.text(), anthropic_stream_error("overloaded_error", "Overloaded"))
     with caplog.at_level(logging.WARNING):
         async for _ in await aclient.messages.create(
             model=ANTHROPIC_MODEL, max_tokens=64, messages=user(), stream=True
