@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
+from hypothesis import settings
 
 import agentwatch
 from _redis import redis_server, redis_url
@@ -16,6 +18,11 @@ from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
 
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
+# Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
+# example database in the working tree; HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("agentwatch", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "agentwatch"))
 
 _AGENTWATCH_ENV = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",

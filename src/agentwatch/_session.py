@@ -26,7 +26,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import is_async_callable, report_internal_error
+from agentwatch._internal import (
+    is_async_callable,
+    renew_locks_at_fork,
+    report_internal_error,
+    reset_in_forked_child,
+)
 from agentwatch._telemetry._context import current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import error_type
@@ -82,6 +87,7 @@ class SessionInstruments:
 
 
 _cache_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_cache_lock")
 _cache: tuple[Telemetry, SessionInstruments] | None = None
 
 
@@ -123,6 +129,7 @@ class Session:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cost",
         "_given_id",
         "_input_reported",
@@ -154,6 +161,7 @@ class Session:
         self.user_id = _check_text("user_id", user_id)
         self.agent_name = _check_text("agent_name", agent_name)
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
         self._iterations = 0
         self._input_tokens = 0
         self._output_tokens = 0

@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import StatusCode
 
 from agentwatch import _semconv as sc
+from agentwatch._config import otlp_protocol
 from agentwatch._errors import ConfigError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "SessionRecord",
     "SessionTracker",
     "otlp_endpoint",
+    "otlp_protocol",
 ]
 
 OTLP_ENDPOINT_VARIABLES = (
@@ -59,7 +61,6 @@ OTLP_ENDPOINT_VARIABLES = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 )
-_PROTOCOLS = ("grpc", "http/protobuf")
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 # What makes a session worth looking at, and how much: the trace named at the end of the run is
 # the one with the highest score (the earliest among equals).
@@ -82,18 +83,6 @@ def otlp_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
         if value:
             return value
     return "http://localhost:4317" if otlp_protocol("traces", env) == "grpc" else "http://localhost:4318"
-
-
-def otlp_protocol(signal: str, environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
-    for name in (specific, "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        value = env.get(name, "").strip()
-        if value:
-            if value not in _PROTOCOLS:
-                raise ConfigError(name, value, _PROTOCOLS)
-            return value
-    return "grpc"
 
 
 # ------------------------------------------------------------------------------------------------

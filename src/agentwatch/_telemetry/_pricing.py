@@ -20,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
 from agentwatch._config import PRICE_KEYS, ModelPrices
-from agentwatch._internal import logger, report_internal_error
+from agentwatch._internal import logger, report_internal_error, reset_in_forked_child
 from agentwatch._telemetry._usage import Usage
 
 __all__ = ["Pricer", "put_cost"]
@@ -141,6 +141,7 @@ class Pricer:
         self._cache: dict[tuple[str, str], tuple[_Price | None, float]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     def price_of(self, provider: str, model: str) -> _Price | None:
         if (override := self._overrides.get(model)) is not None:

@@ -18,7 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._inference import InferenceCall, guarded
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -65,19 +65,32 @@ def start_call(
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
-            attributes=op.request(kwargs),
+            attributes=_request_attributes(op, kwargs),
             stream=op.streams(kwargs),
             owns_span=not native,
         )
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
+        call.client = getattr(instance, "_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
-            guarded(f"reading {op.name} request content", op.content, call, kwargs)
+            try:
+                op.content(call, kwargs)
+            except Exception:  # noqa: BLE001
+                call.fault(f"reading {op.name} request content")
         return call
     except Exception:  # noqa: BLE001
         report_internal_error(f"starting a {op.name} span")
         return None
+
+
+def _request_attributes(op: Operation, kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    # A request agentwatch cannot read is still a call: measured and counted, without attributes.
+    try:
+        return op.request(kwargs)
+    except Exception:  # noqa: BLE001
+        report_internal_error(f"reading a {op.name} request")
+        return {}
 
 
 # Request arguments the SDKs accept as any iterable (messages, Responses input items, system
@@ -122,13 +135,13 @@ def finish_call(
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
         except Exception:  # noqa: BLE001
-            report_internal_error("wrapping a stream")
+            call.fault("wrapping a stream")
             call.end()
             return result
     try:
         op.response(call, result)
     except Exception:  # noqa: BLE001
-        report_internal_error(f"reading a {op.name} response")
+        call.fault(f"reading a {op.name} response")
     call.end()
     return result
 

@@ -20,10 +20,10 @@ from typing import Any
 from opentelemetry import trace
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import get, server_of
@@ -83,7 +83,7 @@ def _start_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
         try:
             call.adopt_span(span)
         except Exception:  # noqa: BLE001
-            report_internal_error("adopting the anthropic SDK span")
+            call.fault("adopting the anthropic SDK span")
     return span
 
 
@@ -99,8 +99,41 @@ def _finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
                     ex.response(call, data)
                     call.write_response_to_span()
         except Exception:  # noqa: BLE001
-            report_internal_error("enriching the anthropic SDK span")
-    return wrapped(*args, **kwargs)
+            call.fault("enriching the anthropic SDK span")
+    outcome = wrapped(*args, **kwargs)
+    if call is not None and not call.owns_span and call.stream and len(args) >= 3:
+        try:
+            _end_with_the_body(call, args[1], args[2])
+        except Exception:  # noqa: BLE001
+            call.fault("observing the anthropic SDK stream")
+    return outcome
+
+
+# How the SDK says a streamed body ended -> agentwatch.stream.outcome.
+_OUTCOMES = {"read": "completed", "closed": "closed", "failed": "error"}
+
+
+def _end_with_the_body(call: InferenceCall, span: object, result: object) -> None:
+    """End ``call`` just before the SDK ends the span of its streamed body.
+
+    The SDK ends its span from the body's observer, inside the stream's ``close()`` or as an error
+    leaves its iterator: before the stream proxy learns of it. Ending the call first puts the
+    outcome (and what the events said) on a span that still records, instead of writing to an
+    ended one. The observer is the SDK's object: its ``end`` is shadowed on that instance only.
+    """
+    if span is not call.span:
+        return
+    body = getattr(getattr(result, "response", None), "stream", None)
+    observer = getattr(body, "stream_observer", None)
+    sdk_end = getattr(observer, "end", None)
+    if not callable(sdk_end):
+        return
+
+    def end(how: str, error: BaseException | None = None) -> Any:
+        call.end(error, outcome=_OUTCOMES.get(how, "closed"))  # never raises
+        return sdk_end(how, error)
+
+    observer.end = end  # type: ignore[union-attr]
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
