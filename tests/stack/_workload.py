@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,6 +122,49 @@ def _check_plan(sessions: int) -> None:
     assert not problems, f"seed {SEED} no longer scripts the stack workload: {'; '.join(problems)}"
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without OTEL_*/AGENTWATCH_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``agentwatch demo --json`` run: its JSON document and when it ran (epoch seconds)."""
+
+    document: dict[str, Any]
+    started_at: float
+    finished_at: float
+    stderr: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.document["summary"]
+        return summary
+
+    @property
+    def instance(self) -> str:
+        return str(self.document["service_instance_id"])
+
+
+def run_demo_cli(*args: str, env: dict[str, str], timeout: float = 180.0) -> DemoRun:
+    """``agentwatch demo --json --no-progress *args`` as a user runs it, in a subprocess."""
+    started = time.time()
+    completed = subprocess.run(
+        [sys.executable, "-m", "agentwatch", "demo", "--json", "--no-progress", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"agentwatch demo failed ({completed.returncode}):\n{completed.stderr[-5000:]}")
+    return DemoRun(json.loads(completed.stdout), started, time.time(), completed.stderr)
+
+
 def run_workload(
     otlp_endpoint: str,
     service_name: str,
@@ -141,15 +185,12 @@ def run_workload(
         "arrival_interval": arrival_interval,
         "faults": FAULTS,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
-    env.update(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_SERVICE_NAME": service_name,
-            "OTEL_METRIC_EXPORT_INTERVAL": "500",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_SERVICE_NAME=service_name,
+        OTEL_METRIC_EXPORT_INTERVAL="500",
+        OTEL_BSP_SCHEDULE_DELAY="200",
     )
     completed = subprocess.run(
         [sys.executable, "-c", _SCRIPT, json.dumps(settings)],
