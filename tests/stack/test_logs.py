@@ -42,7 +42,11 @@ def _records(log_text: str) -> list[dict[str, Any]]:
     """The log records the debug exporter printed (verbosity detailed): event name, ids, attributes."""
     records = []
     for chunk in re.split(r"^LogRecord #\d+\n", log_text, flags=re.MULTILINE)[1:]:
-        chunk = re.split(r"^(?:LogRecord|ScopeLogs|ResourceLog) #\d+|^\S.*\t(?:info|warn|error)\t", chunk, flags=re.MULTILINE)[0]
+        chunk = re.split(
+            r"^(?:LogRecord|ScopeLogs|ResourceLog) #\d+|^\S.*\t(?:info|warn|error)\t",
+            chunk,
+            flags=re.MULTILINE,
+        )[0]
         event = re.search(r"^EventName: (\S+)$", chunk, re.MULTILINE)
         trace = re.search(r"^Trace ID: ([0-9a-f]*)$", chunk, re.MULTILINE)
         span = re.search(r"^Span ID: ([0-9a-f]*)$", chunk, re.MULTILINE)
@@ -91,10 +95,16 @@ def test_details_events_arrive_in_the_collector_output(stack: Stack, event_run: 
 
     def details() -> list[dict[str, Any]] | None:
         text = stack.collector_process.log_path.read_text(encoding="utf-8", errors="replace")
-        found = [r for r in _records(text) if r["event"] == DETAILS_EVENT and (r["trace_id"], r["span_id"]) in chats]
+        found = [
+            r
+            for r in _records(text)
+            if r["event"] == DETAILS_EVENT and (r["trace_id"], r["span_id"]) in chats
+        ]
         return found if len(found) >= calls else None
 
-    records = wait_until(details, timeout=30, what=f"{calls} {DETAILS_EVENT} records in the Collector's output")
+    records = wait_until(
+        details, timeout=30, what=f"{calls} {DETAILS_EVENT} records in the Collector's output"
+    )
     # One per LLM call, each on its chat span, with the call's attributes and its messages.
     assert sorted((r["trace_id"], r["span_id"]) for r in records) == sorted(chats)
     for record in records:
