@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from . import _paths
+from ._fleet import documented_resilience_events
 from ._harness import run_bounded
 
 VALIDATE_TIMEOUT = 60.0
@@ -124,12 +125,6 @@ def test_gateways_compute_the_example_span_metrics_before_sampling() -> None:
     }
 
 
-def _documented_resilience_events() -> set[str]:
-    readme = (_paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    row = next(line for line in readme.splitlines() if line.startswith("| `retry`, `retry_abandoned`"))
-    return set(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
-
-
 def test_gateways_keep_errors_resilience_events_slow_and_costly_sessions() -> None:
     policies = {
         p["name"]: p for p in _load(_paths.FLEET_GATEWAY_CONFIG)["processors"]["tail_sampling"]["policies"]
@@ -138,7 +133,7 @@ def test_gateways_keep_errors_resilience_events_slow_and_costly_sessions() -> No
     (condition,) = policies["resilience-events"]["ottl_condition"]["spanevent"]
     pattern = re.fullmatch(r'IsMatch\(name, "(.+)"\)', condition)
     assert pattern is not None, condition
-    events = _documented_resilience_events()
+    events = documented_resilience_events()
     assert len(events) >= 10
     assert {e for e in events if re.search(pattern.group(1), e)} == events
     assert not re.search(pattern.group(1), "retry_budget")  # anchored: whole names only
