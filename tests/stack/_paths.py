@@ -45,6 +45,22 @@ FLEET_COMPOSE_FILE = FLEET_DIR / "docker-compose.yaml"
 FLEET_PROMETHEUS_CONFIG = FLEET_DIR / "prometheus.yml"
 FLEET_KUSTOMIZATION = FLEET_DIR / "kustomization.yaml"
 
+# Loopback addresses for every address variable of the shipped Collector configs (validation only).
+LOOPBACK_COLLECTOR_ENV = {
+    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
+    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
+    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
+    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
+    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+    "OTELCOL_TELEMETRY_PORT": "18888",
+    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
+    "OTELCOL_INSTANCE": "static-check",
+    "OTELCOL_GATEWAYS": "[127.0.0.1:24317, 127.0.0.1:34317]",
+    "JAEGER_OTLP_ENDPOINT": "127.0.0.1:24317",
+    "TEMPO_OTLP_ENDPOINT": "127.0.0.1:34317",
+    "TRACES_OTLP_ENDPOINT": "127.0.0.1:44317",
+}
+
 # The feature flag the shipped Prometheus runs with (compose files, tests/stack).
 PROMETHEUS_FEATURES = ("created-timestamp-zero-ingestion",)
 

@@ -61,6 +61,17 @@ class CollectorPorts:
     health: int
     telemetry: int
 
+    def env(self) -> dict[str, str]:
+        """The shipped Collector configs' address variables, on these loopback ports."""
+        return {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{self.otlp_grpc}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{self.otlp_http}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{self.prometheus}",
+            "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{self.health}",
+            "OTELCOL_TELEMETRY_HOST": LOOPBACK,
+            "OTELCOL_TELEMETRY_PORT": str(self.telemetry),
+        }
+
 
 @dataclass
 class Stack:
@@ -205,12 +216,7 @@ def running_stack(
             )
             stack.processes.append(process.start())
         collector_env = {
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{stack.collector.otlp_grpc}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{stack.collector.otlp_http}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{stack.collector.prometheus}",
-            "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{stack.collector.health}",
-            "OTELCOL_TELEMETRY_HOST": LOOPBACK,
-            "OTELCOL_TELEMETRY_PORT": str(stack.collector.telemetry),
+            **stack.collector.env(),
             "JAEGER_OTLP_ENDPOINT": f"{LOOPBACK}:{stack.jaeger.otlp_grpc}",
             "TEMPO_OTLP_ENDPOINT": f"{LOOPBACK}:{stack.tempo.otlp_grpc}",
         }

@@ -148,11 +148,10 @@ class DemoRun:
         return str(self.document["service_instance_id"])
 
 
-def run_demo_cli(*args: str, env: dict[str, str], timeout: float = 180.0) -> DemoRun:
-    """``agentwatch demo --json --no-progress *args`` as a user runs it, in a subprocess."""
-    started = time.time()
+def _python(*args: str, env: dict[str, str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in a subprocess (this interpreter); fails with its stderr unless it exits 0."""
     completed = subprocess.run(
-        [sys.executable, "-m", "agentwatch", "demo", "--json", "--no-progress", *args],
+        [sys.executable, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -161,7 +160,15 @@ def run_demo_cli(*args: str, env: dict[str, str], timeout: float = 180.0) -> Dem
         check=False,
     )
     if completed.returncode != 0:
-        raise AssertionError(f"agentwatch demo failed ({completed.returncode}):\n{completed.stderr[-5000:]}")
+        raise AssertionError(f"{what} failed ({completed.returncode}):\n{completed.stderr[-5000:]}")
+    return completed
+
+
+def run_demo_cli(*args: str, env: dict[str, str], timeout: float = 180.0) -> DemoRun:
+    """``agentwatch demo --json --no-progress *args`` as a user runs it, in a subprocess."""
+    started = time.time()
+    argv = ("-m", "agentwatch", "demo", "--json", "--no-progress", *args)
+    completed = _python(*argv, env=env, timeout=timeout, what="agentwatch demo")
     return DemoRun(json.loads(completed.stdout), started, time.time(), completed.stderr)
 
 
@@ -192,19 +199,9 @@ def run_workload(
         OTEL_METRIC_EXPORT_INTERVAL="500",
         OTEL_BSP_SCHEDULE_DELAY="200",
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(settings)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
+    completed = _python(
+        "-c", _SCRIPT, json.dumps(settings), env=env, timeout=timeout, what="the demo workload"
     )
-    if completed.returncode != 0:
-        raise AssertionError(
-            f"the demo workload failed ({completed.returncode}):\n{completed.stderr[-5000:]}"
-        )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["otlp_endpoint"] == otlp_endpoint and result["output"] is None, result
     summary = result["summary"]

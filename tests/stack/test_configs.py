@@ -35,18 +35,6 @@ from .metric_names import KNOWN_LABELS, KNOWN_METRICS, RECORDED_METRICS
 
 VALIDATE_TIMEOUT = 60.0
 
-LOOPBACK_COLLECTOR_ENV = {
-    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
-    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
-    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
-    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
-    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-    "OTELCOL_TELEMETRY_PORT": "18888",
-    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
-    "JAEGER_OTLP_ENDPOINT": "127.0.0.1:24317",
-    "TEMPO_OTLP_ENDPOINT": "127.0.0.1:34317",
-}
-
 
 def _load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -55,7 +43,7 @@ def _load_yaml(path: Path) -> Any:
 # ----------------------------------------------------------------------------- collector / jaeger
 
 
-@pytest.mark.parametrize("env", [{}, LOOPBACK_COLLECTOR_ENV], ids=["compose-defaults", "loopback-env"])
+@pytest.mark.parametrize("env", [{}, _paths.LOOPBACK_COLLECTOR_ENV], ids=["compose-defaults", "loopback-env"])
 def test_collector_config_validates(otelcol_bin: Path, env: dict[str, str]) -> None:
     result = run_bounded(
         [str(otelcol_bin), "validate", "--config", str(_paths.COLLECTOR_CONFIG)],

@@ -238,12 +238,21 @@ def test_metric_names_in_prometheus_are_the_documented_ones(stack: Stack, worklo
     assert labels >= KNOWN_LABELS | {"job", "instance", "error_type", "le"}
     assert not {"exported_job", "exported_instance"} & labels, "honor_labels lost: job/instance were renamed"
     # job = service.name, instance = service.instance.id (set by the workload's resource)
-    series = stack.prometheus_api("/api/v1/series", [("match[]", "agentwatch_sessions_total")])
+    # (the stack is shared: select this module's run by its service.instance.id)
+    series = stack.prometheus_api(
+        "/api/v1/series", [("match[]", f'agentwatch_sessions_total{{instance=~"{SERVICE}-.*"}}')]
+    )
+    assert series
     assert {s["job"] for s in series} == {SERVICE}
     assert all(s["instance"].startswith(f"{SERVICE}-") for s in series)
     spans = stack.prometheus_api(
         "/api/v1/series",
-        [("match[]", 'traces_span_metrics_calls_total{gen_ai_operation_name="execute_tool"}')],
+        [
+            (
+                "match[]",
+                f'traces_span_metrics_calls_total{{job="{SERVICE}", gen_ai_operation_name="execute_tool"}}',
+            )
+        ],
     )
     assert {s["service_name"] for s in spans} == {SERVICE}
     assert {s["span_kind"] for s in spans} == {"SPAN_KIND_INTERNAL"}

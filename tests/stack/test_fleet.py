@@ -35,7 +35,7 @@ import pytest
 from . import _paths
 from ._fleet import TraceFacts, probabilistic_keeps, read_traces, scrape, total
 from ._harness import LOOPBACK, ManagedProcess, free_ports, http_get, http_json, wait_until
-from ._stack import START_TIMEOUT, JaegerPorts
+from ._stack import START_TIMEOUT, CollectorPorts, JaegerPorts
 from ._workload import DemoRun, clean_env, run_demo_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -47,32 +47,6 @@ DECISION_WAIT = 10.0
 SLOW_SESSION_MS = 4000
 COSTLY_SESSION_USD = 0.0015
 FLUSH = 5.0
-
-
-@dataclass
-class CollectorPorts:
-    otlp_grpc: int
-    otlp_http: int
-    prometheus: int
-    health: int
-    telemetry: int
-
-    def env(self, instance: str) -> dict[str, str]:
-        return {
-            "OTELCOL_INSTANCE": instance,
-            "OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{self.otlp_grpc}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{self.otlp_http}",
-            "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{self.prometheus}",
-            "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{self.health}",
-            "OTELCOL_TELEMETRY_HOST": LOOPBACK,
-            "OTELCOL_TELEMETRY_PORT": str(self.telemetry),
-        }
-
-    def metrics(self) -> list[tuple[str, dict[str, str], float]]:
-        return _scrape(f"http://{LOOPBACK}:{self.prometheus}/metrics")
-
-    def telemetry_metrics(self) -> list[tuple[str, dict[str, str], float]]:
-        return _scrape(f"http://{LOOPBACK}:{self.telemetry}/metrics")
 
 
 def _scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -116,7 +90,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, jaeger_bin: Path, otelcol_bi
         health = [f"http://{LOOPBACK}:{fleet.jaeger.health}/status"]
         for number, gateway in enumerate(fleet.gateways, 1):
             env = {
-                **gateway.env(f"gateway-{number}"),
+                **gateway.env(),
+                "OTELCOL_INSTANCE": f"gateway-{number}",
                 "TRACES_OTLP_ENDPOINT": f"{LOOPBACK}:{fleet.jaeger.otlp_grpc}",
                 "OTELCOL_DECISION_WAIT": f"{DECISION_WAIT:g}s",
                 "OTELCOL_SAMPLING_PERCENTAGE": f"{SAMPLING_PERCENTAGE:g}",
@@ -134,7 +109,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, jaeger_bin: Path, otelcol_bi
             fleet.processes.append(process.start())
             health.append(f"http://{LOOPBACK}:{gateway.health}/status")
         agent_env = {
-            **fleet.agent.env("agent-1"),
+            **fleet.agent.env(),
+            "OTELCOL_INSTANCE": "agent-1",
             "OTELCOL_GATEWAYS": "[" + ", ".join(f"{LOOPBACK}:{g.otlp_grpc}" for g in fleet.gateways) + "]",
         }
         agent = ManagedProcess(
@@ -193,7 +169,7 @@ def outcome(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     assert len(truth) == SESSIONS
 
     def decided() -> list[list[tuple[str, dict[str, str], float]]] | None:
-        telemetry = [g.telemetry_metrics() for g in fleet.gateways]
+        telemetry = [_scrape(f"http://{LOOPBACK}:{g.telemetry}/metrics") for g in fleet.gateways]
         count = sum(
             total(t, "otelcol_processor_tail_sampling_global_count_traces_sampled_total") for t in telemetry
         )
@@ -290,7 +266,7 @@ def test_span_metrics_count_every_span(fleet: Fleet, outcome: Outcome) -> None:
         seen: Counter[tuple[str, str]] = Counter()
         instances = set()
         for gateway in fleet.gateways:
-            for name, labels, value in gateway.metrics():
+            for name, labels, value in _scrape(f"http://{LOOPBACK}:{gateway.prometheus}/metrics"):
                 if name == "traces_span_metrics_calls_total" and labels.get("service_name") == SERVICE:
                     seen[(labels["span_name"], labels["status_code"])] += int(value)
                     instances.add(labels["otelcol_instance"])

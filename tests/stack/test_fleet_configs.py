@@ -20,17 +20,7 @@ from ._harness import run_bounded
 
 VALIDATE_TIMEOUT = 60.0
 INSTANCE_ENV = {"OTELCOL_INSTANCE": "static-check"}
-LOOPBACK_ENV = {
-    **INSTANCE_ENV,
-    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
-    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
-    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
-    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
-    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-    "OTELCOL_TELEMETRY_PORT": "18888",
-    "OTELCOL_GATEWAYS": "[127.0.0.1:24317, 127.0.0.1:34317]",
-    "TRACES_OTLP_ENDPOINT": "127.0.0.1:44317",
-}
+LOOPBACK_ENV = _paths.LOOPBACK_COLLECTOR_ENV
 AGENT_STATIC = (_paths.FLEET_AGENT_CONFIG, _paths.FLEET_AGENT_STATIC_RESOLVER)
 AGENT_DNS = (_paths.FLEET_AGENT_CONFIG, _paths.FLEET_AGENT_DNS_RESOLVER)
 GATEWAY = (_paths.FLEET_GATEWAY_CONFIG,)
@@ -182,8 +172,9 @@ def test_kustomization_generates_the_configs_from_the_shipped_files() -> None:
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, containers
+    return containers[0]
 
 
 @pytest.mark.parametrize(
