@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the project and its test dependencies into
-# .venv, sets up the native observability stack (Debian's prometheus; Jaeger v2 built from the
-# Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
+# .venv, sets up the native observability stack (Jaeger v2, Prometheus 3 and the ocb Collector
+# built from the Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
 # instrumentation tests against the oldest and the previous major versions of the LLM SDKs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
