@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,9 @@ from cli._support import (
     PYTHON_M,
     REPO,
     attributes,
+    cache_dir,
     clean_env,
+    demo_files,
     metric_names,
     read_jsonl,
     run,
@@ -42,9 +47,15 @@ def test_readme_demo_command(tmp_path: Path) -> None:
     result = run([AGENTWATCH, "demo"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    (tmp_path / "last-demo-output.txt").write_text(out, encoding="utf-8")  # for test_readme_sample
     for section in ("LLM calls by model", "Tool calls", "Sessions", "Interesting trace", "Telemetry"):
         assert f"\n{section}" in out
-    assert "30 of 30 sessions ran" in out
+    # What the figure covers is said: the sessions, then the whole run with start-up and export.
+    timing = re.search(
+        r"30 of 30 sessions ran in ([\d.]+) s \(([\d.]+) s in all, with start-up and the final export\)", out
+    )
+    assert timing is not None, out
+    assert 0 < float(timing.group(1)) <= float(timing.group(2))
     assert _int(r"\n  ([\d,]+) sessions: ", out) == 30
     # The number of requests the metrics say were sent is the number the fake server received.
     received = _int(r"received (\d+) requests", out)
@@ -54,8 +65,12 @@ def test_readme_demo_command(tmp_path: Path) -> None:
     for tool in TOOLS:
         assert re.search(rf"^  {tool} +\d+ ", out, re.MULTILINE), tool
 
-    (path,) = tmp_path.glob("agentwatch-demo-*.jsonl")
-    assert str(path) in out
+    # The telemetry file is in the cache directory, named in the summary; nothing is left in the
+    # working directory (the test's own copy of the output aside).
+    (path,) = demo_files(tmp_path)
+    assert f"written as OTLP JSON lines to {path}\n" in out
+    assert f"list its sessions: agentwatch traces {path}" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["last-demo-output.txt"]
     lines = read_jsonl(path)
     found = list(spans(lines))
     names = Counter(span["name"] for _, span in found)
@@ -101,6 +116,14 @@ def test_readme_demo_command(tmp_path: Path) -> None:
     sessions = {span["traceId"]: span for _, span in found if span["name"].startswith("invoke_agent")}
     assert attributes(sessions[trace_id.group(1)])["gen_ai.conversation.id"] == trace_id.group(2)
     assert set(trace_id.group(4).split(", ")) & {"retry", "fallback", "error"}
+    # ... and it is drawn: one row per span of that trace, the session span first.
+    section = out.split("\nInteresting trace\n", 1)[1].split("\n\nTelemetry", 1)[0].splitlines()
+    in_trace = [span for _, span in found if span["traceId"] == trace_id.group(1)]
+    rows = [line for line in section if re.match(r"^  (invoke_agent|[├└]─ )", line)]
+    assert len(rows) == len(in_trace)
+    assert rows[0].startswith("  invoke_agent support-agent ")
+    assert any(line.startswith("  marks: ") for line in section)
+    assert f"again: agentwatch traces {path} --trace {trace_id.group(1)[:8]}" in out
     # No prompt, completion or tool content without content capture.
     text = path.read_text(encoding="utf-8")
     assert "support assistant" not in text and "Here is what I found" not in text
@@ -204,18 +227,26 @@ def test_interrupt_stops_cleanly_with_summary_and_flushed_file(
         (["demo", "--duration", "-3"], "argument --duration: must be a number of seconds > 0, got '-3'"),
         (["demo", "--seed", "x"], "argument --seed: must be an integer, got 'x'"),
         (["demo", "--output", "no-such-dir/run.jsonl"], "directory 'no-such-dir' does not exist"),
-        (["demo", "--bogus"], "unrecognized arguments: --bogus"),
-        (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+        (["demo", "--bogus"], "usage: agentwatch demo "),
+        (["demo", "--bogus"], "agentwatch demo: error: unrecognized arguments: --bogus"),
+        (["doctor", "--bogus"], "usage: agentwatch doctor "),
+        (["traces", "a.jsonl", "b.jsonl"], "agentwatch traces: error: unrecognized arguments: b.jsonl"),
+        (
+            ["fake-llm", "--port", "70000"],
+            "agentwatch fake-llm: error: argument --port: must be between 0 and 65535",
+        ),
         ([], "the following arguments are required: COMMAND"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_arguments_exit_2_with_the_message(tmp_path: Path, argv: list[str], message: str) -> None:
+    """With the usage of the command the argument was given to, not the top-level one."""
     result = run([*PYTHON_M, *argv], cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+    assert not cache_dir(tmp_path).exists()
 
 
 def test_bad_otlp_protocol_is_named(tmp_path: Path) -> None:
@@ -227,6 +258,103 @@ def test_bad_otlp_protocol_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr and "'http/json'" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("OTEL_METRIC_EXPORT_INTERVAL", "abc", "a number of milliseconds >= 1"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0", "a number of milliseconds >= 1"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "1.5", "an integer number of milliseconds >= 0"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "-3", "an integer >= 1"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a number of seconds >= 0"),
+        # Refused with no endpoint set too: the value is wrong whether or not it is used yet.
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "foo", "'grpc', 'http/protobuf'"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json", "'grpc', 'http/protobuf'"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip", "'gzip', 'deflate', 'none'"),
+    ],
+)
+def test_invalid_otel_setting_exits_2_naming_it(
+    tmp_path: Path, variable: str, value: str, accepted: str
+) -> None:
+    """The SDK would log a warning and use its default; the demo stops, as the README says."""
+    result = run([AGENTWATCH, "demo", "--sessions", "1"], cwd=tmp_path, env={variable: value})
+    assert result.returncode == 2, result.stderr
+    assert f"invalid value {value!r} for {variable}: accepted values are {accepted}" in result.stderr
+    assert "usage: agentwatch demo" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert not cache_dir(tmp_path).exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_failed_exports_are_reported(tmp_path: Path) -> None:
+    """With the collector down, the summary says the telemetry did not arrive, and the exit status too
+    (the text run over gRPC, the JSON run over HTTP: both exporters' failures are seen)."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}  # give up quickly
+    text = run([AGENTWATCH, "demo", "--sessions", "2", "--no-progress"], cwd=tmp_path, env=env)
+    assert text.returncode == 1, text.stderr
+    telemetry = text.stdout.split("\nTelemetry\n", 1)[1]
+    assert f"NOT all delivered over OTLP to {endpoint}" in telemetry
+    assert re.search(r"(\d+) of \1 span exports? \(\d+ spans\)", telemetry), telemetry
+    assert "sent over OTLP" not in telemetry
+    as_json = run(
+        [AGENTWATCH, "demo", "--sessions", "2", "--no-progress", "--json"],
+        cwd=tmp_path,
+        env={**env, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+    )
+    assert as_json.returncode == 1, as_json.stderr
+    exports = json.loads(as_json.stdout)["exports"]
+    assert set(exports) == {"otlp"}
+    for kind in ("traces", "metrics"):
+        assert exports["otlp"][kind]["failed"] == exports["otlp"][kind]["exports"] > 0
+
+
+@pytest.fixture(scope="module")
+def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """One ``--json`` run shared by the tests that only read its output."""
+    return _json_demo(tmp_path_factory.mktemp("json-run"), "run", 7)
+
+
+def test_successful_exports_are_counted(json_run: tuple[dict[str, Any], Path]) -> None:
+    document, path = json_run
+    exports = document["exports"]["file"]
+    spans_written = sum(1 for _ in spans(read_jsonl(path)))
+    assert exports["traces"]["failed"] == 0
+    assert exports["traces"]["items"] == spans_written
+    assert exports["metrics"]["exports"] > 0 and exports["metrics"]["failed"] == 0
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _floats(item)
+
+
+def test_no_float_noise_in_the_json_summary_or_the_spans(json_run: tuple[dict[str, Any], Path]) -> None:
+    document, path = json_run
+    floats = list(_floats(document))
+    assert floats
+    # 12 significant digits at most: 1.7279999999999995 would need 17.
+    assert [f for f in floats if float(f"{f:.12g}") != f] == []
+    costs = [
+        attributes(span)["gen_ai.usage.cost.amount"]
+        for _, span in spans(read_jsonl(path))
+        if "gen_ai.usage.cost.amount" in attributes(span)
+    ]
+    assert costs
+    assert [c for c in costs if float(f"{c:.12g}") != c] == []
 
 
 def test_without_the_openai_sdk_the_demo_says_what_to_install(tmp_path: Path) -> None:
@@ -309,6 +437,28 @@ def test_scripts_demo_sh(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "3 of 3 sessions ran" in result.stdout
     assert any(span["name"] == "invoke_agent support-agent" for _, span in spans(read_jsonl(output)))
+
+
+def test_default_file_goes_to_the_cache_and_only_the_newest_are_kept(tmp_path: Path) -> None:
+    directory = cache_dir(tmp_path) / "agentwatch" / "demo"
+    directory.mkdir(parents=True)
+    old = []
+    for age in range(6):
+        path = directory / f"agentwatch-demo-2020010{age}-000000-abcdef.jsonl"
+        path.write_text("{}\n")
+        os.utime(path, (1_600_000_000 + age, 1_600_000_000 + age))
+        old.append(path)
+    unrelated = directory / "notes.txt"
+    unrelated.write_text("mine")
+    result = run([AGENTWATCH, "demo", "--sessions", "1", "--no-progress"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+    remaining = demo_files(tmp_path)
+    new = [p for p in remaining if p not in old]
+    assert len(new) == 1 and str(new[0]) in result.stdout
+    # The newest four earlier runs stay, with the new one: five in all.
+    assert sorted(remaining) == sorted([*old[2:], new[0]])
+    assert unrelated.read_text() == "mine"
 
 
 def test_duration_budget_stops_starting_sessions(tmp_path: Path) -> None:
