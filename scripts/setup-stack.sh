@@ -20,6 +20,7 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 wrapper="$repo_root/collector/jaeger-build"
+. "$repo_root/scripts/_progress.sh"
 
 use_apt=1
 rebuild=0
@@ -80,8 +81,8 @@ if ! find_prom_bin prometheus >/dev/null || ! find_prom_bin promtool >/dev/null;
   fi
   cleanup_policy() { if [ "$created_policy" -eq 1 ]; then $sudo rm -f "$policy"; fi; }
   trap cleanup_policy EXIT
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2
+  with_progress "apt-get update" $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  with_progress "apt-get install prometheus" $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2
   cleanup_policy; created_policy=0; trap - EXIT
   stop_debian_prometheus_service
 fi
@@ -107,7 +108,9 @@ if [ "$rebuild" -eq 1 ] || [ ! -x "$jaeger_bin" ]; then
     log "Go is required to build Jaeger ($pin) from the Go module proxy; install Go >= 1.26"; exit 1
   fi
   mkdir -p "$bin_dir"
-  log "building Jaeger $jaeger_version from the Go module proxy into $bin_dir (cold: ~7 min on 2 cores with empty Go caches)"
+  # Jaeger v2 is released from the same Go module as v1 (github.com/jaegertracing/jaeger), whose
+  # versions stay v1.x: v1.76.0 is Jaeger v2.13.0.
+  log "building Jaeger v2 (Go module version $jaeger_version) from the Go module proxy into $bin_dir (cold: ~7 min on 2 cores with empty Go caches, ~3 GB of Go caches)"
   start=$(date +%s)
   tmp="$bin_dir/jaeger.tmp.$$"
   (
@@ -115,7 +118,7 @@ if [ "$rebuild" -eq 1 ] || [ ! -x "$jaeger_bin" ]; then
     # GOTOOLCHAIN=local: never download a Go toolchain. -mod=readonly: go.mod/go.sum are the pin;
     # a build that would need to change them fails instead of resolving something new.
     GOTOOLCHAIN=local GOFLAGS="-trimpath -mod=readonly" CGO_ENABLED=0 \
-      go build -o "$tmp" \
+      with_progress "go build (Jaeger)" go build -o "$tmp" \
       -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$jaeger_version" \
       github.com/jaegertracing/jaeger/cmd/jaeger
   )

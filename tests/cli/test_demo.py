@@ -436,6 +436,8 @@ def test_scripts_demo_sh(tmp_path: Path) -> None:
     result = run([REPO / "scripts" / "demo.sh", "--sessions", "3", "--output", output], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "3 of 3 sessions ran" in result.stdout
+    assert result.stderr.startswith("==> Python environment (.venv)\n")
+    assert "==> agentwatch demo --sessions 3 --output" in result.stderr
     assert any(span["name"] == "invoke_agent support-agent" for _, span in spans(read_jsonl(output)))
 
 
