@@ -312,4 +312,9 @@ def test_long_notes_wrap_under_themselves_and_narrow_terminals_put_them_below() 
     assert any(line.startswith(" " * 30) for line in wide[2:-1])  # a continuation line
     narrow = render_waterfall(spans_, width=50)
     assert narrow[1].rstrip().endswith(("█", "R", "C", "F", "T", "▒"))
-    assert narrow[2].startswith("      ✗ error")
+    assert narrow[2].startswith("     ✗ error, retry")
+    # In a tree, the notes go under their span with the tree's lines running past them.
+    tree = render_waterfall(_tree(), width=50)
+    at = next(i for i, line in enumerate(tree) if "grandchild" in line)
+    assert tree[at + 1] == "  │        ✗ TimeoutError, retry"
+    assert tree[at + 2].startswith("  └─ second")

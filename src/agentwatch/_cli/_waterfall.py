@@ -236,21 +236,31 @@ def render_trace_list(traces: Sequence[TraceSummary], *, limit: int | None = Non
 # ------------------------------------------------------------------------------------------------
 
 
-def _ordered(spans: Sequence[SpanView], charset: Charset) -> list[tuple[SpanView, str]]:
-    """Depth-first, children by start time, each with its tree prefix (``├─ ``, ``│  └─ ``...)."""
+@dataclass(frozen=True)
+class _Row:
+    span: SpanView
+    prefix: str  # the tree in front of the name: "├─ ", "│  └─ "...
+    under: str  # the tree in front of lines under the name (its notes on a narrow terminal)
+
+
+def _ordered(spans: Sequence[SpanView], charset: Charset) -> list[_Row]:
+    """Depth-first, children by start time, each with its tree prefixes."""
     ids = {span.span_id for span in spans}
     children: dict[str | None, list[SpanView]] = defaultdict(list)
     for span in spans:
         children[span.parent_id if span.parent_id in ids else None].append(span)
     for group in children.values():
         group.sort(key=lambda s: (s.start_ns, s.end_ns))
-    out: list[tuple[SpanView, str]] = []
+    blank = " " * len(charset.pipe)
+    out: list[_Row] = []
 
     def walk(span: SpanView, lasts: tuple[bool, ...]) -> None:
         # ``lasts``: for each level below the root, whether that ancestor is its parent's last child.
-        lead = "".join(" " * len(charset.pipe) if last else charset.pipe for last in lasts[:-1])
-        out.append((span, lead + ((charset.last if lasts[-1] else charset.branch) if lasts else "")))
+        lead = "".join(blank if last else charset.pipe for last in lasts[:-1])
+        branch = (charset.last if lasts[-1] else charset.branch) if lasts else ""
         kids = children.get(span.span_id, [])
+        own = (blank if lasts[-1] else charset.pipe) if lasts else ""
+        out.append(_Row(span, lead + branch, lead + own + (charset.pipe if kids else blank)))
         for index, child in enumerate(kids):
             walk(child, (*lasts, index == len(kids) - 1))
 
@@ -321,15 +331,15 @@ def render_waterfall(
     ordered = _ordered(spans, charset)
     start = min(span.start_ns for span in spans)
     total = max(max(span.end_ns for span in spans) - start, 1)
-    labels = [prefix + span.name for span, prefix in ordered]
+    labels = [row.prefix + row.span.name for row in ordered]
     label_width = min(max(len(label) for label in labels), _LABEL_MAX)
-    durations = [seconds(span.duration_ns) for span, _ in ordered]
-    notes = [_notes(span, charset) for span, _ in ordered]
+    durations = [seconds(row.span.duration_ns) for row in ordered]
+    notes = [_notes(row.span, charset) for row in ordered]
     duration_width = max(max(len(text) for text in durations), len("duration"))
     fixed = len(indent) + label_width + 2 + duration_width + 2
     # The bar gets what the labels and (up to a point) the notes leave; notes that do not fit
     # continue on the next lines, under themselves. On a narrow terminal they go below the span.
-    notes_room = min(max((len(text) for text in notes), default=0), 40)
+    notes_room = min(max((len(text) for text in notes), default=0), 32)
     inline = width - fixed - _BAR_MIN - 2 >= _NOTES_MIN
     if inline:
         bar_width = max(min(width - fixed - 2 - notes_room, 60), _BAR_MIN)
@@ -337,8 +347,8 @@ def render_waterfall(
         notes_column = fixed + bar_width + 2
     else:
         bar_width = max(min(width - fixed, 60), _BAR_MIN)
-        notes_column = len(indent) + 4
-        notes_width = max(width - notes_column, _NOTES_MIN)
+        notes_column = 0  # unused: the notes go under the name, after the tree
+        notes_width = max(width - len(indent) - max(len(row.under) for row in ordered), _NOTES_MIN)
     red, yellow, reset = ("\x1b[31m", "\x1b[33;1m", "\x1b[0m") if color else ("", "", "")
     scale = bar_width / total
 
@@ -346,7 +356,8 @@ def render_waterfall(
     axis = axis_left + axis_right.rjust(bar_width - len(axis_left))
     lines = [f"{indent}{'span'.ljust(label_width)}  {'duration'.rjust(duration_width)}  {axis}"]
     used_letters: set[str] = set()
-    for (span, _), label, duration, note in zip(ordered, labels, durations, notes, strict=True):
+    for row_of, label, duration, note in zip(ordered, labels, durations, notes, strict=True):
+        span = row_of.span
         first = min(int((span.start_ns - start) * scale), bar_width - 1)
         last = max(first + 1, min(math.ceil((span.end_ns - start) * scale), bar_width))
         cells = [" "] * bar_width
@@ -382,10 +393,10 @@ def render_waterfall(
         wrapped = _wrap(note, notes_width)
         if inline:
             lines.append((row + ("  " + wrapped[0] if wrapped else "")).rstrip())
-            wrapped = wrapped[1:]
+            lines.extend(" " * notes_column + more for more in wrapped[1:])
         else:
             lines.append(row.rstrip())
-        lines.extend(" " * notes_column + more for more in wrapped)
+            lines.extend(f"{indent}{row_of.under}{more}" for more in wrapped)
     if used_letters:
         legend = ", ".join(f"{letter} {_LEGEND[letter]}" for letter in _LEGEND if letter in used_letters)
         lines.append(f"{indent}marks: {legend}; {charset.error_bar * 2} a span that failed")
