@@ -426,3 +426,33 @@ async def _call(app: Any, method: str, path: str, token: str) -> int:
     }
     await app(scope, receive, send)
     return int(sent[0]["status"])
+
+
+ADMIN_CALLS = [
+    ("GET", "/admin/circuits"),
+    ("POST", "/admin/circuits/{key}/open"),
+    ("POST", "/admin/circuits/{key}/close"),
+    ("POST", "/admin/circuits/{key}/reset"),
+    ("POST", "/admin/tools/{name}/disable"),
+    ("POST", "/admin/tools/{name}/enable"),
+]
+
+
+def test_the_readme_lists_every_admin_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README names the routes the runbooks use, and each is served."""
+    from agentwatch.admin import make_app
+    from agentwatch.resilience._registry import Registry
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bullet = readme.split("- `agentwatch.admin.app` is", 1)[1].split("\n- ", 1)[0]
+    assert "`GET /admin/circuits`" in bullet
+    assert "`POST /admin/circuits/{key}/open`, `/close` and `/reset`" in bullet
+    assert "`POST /admin/tools/{name}/disable` and `/enable`" in bullet
+    monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", "s3cret")
+    registry = Registry()
+    registry.circuit_for("openai:gpt-4o", CircuitBreaker(), name="gpt-4o", kind="llm")
+    app = make_app(registry)
+    for method, route in ADMIN_CALLS:
+        path = route.replace("{key}", "openai%3Agpt-4o").replace("{name}", "search")
+        assert asyncio.run(_call(app, method, path, "s3cret")) == 200, route
+    assert asyncio.run(_call(app, "POST", "/admin/circuits/openai%3Agpt-4o/frobnicate", "s3cret")) == 404
