@@ -29,7 +29,12 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
         env.update({"XDG_CACHE_HOME": cache, "COLUMNS": "120", "NO_COLOR": "1"})
         result = subprocess.run(
-            [str(agentwatch), "demo", "--no-progress"], cwd=cwd, env=env, capture_output=True, text=True, check=False
+            [str(agentwatch), "demo", "--no-progress"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             print(result.stderr, file=sys.stderr)
@@ -40,7 +45,9 @@ def main() -> int:
     if not pattern.search(text):
         print(f"README.md has no sample between {START!r} and {END!r}", file=sys.stderr)
         return 1
-    README.write_text(pattern.sub(lambda _: f"{START}\n```\n{output}\n```\n{END}", text, count=1), encoding="utf-8")
+    README.write_text(
+        pattern.sub(lambda _: f"{START}\n```\n{output}\n```\n{END}", text, count=1), encoding="utf-8"
+    )
     print(f"updated the demo sample in {README}")
     return 0
 

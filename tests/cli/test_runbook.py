@@ -204,6 +204,9 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, argv: list[str], m
 # ------------------------------------------------------------------------------------------------
 
 
+DEMO_RUNBOOKS = [AGENTWATCH, "runbook", "--registry", "agentwatch._demo:REGISTRY", "--output-dir", "out"]
+
+
 def _error_table(text: str) -> dict[str, tuple[str, str]]:
     """error label -> (what the policy does, who is told), from a runbook's table."""
     section = text.split("### How errors are handled\n", 1)[1].split("\n## ", 1)[0]
@@ -220,9 +223,7 @@ def _error_table(text: str) -> dict[str, tuple[str, str]]:
 @pytest.fixture(scope="module")
 def demo_runbooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, tuple[str, str]]]:
     cwd = tmp_path_factory.mktemp("runbooks")
-    result = run(
-        [AGENTWATCH, "runbook", "--registry", "agentwatch._demo:REGISTRY", "--output-dir", "out"], cwd=cwd
-    )
+    result = run(DEMO_RUNBOOKS, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return {
         tool: _error_table((cwd / "out" / f"{tool}.md").read_text(encoding="utf-8")) for tool in DEMO_TOOLS
@@ -296,16 +297,7 @@ def test_a_validation_alert_rule_is_named_once_it_exists(tmp_path: Path) -> None
         "          component: tool\n"
     )
     result = run(
-        [
-            AGENTWATCH,
-            "runbook",
-            "--registry",
-            "agentwatch._demo:REGISTRY",
-            "--output-dir",
-            "out",
-            "--alert-rules",
-            rules,
-        ],
+        [*DEMO_RUNBOOKS, "--alert-rules", rules],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -319,16 +311,7 @@ def test_without_alert_rules_nobody_is_said_to_be_told(tmp_path: Path) -> None:
     rules = tmp_path / "none.yml"
     rules.write_text("groups:\n  - name: recording\n    rules:\n      - record: x\n        expr: vector(1)\n")
     refused = run(
-        [
-            AGENTWATCH,
-            "runbook",
-            "--registry",
-            "agentwatch._demo:REGISTRY",
-            "--output-dir",
-            "out",
-            "--alert-rules",
-            rules,
-        ],
+        [*DEMO_RUNBOOKS, "--alert-rules", rules],
         cwd=tmp_path,
     )
     assert refused.returncode == 2 and "--alert-rules: no alerting rule in" in refused.stderr
