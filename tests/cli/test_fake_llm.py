@@ -172,6 +172,31 @@ def test_the_zero_code_journey_offline(served: Served, tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["app.py"]
 
 
+def test_the_in_code_journey_offline(served: Served, tmp_path: Path) -> None:
+    """The README's tools-and-sessions example against `agentwatch fake-llm` instead of its own server."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "tools_and_sessions.py"
+    env = {"OPENAI_BASE_URL": f"{served.url}/v1", "OPENAI_API_KEY": "sk-fake"}
+    result = run([sys.executable, example], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "answer: Here is the answer, based on the tool results." in lines
+    tree = [
+        line.split(" gen_ai.")[0]
+        for line in lines
+        if line.lstrip().startswith(("invoke_agent", "chat", "execute_tool"))
+    ]
+    assert tree == [
+        "invoke_agent weather-agent",
+        "  chat gpt-4o-mini",
+        "  execute_tool get_weather",
+        "  execute_tool get_user_preferences",
+        "  chat gpt-4o-mini",
+    ]
+    code, _, err = served.stop()
+    assert code == 0
+    assert err.count("POST /v1/chat/completions gpt-4o-mini") == 2
+
+
 @pytest.mark.parametrize(
     ("schema", "expected"),
     [
