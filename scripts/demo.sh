@@ -14,5 +14,5 @@ cd "$(dirname "$0")/.."
 
 stage "Python environment (.venv)"
 ensure_venv .venv -e ".[dev]"
-stage "agentwatch demo $*"
+stage "agentwatch demo${*:+ $*}"
 exec .venv/bin/agentwatch demo "$@"

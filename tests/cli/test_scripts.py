@@ -54,7 +54,7 @@ def test_stages_are_named_with_the_time_the_previous_one_took() -> None:
 def test_the_scripts_announce_their_stages() -> None:
     """demo.sh and test.sh name each stage; each compatibility run names the SDK versions it tests."""
     demo = (REPO / "scripts" / "demo.sh").read_text(encoding="utf-8")
-    assert 'stage "Python environment (.venv)"' in demo and 'stage "agentwatch demo $*"' in demo
+    assert 'stage "Python environment (.venv)"' in demo and 'stage "agentwatch demo${*:+ $*}"' in demo
     test = (REPO / "scripts" / "test.sh").read_text(encoding="utf-8")
     for name in ("Python environment", "observability stack", "lint", "types", "tests (pytest)"):
         assert f'stage "{name}' in test, name
