@@ -12,12 +12,16 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DEMO_FILES_KEPT",
+    "DEMO_FILE_GLOB",
     "Endpoint",
+    "demo_files",
     "demo_output_dir",
+    "fallback_demo_output_dir",
     "format_seconds",
     "fraction",
     "latest_demo_output",
     "parse_endpoint",
+    "plural",
     "positive_float",
     "positive_int",
     "probe",
@@ -130,6 +134,11 @@ def probe(host: str, port: int, timeout: float = 1.0) -> str | None:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
         return exc.strerror or str(exc)
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 export"``, ``"2 exports"``, ``"1,024 spans"``."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def format_seconds(value: object) -> str:

@@ -11,7 +11,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._cli._common import fraction, integer, parse_endpoint, positive_float, positive_int, probe
+from agentwatch._cli._common import (
+    fraction,
+    integer,
+    parse_endpoint,
+    plural,
+    positive_float,
+    positive_int,
+    probe,
+)
 
 if TYPE_CHECKING:
     from agentwatch._demo import DemoProgress, DemoResult
@@ -218,10 +226,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_EXPORT_FAILED if result.failed_exports else 0
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
-
-
 def _export_status(signals: dict[str, ExportCounts]) -> tuple[bool, str]:
     """(all delivered, what happened), e.g. "12 span, 6 metric and 2 log exports, all accepted"."""
     failed = {signal: counts for signal, counts in signals.items() if counts.failed}
@@ -236,7 +240,7 @@ def _export_status(signals: dict[str, ExportCounts]) -> tuple[bool, str]:
         listed = ", ".join(done[:-1]) + (" and " if len(done) > 1 else "") + done[-1]
         return True, f"{listed} exports, all accepted"
     parts = [
-        f"{counts.failed:,} of {_plural(counts.exports, _SIGNAL_NAMES[signal][0] + ' export')} "
+        f"{counts.failed:,} of {plural(counts.exports, _SIGNAL_NAMES[signal][0] + ' export')} "
         f"({counts.items_failed:,} {_SIGNAL_NAMES[signal][1]})"
         for signal, counts in failed.items()
     ]

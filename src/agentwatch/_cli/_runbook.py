@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from agentwatch._cli._alerts import AlertRule, RuleSet, load_rules
-from agentwatch._cli._common import describe_policy, format_seconds
+from agentwatch._cli._common import describe_policy, format_seconds, plural
 
 __all__ = [
     "DASHBOARD_UIDS",
@@ -302,10 +302,6 @@ def _names(rules: list[AlertRule]) -> str:
     return ", ".join(f"`{rule.name}` ({rule.severity or 'no severity'})" for rule in rules)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
 def _degrades(policy: Any, classification: Any) -> bool:
     return not policy.critical and bool(classification.fallback)
 
@@ -329,7 +325,7 @@ def _what_happens(policy: Any, classification: Any) -> str:
         if retry.budget is not None:
             limits.append("the retry budget")
         within = f", as far as {' and '.join(limits)} allow" if limits else ""
-        parts.append(f"retried up to {_plural(retry.attempts - 1, 'time')}, {wait}{within}")
+        parts.append(f"retried up to {plural(retry.attempts - 1, 'time')}, {wait}{within}")
     if policy.breaker is not None:
         parts.append(
             "counts towards the circuit breaker"
