@@ -347,12 +347,16 @@ def _what_happens(policy: Any, classification: Any) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+def _session_alerts(alerting: _Alerting) -> str:
+    return f"a session that fails counts against the completion SLO: {_names(alerting.sessions)}"
+
+
 def _told(degrades: bool, alerting: _Alerting, extra: list[str] | None = None) -> str:
     told = list(extra or [])
     if alerting.errors:
         told.append("the tool's error-rate alerts (below)")
     if not degrades and alerting.sessions:
-        told.append(f"a session that fails counts against the completion SLO: {_names(alerting.sessions)}")
+        told.append(_session_alerts(alerting))
     return "; ".join(told) if told else "no alert rule covers it: nobody is notified"
 
 
@@ -422,6 +426,8 @@ def error_rows(policy: Any, alerting: _Alerting) -> list[tuple[str, str, str]]:
             "no alert of its own: it counts with every other error in the tool's error-rate alerts "
             "(below); *Tool errors by type* on the Tools dashboard tells them apart"
         )
+        if not _degrades(policy, validation) and alerting.sessions:
+            told += f"; {_session_alerts(alerting)}"
     else:
         told = _told(_degrades(policy, validation), alerting)
     rows.append(
