@@ -9,9 +9,11 @@ so one expectation holds for every supported version; APIs a version lacks are s
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from genai_prices import calc_price
 from opentelemetry.trace import StatusCode
 
 import agentwatch
+from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from replay import replay
@@ -52,13 +55,13 @@ HAS_BETA_MESSAGES = has("anthropic.resources.beta.messages", "Messages.create")
 HAS_BETA_PARSE = has("anthropic.resources.beta.messages", "Messages.parse")
 
 
-def call(method: Callable[..., Any], **kwargs: Any) -> Any:
-    """``method(**kwargs)``, with the arguments this SDK version does not take sent in ``extra_body``."""
+def adapt(method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs``, with the arguments this SDK version's ``method`` does not take moved to ``extra_body``."""
     accepted = inspect.signature(method).parameters
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in accepted}
     if extra:
         kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
-    return method(**kwargs)
+    return kwargs
 
 
 def normalise(value: Any) -> Any:
@@ -69,12 +72,6 @@ def normalise(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [normalise(v) for v in value]
     return value
-
-
-def consume(stream: Any) -> Any:
-    """Every chunk of a stream (the stream is closed at the end, as a ``with`` would)."""
-    with stream:
-        return [normalise(chunk) for chunk in stream]
 
 
 # -- requests, as recorded ------------------------------------------------------------------
@@ -145,17 +142,6 @@ class User(pydantic.BaseModel):
     age: int
 
 
-def _anthropic_stream(client: anthropic.Anthropic, *, schema: dict[str, Any], **kwargs: Any) -> Any:
-    # Recorded with output_format={type: json_schema, schema}; newer SDKs take that as output_config.
-    if "output_config" in inspect.signature(client.beta.messages.stream).parameters:
-        kwargs["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-    else:
-        kwargs["output_format"] = {"type": "json_schema", "schema": schema}
-    with client.beta.messages.stream(**kwargs) as stream:
-        events = [normalise(event) for event in stream]
-        return events, normalise(stream.get_final_message())
-
-
 # -- cases ------------------------------------------------------------------------------------
 
 
@@ -164,7 +150,9 @@ class Case:
     id: str
     provider: Provider
     fixture: str
-    call: Callable[[Any], Any]
+    method: str
+    """The SDK method, from the client: ``chat.completions.create`` ..."""
+    kwargs: dict[str, Any]
     attributes: dict[str, Any]
     """Every span attribute but server.*, cost and time to first chunk."""
     available: bool = True
@@ -226,16 +214,15 @@ OPENAI_CASES = [
         "chat, parameters in extra_body",
         "openai",
         "chat_extra_params.json",
-        lambda c: normalise(
-            c.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=SAY,
-                max_tokens=50,
-                temperature=0.5,
-                response_format={"type": "text"},
-                extra_body={"seed": 42, "service_tier": "default", "stream": False},
-            )
-        ),
+        "chat.completions.create",
+        {
+            "model": "gpt-4o-mini",
+            "messages": SAY,
+            "max_tokens": 50,
+            "temperature": 0.5,
+            "response_format": {"type": "text"},
+            "extra_body": {"seed": 42, "service_tier": "default", "stream": False},
+        },
         _openai(
             "gpt-4o-mini",
             **{
@@ -257,11 +244,13 @@ OPENAI_CASES = [
         "chat, two tool calls",
         "openai",
         "chat_tool_calls.json",
-        lambda c: normalise(
-            c.chat.completions.create(
-                model="gpt-4o-mini", messages=WEATHER_MESSAGES, tools=[WEATHER_TOOL], tool_choice="auto"
-            )
-        ),
+        "chat.completions.create",
+        {
+            "model": "gpt-4o-mini",
+            "messages": WEATHER_MESSAGES,
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "auto",
+        },
         _openai(
             "gpt-4o-mini",
             **{
@@ -278,16 +267,14 @@ OPENAI_CASES = [
         "chat stream, two tool calls",
         "openai",
         "chat_tool_calls_stream.sse",
-        lambda c: consume(
-            call(
-                c.chat.completions.create,
-                model="gpt-4o-mini",
-                messages=WEATHER_MESSAGES,
-                tools=[WEATHER_TOOL],
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        ),
+        "chat.completions.create",
+        {
+            "model": "gpt-4o-mini",
+            "messages": WEATHER_MESSAGES,
+            "tools": [WEATHER_TOOL],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
         _openai(
             "gpt-4o-mini",
             **STREAM,
@@ -305,7 +292,8 @@ OPENAI_CASES = [
         "chat, n=2",
         "openai",
         "chat_n2.json",
-        lambda c: normalise(c.chat.completions.create(model="gpt-4o-mini", messages=SAY, n=2, stream=False)),
+        "chat.completions.create",
+        {"model": "gpt-4o-mini", "messages": SAY, "n": 2, "stream": False},
         _openai(
             "gpt-4o-mini",
             **{
@@ -323,16 +311,14 @@ OPENAI_CASES = [
         "chat stream, n=2",
         "openai",
         "chat_n2_stream.sse",
-        lambda c: consume(
-            call(
-                c.chat.completions.create,
-                model="gpt-4o-mini",
-                messages=[{"role": "system", "content": "You're a helpful assistant."}, SAY[0]],
-                n=2,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        ),
+        "chat.completions.create",
+        {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "system", "content": "You're a helpful assistant."}, SAY[0]],
+            "n": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
         _openai(
             "gpt-4o-mini",
             **STREAM,
@@ -351,15 +337,8 @@ OPENAI_CASES = [
         "chat stream",
         "openai",
         "chat_stream.sse",
-        lambda c: consume(
-            call(
-                c.chat.completions.create,
-                model="gpt-4",
-                messages=SAY,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        ),
+        "chat.completions.create",
+        {"model": "gpt-4", "messages": SAY, "stream": True, "stream_options": {"include_usage": True}},
         _openai(
             "gpt-4",
             **STREAM,
@@ -375,13 +354,12 @@ OPENAI_CASES = [
         "chat parse, structured output",
         "openai",
         "chat_structured.json",
-        lambda c: normalise(
-            parse_api(c).parse(
-                model="gpt-4o-2024-08-06",
-                messages=[{"role": "user", "content": "What's the weather like in SF?"}],
-                response_format=Location,
-            )
-        ),
+        "chat.completions.parse",
+        {
+            "model": "gpt-4o-2024-08-06",
+            "messages": [{"role": "user", "content": "What's the weather like in SF?"}],
+            "response_format": Location,
+        },
         _openai(
             "gpt-4o-2024-08-06",
             **{
@@ -400,7 +378,8 @@ OPENAI_CASES = [
         "chat, cached prompt",
         "openai",
         "chat_cached.json",
-        lambda c: normalise(c.chat.completions.create(model="gpt-4o-mini", messages=SAY)),
+        "chat.completions.create",
+        {"model": "gpt-4o-mini", "messages": SAY},
         _openai(
             "gpt-4o-mini",
             **{
@@ -417,7 +396,8 @@ OPENAI_CASES = [
         "chat, 404 model not found",
         "openai",
         "chat_error_404.json",
-        lambda c: c.chat.completions.create(model="this-model-does-not-exist", messages=SAY),
+        "chat.completions.create",
+        {"model": "this-model-does-not-exist", "messages": SAY},
         _openai("this-model-does-not-exist", **{"error.type": "openai.NotFoundError"}),
         metric_extra={"error.type": "openai.NotFoundError"},
     ),
@@ -425,15 +405,14 @@ OPENAI_CASES = [
         "responses, reasoning, cached input, web search",
         "openai",
         "responses_reasoning_cached.json",
-        lambda c: normalise(
-            c.responses.create(
-                model="gpt-5",
-                instructions="You are a helpful assistant.",
-                input=[{"role": "user", "content": "What is the weather in San Francisco today?"}],
-                tools=[{"type": "web_search", "search_context_size": "medium"}],
-                include=["reasoning.encrypted_content"],
-            )
-        ),
+        "responses.create",
+        {
+            "model": "gpt-5",
+            "instructions": "You are a helpful assistant.",
+            "input": [{"role": "user", "content": "What is the weather in San Francisco today?"}],
+            "tools": [{"type": "web_search", "search_context_size": "medium"}],
+            "include": ["reasoning.encrypted_content"],
+        },
         _openai(
             "gpt-5",
             **{
@@ -451,13 +430,12 @@ OPENAI_CASES = [
         "responses, reasoning summary",
         "openai",
         "responses_reasoning_summary.json",
-        lambda c: normalise(
-            c.responses.create(
-                model="gpt-5-nano",
-                input="Explain why the sky is blue",
-                reasoning={"effort": "medium", "summary": "auto"},
-            )
-        ),
+        "responses.create",
+        {
+            "model": "gpt-5-nano",
+            "input": "Explain why the sky is blue",
+            "reasoning": {"effort": "medium", "summary": "auto"},
+        },
         _openai(
             "gpt-5-nano",
             **{
@@ -475,14 +453,13 @@ OPENAI_CASES = [
         "responses, function call",
         "openai",
         "responses_function_call.json",
-        lambda c: normalise(
-            c.responses.create(
-                model="gpt-4o-mini",
-                input="What's the weather in Seattle right now?",
-                tools=[{"type": "function", **WEATHER_TOOL["function"]}],
-                tool_choice={"type": "function", "name": "get_current_weather"},
-            )
-        ),
+        "responses.create",
+        {
+            "model": "gpt-4o-mini",
+            "input": "What's the weather in Seattle right now?",
+            "tools": [{"type": "function", **WEATHER_TOOL["function"]}],
+            "tool_choice": {"type": "function", "name": "get_current_weather"},
+        },
         _openai(
             "gpt-4o-mini",
             **{
@@ -501,15 +478,14 @@ OPENAI_CASES = [
         "responses stream",
         "openai",
         "responses_stream.sse",
-        lambda c: consume(
-            c.responses.create(
-                model="gpt-4o-mini",
-                instructions="You are a helpful assistant.",
-                input="Say this is a test",
-                service_tier="default",
-                stream=True,
-            )
-        ),
+        "responses.create",
+        {
+            "model": "gpt-4o-mini",
+            "instructions": "You are a helpful assistant.",
+            "input": "Say this is a test",
+            "service_tier": "default",
+            "stream": True,
+        },
         _openai(
             "gpt-4o-mini",
             **STREAM,
@@ -529,7 +505,8 @@ OPENAI_CASES = [
         "responses, 400 model not found",
         "openai",
         "responses_error_400.json",
-        lambda c: c.responses.create(model="this-model-does-not-exist", input="Hello"),
+        "responses.create",
+        {"model": "this-model-does-not-exist", "input": "Hello"},
         _openai("this-model-does-not-exist", **{"error.type": "openai.BadRequestError"}),
         available=HAS_RESPONSES,
         metric_extra={"error.type": "openai.BadRequestError"},
@@ -538,14 +515,12 @@ OPENAI_CASES = [
         "embeddings, 512 dimensions",
         "openai",
         "embeddings_dimensions.json",
-        lambda c: normalise(
-            call(
-                c.embeddings.create,
-                model="text-embedding-3-small",
-                input="This is a test for embeddings with dimensions",
-                dimensions=512,
-            )
-        ),
+        "embeddings.create",
+        {
+            "model": "text-embedding-3-small",
+            "input": "This is a test for embeddings with dimensions",
+            "dimensions": 512,
+        },
         _openai(
             "text-embedding-3-small",
             operation="embeddings",
@@ -561,13 +536,12 @@ OPENAI_CASES = [
         "embeddings, base64",
         "openai",
         "embeddings_base64.json",
-        lambda c: normalise(
-            c.embeddings.create(
-                model="text-embedding-3-small",
-                input="This is a test for embeddings with encoding format",
-                encoding_format="base64",
-            )
-        ),
+        "embeddings.create",
+        {
+            "model": "text-embedding-3-small",
+            "input": "This is a test for embeddings with encoding format",
+            "encoding_format": "base64",
+        },
         _openai(
             "text-embedding-3-small",
             operation="embeddings",
@@ -585,13 +559,12 @@ ANTHROPIC_CASES = [
         "messages",
         "anthropic",
         "message_plain.json",
-        lambda c: normalise(
-            c.messages.create(
-                model="claude-3-opus-20240229",
-                max_tokens=1024,
-                messages=[{"role": "user", "content": "Tell me a joke about OpenTelemetry"}],
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-opus-20240229",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "Tell me a joke about OpenTelemetry"}],
+        },
         _anthropic(
             "claude-3-opus-20240229",
             **{
@@ -607,14 +580,13 @@ ANTHROPIC_CASES = [
         "messages stream",
         "anthropic",
         "message_plain_stream.sse",
-        lambda c: consume(
-            c.messages.create(
-                model="claude-3-haiku-20240307",
-                max_tokens=1024,
-                messages=[{"role": "user", "content": "Tell me a joke about OpenTelemetry"}],
-                stream=True,
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-haiku-20240307",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "Tell me a joke about OpenTelemetry"}],
+            "stream": True,
+        },
         _anthropic(
             "claude-3-haiku-20240307",
             **STREAM,
@@ -631,15 +603,13 @@ ANTHROPIC_CASES = [
         "messages, two tool uses",
         "anthropic",
         "message_tool_use.json",
-        lambda c: normalise(
-            call(
-                c.messages.create,
-                model="claude-3-5-sonnet-20240620",
-                max_tokens=1024,
-                tools=ANTHROPIC_TOOLS,
-                messages=[{"role": "user", "content": "What is the weather and current time in New York?"}],
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-5-sonnet-20240620",
+            "max_tokens": 1024,
+            "tools": ANTHROPIC_TOOLS,
+            "messages": [{"role": "user", "content": "What is the weather and current time in New York?"}],
+        },
         _anthropic(
             "claude-3-5-sonnet-20240620",
             **{
@@ -655,16 +625,14 @@ ANTHROPIC_CASES = [
         "messages stream, two tool uses",
         "anthropic",
         "message_tool_use_stream.sse",
-        lambda c: consume(
-            call(
-                c.messages.create,
-                model="claude-3-5-sonnet-20240620",
-                max_tokens=1024,
-                tools=ANTHROPIC_TOOLS,
-                messages=[{"role": "user", "content": "What is the weather and current time in New York?"}],
-                stream=True,
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-5-sonnet-20240620",
+            "max_tokens": 1024,
+            "tools": ANTHROPIC_TOOLS,
+            "messages": [{"role": "user", "content": "What is the weather and current time in New York?"}],
+            "stream": True,
+        },
         _anthropic(
             "claude-3-5-sonnet-20240620",
             **STREAM,
@@ -681,15 +649,13 @@ ANTHROPIC_CASES = [
         "messages, extended thinking",
         "anthropic",
         "message_thinking.json",
-        lambda c: normalise(
-            call(
-                c.messages.create,
-                model="claude-3-7-sonnet-20250219",
-                max_tokens=2048,
-                thinking=THINKING,
-                messages=STRAWBERRY,
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-7-sonnet-20250219",
+            "max_tokens": 2048,
+            "thinking": THINKING,
+            "messages": STRAWBERRY,
+        },
         _anthropic(
             "claude-3-7-sonnet-20250219",
             **{
@@ -705,16 +671,14 @@ ANTHROPIC_CASES = [
         "messages stream, extended thinking",
         "anthropic",
         "message_thinking_stream.sse",
-        lambda c: consume(
-            call(
-                c.messages.create,
-                model="claude-3-7-sonnet-20250219",
-                max_tokens=2048,
-                thinking=THINKING,
-                messages=STRAWBERRY,
-                stream=True,
-            )
-        ),
+        "messages.create",
+        {
+            "model": "claude-3-7-sonnet-20250219",
+            "max_tokens": 2048,
+            "thinking": THINKING,
+            "messages": STRAWBERRY,
+            "stream": True,
+        },
         _anthropic(
             "claude-3-7-sonnet-20250219",
             **STREAM,
@@ -732,9 +696,8 @@ ANTHROPIC_CASES = [
         "messages, prompt cache write",
         "anthropic",
         "message_cache_write.json",
-        lambda c: normalise(
-            c.messages.create(model="claude-3-5-sonnet-20240620", max_tokens=1024, messages=SAY)
-        ),
+        "messages.create",
+        {"model": "claude-3-5-sonnet-20240620", "max_tokens": 1024, "messages": SAY},
         _anthropic(
             "claude-3-5-sonnet-20240620",
             **{
@@ -750,9 +713,8 @@ ANTHROPIC_CASES = [
         "messages, prompt cache read",
         "anthropic",
         "message_cache_read.json",
-        lambda c: normalise(
-            c.messages.create(model="claude-3-5-sonnet-20240620", max_tokens=1024, messages=SAY)
-        ),
+        "messages.create",
+        {"model": "claude-3-5-sonnet-20240620", "max_tokens": 1024, "messages": SAY},
         _anthropic(
             "claude-3-5-sonnet-20240620",
             **{
@@ -768,9 +730,8 @@ ANTHROPIC_CASES = [
         "messages stream, prompt cache write",
         "anthropic",
         "message_cache_write_stream.sse",
-        lambda c: consume(
-            c.messages.create(model="claude-3-5-sonnet-20240620", max_tokens=1024, messages=SAY, stream=True)
-        ),
+        "messages.create",
+        {"model": "claude-3-5-sonnet-20240620", "max_tokens": 1024, "messages": SAY, "stream": True},
         _anthropic(
             "claude-3-5-sonnet-20240620",
             **STREAM,
@@ -787,14 +748,13 @@ ANTHROPIC_CASES = [
         "messages parse, structured output",
         "anthropic",
         "message_structured.json",
-        lambda c: normalise(
-            c.messages.parse(
-                model="claude-sonnet-4-5",
-                messages=[{"role": "user", "content": "Extract: I want to order 2 Green Tea at $5.50 each"}],
-                output_format=OrderItem,
-                max_tokens=1024,
-            )
-        ),
+        "messages.parse",
+        {
+            "model": "claude-sonnet-4-5",
+            "messages": [{"role": "user", "content": "Extract: I want to order 2 Green Tea at $5.50 each"}],
+            "output_format": OrderItem,
+            "max_tokens": 1024,
+        },
         _anthropic(
             "claude-sonnet-4-5",
             **{
@@ -812,20 +772,19 @@ ANTHROPIC_CASES = [
         "beta messages parse, structured output",
         "anthropic",
         "beta_message_structured.json",
-        lambda c: normalise(
-            c.beta.messages.parse(
-                model="claude-sonnet-4-5",
-                messages=[
-                    {
-                        "role": "user",
-                        "content": "Extract the user's name and age from the following text:\n\n"
-                        "My name is John Doe and I am 30 years old.",
-                    }
-                ],
-                output_format=User,
-                max_tokens=1024,
-            )
-        ),
+        "beta.messages.parse",
+        {
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "Extract the user's name and age from the following text:\n\n"
+                    "My name is John Doe and I am 30 years old.",
+                }
+            ],
+            "output_format": User,
+            "max_tokens": 1024,
+        },
         _anthropic(
             "claude-sonnet-4-5",
             **{
@@ -843,19 +802,19 @@ ANTHROPIC_CASES = [
         "beta messages stream, JSON schema output",
         "anthropic",
         "beta_message_structured_stream.sse",
-        lambda c: _anthropic_stream(
-            c,
-            model="claude-sonnet-4-5",
-            messages=[
+        "beta.messages.stream",
+        {
+            "model": "claude-sonnet-4-5",
+            "messages": [
                 {
                     "role": "user",
                     "content": "Extract order IDs from the following text:\n\nOrder 12345\nOrder 67890",
                 }
             ],
-            schema={"type": "array", "items": {"type": "integer"}},
-            betas=["structured-outputs-2025-12-15"],
-            max_tokens=1024,
-        ),
+            "schema": {"type": "array", "items": {"type": "integer"}},
+            "betas": ["structured-outputs-2025-12-15"],
+            "max_tokens": 1024,
+        },
         _anthropic(
             "claude-sonnet-4-5",
             **STREAM,
@@ -874,28 +833,26 @@ ANTHROPIC_CASES = [
         "beta messages, tool use",
         "anthropic",
         "beta_message_tool_use.json",
-        lambda c: normalise(
-            call(
-                c.beta.messages.create,
-                model="claude-haiku-4-5",
-                max_tokens=1024,
-                messages=[{"role": "user", "content": "What is the weather in SF?"}],
-                tools=[
-                    {
-                        "name": "get_weather",
-                        "description": "Lookup the weather for a given city in either celsius or fahrenheit",
-                        "input_schema": {
-                            "type": "object",
-                            "properties": {
-                                "location": {"type": "string"},
-                                "units": {"type": "string", "enum": ["c", "f"]},
-                            },
-                            "required": ["location", "units"],
+        "beta.messages.create",
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "What is the weather in SF?"}],
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "Lookup the weather for a given city in either celsius or fahrenheit",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {
+                            "location": {"type": "string"},
+                            "units": {"type": "string", "enum": ["c", "f"]},
                         },
-                    }
-                ],
-            )
-        ),
+                        "required": ["location", "units"],
+                    },
+                }
+            ],
+        },
         _anthropic(
             "claude-haiku-4-5",
             **{
@@ -912,7 +869,8 @@ ANTHROPIC_CASES = [
         "messages, 429 rate limited",
         "anthropic",
         "error_429.json",
-        lambda c: c.messages.create(model="claude-sonnet-4-5", max_tokens=1024, messages=SAY),
+        "messages.create",
+        {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": SAY},
         _anthropic(
             "claude-sonnet-4-5",
             **{"gen_ai.request.max_tokens": 1024, "error.type": "anthropic.RateLimitError"},
@@ -923,7 +881,8 @@ ANTHROPIC_CASES = [
         "messages, 400 invalid request",
         "anthropic",
         "error_400.json",
-        lambda c: c.messages.create(model="claude-haiku-4-5", max_tokens=1024, messages=SAY),
+        "messages.create",
+        {"model": "claude-haiku-4-5", "max_tokens": 1024, "messages": SAY},
         _anthropic(
             "claude-haiku-4-5",
             **{"gen_ai.request.max_tokens": 1024, "error.type": "anthropic.BadRequestError"},
@@ -932,33 +891,127 @@ ANTHROPIC_CASES = [
     ),
 ]
 
-CASES = [
-    pytest.param(c, id=c.id, marks=pytest.mark.skipif(not c.available, reason="not in this SDK version"))
-    for c in OPENAI_CASES + ANTHROPIC_CASES
-]
+ALL_CASES = OPENAI_CASES + ANTHROPIC_CASES
+
+
+def _available(case: Case) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not case.available, reason="not in this SDK version")
+
+
+CASES = [pytest.param(c, id=c.id, marks=_available(c)) for c in ALL_CASES]
 
 
 # -- running -------------------------------------------------------------------------------------
 
 
-def client_for(provider: Provider, server: FakeLLMServer) -> Any:
+Mode = Literal["plain", "raw", "streaming"]
+"""How the method is called: directly, ``with_raw_response``, ``with_streaming_response``."""
+
+
+def client_for(provider: Provider, server: FakeLLMServer, *, asynchronous: bool = False) -> Any:
     if provider == "openai":
-        return openai.OpenAI(base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0)
-    return anthropic.Anthropic(
-        base_url=server.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
-    )
+        cls: Any = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+        return cls(base_url=server.openai_base_url, api_key=OPENAI_KEY, max_retries=0)
+    cls = anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic
+    return cls(base_url=server.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE)
 
 
-def run(case: Case, server: FakeLLMServer) -> tuple[Any, ...]:
+def skip_unless_variant(case: Case, mode: Mode, server: FakeLLMServer) -> None:
+    """Skip a raw variant this SDK version does not offer (anthropic has no raw ``messages.parse``)."""
+    if mode == "plain":
+        return
+    with client_for(case.provider, server) as client:
+        resource, name, _ = _target(client, case)
+        variant = "with_raw_response" if mode == "raw" else "with_streaming_response"
+        if not hasattr(getattr(resource, variant), name):
+            pytest.skip(f"this SDK version has no {variant}.{name} for {case.method}")
+
+
+def _target(client: Any, case: Case) -> tuple[Any, str, dict[str, Any]]:
+    """(resource, method name, arguments) of the case for this client and SDK version."""
+    path, _, name = case.method.rpartition(".")
+    resource = parse_api(client) if case.method == "chat.completions.parse" else client
+    if case.method != "chat.completions.parse":
+        for attribute in path.split("."):
+            resource = getattr(resource, attribute)
+    kwargs = dict(case.kwargs)
+    if case.method == "beta.messages.stream":
+        # Recorded with output_format={type: json_schema, schema}; newer SDKs call it output_config.
+        schema = {"type": "json_schema", "schema": kwargs.pop("schema")}
+        params = inspect.signature(resource.stream).parameters
+        kwargs["output_config" if "output_config" in params else "output_format"] = (
+            {"format": schema} if "output_config" in params else schema
+        )
+    return resource, name, adapt(getattr(resource, name), kwargs)
+
+
+def invoke(client: Any, case: Case, mode: Mode) -> Any:
+    resource, name, kwargs = _target(client, case)
+    if name == "stream":  # a stream helper (no raw variant)
+        with resource.stream(**kwargs) as helper:
+            return [normalise(e) for e in helper], normalise(helper.get_final_message())
+    if mode == "streaming":
+        with getattr(resource.with_streaming_response, name)(**kwargs) as response:
+            return response.status_code, _read(response.parse(), kwargs)
+    result = getattr(resource.with_raw_response if mode == "raw" else resource, name)(**kwargs)
+    if mode == "raw":
+        return result.status_code, _read(result.parse(), kwargs)
+    return _read(result, kwargs)
+
+
+def _read(result: Any, kwargs: dict[str, Any]) -> Any:
+    if kwargs.get("stream") is True:
+        with result:  # closed at the end, as a ``with`` would
+            return [normalise(chunk) for chunk in result]
+    return normalise(result)
+
+
+async def ainvoke(client: Any, case: Case, mode: Mode) -> Any:
+    resource, name, kwargs = _target(client, case)
+    if name == "stream":
+        async with resource.stream(**kwargs) as helper:
+            return [normalise(e) async for e in helper], normalise(await helper.get_final_message())
+    if mode == "streaming":
+        async with getattr(resource.with_streaming_response, name)(**kwargs) as response:
+            return response.status_code, await _aread(await _value(response.parse()), kwargs)
+    result = await getattr(resource.with_raw_response if mode == "raw" else resource, name)(**kwargs)
+    if mode == "raw":
+        # LegacyAPIResponse.parse() is synchronous even for the async client.
+        return result.status_code, await _aread(await _value(result.parse()), kwargs)
+    return await _aread(result, kwargs)
+
+
+async def _value(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _aread(result: Any, kwargs: dict[str, Any]) -> Any:
+    if kwargs.get("stream") is True:
+        async with result:
+            return [normalise(chunk) async for chunk in result]
+    return normalise(result)
+
+
+def run(
+    case: Case, server: FakeLLMServer, mode: Mode = "plain", *, asynchronous: bool = False
+) -> tuple[Any, ...]:
     server.enqueue(replay(case.provider, case.fixture))
-    with client_for(case.provider, server) as client, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # The recordings name models the SDK now warns are deprecated.
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            return ("returned", case.call(client))
+            if asynchronous:
+                return ("returned", asyncio.run(_arun(case, server, mode)))
+            with client_for(case.provider, server) as client:
+                return ("returned", invoke(client, case, mode))
         except Exception as exc:
             body = getattr(exc, "body", None)
             return ("raised", type(exc), str(exc), getattr(exc, "status_code", None), body)
+
+
+async def _arun(case: Case, server: FakeLLMServer, mode: Mode) -> Any:
+    async with client_for(case.provider, server, asynchronous=True) as client:
+        return await ainvoke(client, case, mode)
 
 
 def expected_cost(provider: Provider, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -991,24 +1044,29 @@ def instrumenting(signals: Signals) -> Iterator[Callable[[], None]]:
     set_default_telemetry()
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_replay(
-    case: Case, fake_llm: FakeLLMServer, signals: Signals, instrumenting: Callable[[], None]
-) -> None:
-    bare = run(case, fake_llm)
-    instrumenting()
-    observed = run(case, fake_llm)
+@pytest.fixture(autouse=True)
+def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Real traffic must not trip agentwatch's own fault handler anywhere."""
+    monkeypatch.setattr(_internal, "_reported", set())
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    yield
+    records = [r for when in ("setup", "call") for r in caplog.get_records(when)]
+    assert [
+        r.getMessage() for r in records if r.name == "agentwatch" and "internal error" in r.getMessage()
+    ] == []
 
-    assert observed == bare
+
+def check(case: Case, signals: Signals, server: FakeLLMServer, bare: tuple[Any, ...]) -> None:
+    """The one span of ``case`` and its duration point, attribute by attribute."""
     span = signals.only_span()
     attrs = dict(span.attributes or {})
     model = case.attributes["gen_ai.request.model"]
     assert span.name == f"{case.attributes['gen_ai.operation.name']} {model}"
     if case.attributes.get("gen_ai.request.stream"):
         assert attrs.pop("gen_ai.response.time_to_first_chunk") > 0
-    port = int(fake_llm.url.rsplit(":", 1)[1])
-    server = {"server.address": "127.0.0.1", "server.port": port}
-    assert attrs == {**case.attributes, **server, **expected_cost(case.provider, case.attributes)}
+    port = int(server.url.rsplit(":", 1)[1])
+    endpoint = {"server.address": "127.0.0.1", "server.port": port}
+    assert attrs == {**case.attributes, **endpoint, **expected_cost(case.provider, case.attributes)}
     if "error.type" in attrs:
         assert bare[0] == "raised"
         assert span.status.status_code is StatusCode.ERROR
@@ -1022,7 +1080,77 @@ def test_replay(
     }
     if "gen_ai.response.model" in case.attributes:
         base["gen_ai.response.model"] = case.attributes["gen_ai.response.model"]
-    assert dict(duration.attributes) == {**base, **server, **case.metric_extra}
+    assert dict(duration.attributes) == {**base, **endpoint, **case.metric_extra}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_replay(
+    case: Case, fake_llm: FakeLLMServer, signals: Signals, instrumenting: Callable[[], None]
+) -> None:
+    bare = run(case, fake_llm)
+    instrumenting()
+    observed = run(case, fake_llm)
+
+    assert observed == bare
+    check(case, signals, fake_llm, bare)
+
+
+# Stream helpers (messages.stream) have no raw variant.
+RAW_CASES = [
+    pytest.param(c, mode, id=f"{c.id} [{mode}]", marks=_available(c))
+    for c in ALL_CASES
+    if not c.method.endswith(".stream")
+    for mode in ("raw", "streaming")
+]
+
+
+@pytest.mark.parametrize(("case", "mode"), RAW_CASES)
+def test_replay_raw_response(
+    case: Case, mode: Mode, fake_llm: FakeLLMServer, signals: Signals, instrumenting: Callable[[], None]
+) -> None:
+    """with_raw_response / with_streaming_response: the same response, span and metric as a plain call."""
+    skip_unless_variant(case, mode, fake_llm)
+    bare = run(case, fake_llm, mode)
+    instrumenting()
+    observed = run(case, fake_llm, mode)
+
+    assert observed == bare
+    check(case, signals, fake_llm, bare)
+
+
+# The async clients: one case per API and shape, plain and raw.
+ASYNC_IDS = (
+    "chat, two tool calls",
+    "chat stream, two tool calls",
+    "chat, 404 model not found",
+    "responses, reasoning, cached input, web search",
+    "responses stream",
+    "embeddings, 512 dimensions",
+    "messages, two tool uses",
+    "messages stream, extended thinking",
+    "beta messages parse, structured output",
+    "beta messages stream, JSON schema output",
+)
+ASYNC_CASES = [
+    pytest.param(c, mode, id=f"{c.id} [async {mode}]", marks=_available(c))
+    for c in ALL_CASES
+    if c.id in ASYNC_IDS
+    for mode in ("plain", "raw", "streaming")
+    if mode == "plain" or not c.method.endswith(".stream")
+]
+
+
+@pytest.mark.parametrize(("case", "mode"), ASYNC_CASES)
+def test_replay_async(
+    case: Case, mode: Mode, fake_llm: FakeLLMServer, signals: Signals, instrumenting: Callable[[], None]
+) -> None:
+    skip_unless_variant(case, mode, fake_llm)
+    bare = run(case, fake_llm, mode, asynchronous=True)
+    instrumenting()
+    observed = run(case, fake_llm, mode, asynchronous=True)
+
+    assert observed == bare
+    check(case, signals, fake_llm, bare)
 
 
 def test_fixture_manifests_name_every_file_and_its_source() -> None:
@@ -1037,5 +1165,5 @@ def test_fixture_manifests_name_every_file_and_its_source() -> None:
         assert set(manifest) == bodies
         for entry in manifest.values():
             assert entry["source"] and entry["licence"] in ("MIT", "Apache-2.0")
-        used = {c.fixture for c in (*OPENAI_CASES, *ANTHROPIC_CASES) if c.provider == provider}
+        used = {c.fixture for c in ALL_CASES if c.provider == provider}
         assert used == bodies, bodies - used
