@@ -13,7 +13,6 @@ import asyncio
 import importlib
 import inspect
 import json
-import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,11 +27,13 @@ from genai_prices import calc_price
 from opentelemetry.trace import StatusCode
 
 import agentwatch
-from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from replay import replay
 from support import ANTHROPIC_KEY, HAS_CHAT_PARSE, HAS_RESPONSES, NO_NATIVE, OPENAI_KEY, Signals, parse_api
+
+# Real traffic must not trip agentwatch's own fault handler anywhere.
+pytestmark = pytest.mark.usefixtures("no_internal_faults")
 
 Provider = Literal["openai", "anthropic"]
 
@@ -1042,18 +1043,6 @@ def instrumenting(signals: Signals) -> Iterator[Callable[[], None]]:
     yield lambda: agentwatch.instrument(**signals.providers, configure_sdk=False)
     agentwatch.uninstrument()
     set_default_telemetry()
-
-
-@pytest.fixture(autouse=True)
-def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Real traffic must not trip agentwatch's own fault handler anywhere."""
-    monkeypatch.setattr(_internal, "_reported", set())
-    caplog.set_level(logging.DEBUG, logger="agentwatch")
-    yield
-    records = [r for when in ("setup", "call") for r in caplog.get_records(when)]
-    assert [
-        r.getMessage() for r in records if r.name == "agentwatch" and "internal error" in r.getMessage()
-    ] == []
 
 
 def check(case: Case, signals: Signals, server: FakeLLMServer, bare: tuple[Any, ...]) -> None:
