@@ -83,6 +83,9 @@ def _cached(raw: Any) -> object:
     return value if value is not None else next(iter(cache.values()))
 
 
+_NOT_PARSED = object()
+
+
 def _parse(raw: Any) -> object:
     """``raw.parse()`` (cached by the SDK); the JSON body where the SDK cannot parse it."""
     try:
@@ -152,13 +155,15 @@ class RawResponses:
         raw: Any,
         proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
         limits: Limits | None,
+        parsed: object = _NOT_PARSED,
     ) -> Any:
-        """After a synchronous call (``LegacyAPIResponse.parse`` is synchronous for async clients too)."""
+        """End or hand on ``call`` for the raw response ``raw``; return ``raw``."""
         try:
             if _streams(raw):
-                self._observe(call, op, raw, raw.parse(), proxy, limits)
+                stream = raw.parse() if parsed is _NOT_PARSED else parsed
+                self._observe(call, op, raw, stream, proxy, limits)
             elif _body_read(raw):
-                _read(call, op, _parse(raw))
+                _read(call, op, _parse(raw) if parsed is _NOT_PARSED else parsed)
                 call.end()
             else:
                 self._defer(call, op, raw)
@@ -170,21 +175,20 @@ class RawResponses:
     async def afinish(
         self, call: InferenceCall, op: _Reader, raw: Any, proxy: type[AsyncStreamProxy], limits: Limits | None
     ) -> Any:
+        """:meth:`finish` after an async call, whose ``parse()`` may be a coroutine (``AsyncAPIResponse``)."""
+        parsed: object = _NOT_PARSED
         try:
             if _streams(raw):
-                stream = raw.parse()
-                if inspect.isawaitable(stream):
-                    stream = await stream
-                self._observe(call, op, raw, stream, proxy, limits)
+                parsed = raw.parse()
+                if inspect.isawaitable(parsed):
+                    parsed = await parsed
             elif _body_read(raw):
-                _read(call, op, await _aparse(raw))
-                call.end()
-            else:
-                self._defer(call, op, raw)
+                parsed = await _aparse(raw)
         except Exception:  # noqa: BLE001
             report_internal_error("reading a raw response")
             call.end()
-        return raw
+            return raw
+        return self.finish(call, op, raw, proxy, limits, parsed)
 
     def _observe(
         self,
