@@ -106,10 +106,10 @@ def read_body(raw: Any) -> object:
     """The completion in a raw response whose body has been read, for a hook that cannot await.
 
     Synchronous ``parse()`` goes through the SDK's cache (the caller gets the same object later);
-    an ``AsyncAPIResponse`` is read from its JSON body instead. ``None`` for streams and unread
-    bodies.
+    an ``AsyncAPIResponse`` is read from its JSON body instead. ``None`` for anything that is not
+    a raw response, for streams and for unread bodies.
     """
-    if _streams(raw) or not _body_read(raw):
+    if not hasattr(raw, "_parsed_by_type") or _streams(raw) or not _body_read(raw):
         return None
     if inspect.iscoroutinefunction(getattr(type(raw), "parse", None)):
         return _json_body(raw)

@@ -107,26 +107,22 @@ def _start_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) ->
     return span
 
 
-def _finish_api_call_span_hook(raw_types: tuple[type, ...]) -> Any:
-    def finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = current_call.get()
-        if call is not None and not call.owns_span and len(args) >= 3:
-            # The SDK ends a non-streamed call's span here, before the call returns to the wrapper.
-            try:
-                span, result = args[1], args[2]
-                if span is call.span and getattr(result, "error", None) is None:
-                    data = getattr(result, "data", None)
-                    if isinstance(data, raw_types):
-                        # with_raw_response: a read body ends the SDK's span now as well.
-                        data = read_body(data)
-                    if get(data, "type") == "message":
-                        ex.response(call, data)
-                        call.write_response_to_span()
-            except Exception:  # noqa: BLE001
-                report_internal_error("enriching the anthropic SDK span")
-        return wrapped(*args, **kwargs)
-
-    return finish_api_call_span
+def _finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = current_call.get()
+    if call is not None and not call.owns_span and len(args) >= 3:
+        # The SDK ends a non-streamed call's span here, before the call returns to the wrapper.
+        try:
+            span, result = args[1], args[2]
+            if span is call.span and getattr(result, "error", None) is None:
+                data = getattr(result, "data", None)
+                if get(data, "type") != "message":
+                    data = read_body(data)  # with_raw_response: a read body ends the span here too
+                if get(data, "type") == "message":
+                    ex.response(call, data)
+                    call.write_response_to_span()
+        except Exception:  # noqa: BLE001
+            report_internal_error("enriching the anthropic SDK span")
+    return wrapped(*args, **kwargs)
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
@@ -173,6 +169,6 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         )
     yield "anthropic._base_client", "BaseClient._build_request", build_request_wrapper
     yield "anthropic._base_client", "start_api_call_span", _start_api_call_span
-    yield "anthropic._base_client", "finish_api_call_span", _finish_api_call_span_hook(raw.types)
+    yield "anthropic._base_client", "finish_api_call_span", _finish_api_call_span
     yield "anthropic._response", "APIResponse.close", raw.close_wrapper()
     yield "anthropic._response", "AsyncAPIResponse.close", raw.aclose_wrapper()
