@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from hypothesis import settings
 
 import agentwatch
 from _redis import redis_server, redis_url
+from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
@@ -91,3 +93,19 @@ def anthropic_client(fake_llm: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
         base_url=fake_llm.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
     ) as client:
         yield client
+
+
+@pytest.fixture
+def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if agentwatch reported a fault of its own (``report_internal_error``) during it."""
+    monkeypatch.setattr(_internal, "_reported", set())
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    yield
+    # caplog.records here would hold the teardown's records only: read the test's own.
+    faults = [
+        r.getMessage()
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
+        if r.name == "agentwatch" and "internal error" in r.getMessage()
+    ]
+    assert faults == []

@@ -41,13 +41,20 @@ _PATCH_POINTS = [
     ("openai.resources.embeddings", "AsyncEmbeddings", "create"),
     ("openai._base_client", "BaseClient", "_build_request"),
     *(
-        ("anthropic.resources.messages", owner, name)
+        (module, owner, name)
+        for module in ("anthropic.resources.messages", "anthropic.resources.beta.messages")
         for owner in ("Messages", "AsyncMessages")
-        for name in ("create", "stream")
+        for name in ("create", "stream", "parse")
     ),
     ("anthropic._base_client", "BaseClient", "_build_request"),
     ("anthropic._base_client", None, "start_api_call_span"),
     ("anthropic._base_client", None, "finish_api_call_span"),
+    # Closing a raw response ends its span.
+    *(
+        (f"{sdk}._response", owner, "close")
+        for sdk in ("openai", "anthropic")
+        for owner in ("APIResponse", "AsyncAPIResponse")
+    ),
 ]
 
 

@@ -19,6 +19,7 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -45,9 +46,11 @@ class Operation:
     stream_types: tuple[type, ...] = ()
     adjust_kwargs: Callable[[Telemetry, dict[str, Any]], dict[str, Any]] | None = None
     streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True
-    native_span: Callable[[Any], bool] | None = None
-    """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
+    native_span: Callable[[Any, Mapping[str, Any]], bool] | None = None
+    """(instance, kwargs) -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    raw: RawResponses | None = None
+    """The SDK's raw-response classes (``with_raw_response``/``with_streaming_response``)."""
 
 
 def start_call(
@@ -55,9 +58,13 @@ def start_call(
 ) -> InferenceCall | None:
     try:
         provider, host, port = op.client_info(instance)
-        model = kwargs.get("model")
+        # The SDKs merge ``extra_body`` into the JSON body over the named arguments (OpenAI-
+        # compatible servers take top_k, seed ... that way): read the request that is sent.
+        extra = kwargs.get("extra_body")
+        params = {**kwargs, **extra} if isinstance(extra, Mapping) and extra else kwargs
+        model = params.get("model")
         # A policy's span must cover every attempt, so it is always agentwatch's own.
-        native = not own_span and op.native_span is not None and op.native_span(instance)
+        native = not own_span and op.native_span is not None and op.native_span(instance, kwargs)
         call = InferenceCall(
             telemetry,
             operation=op.name,
@@ -65,7 +72,7 @@ def start_call(
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
-            attributes=_request_attributes(op, kwargs),
+            attributes=_request_attributes(op, params),
             stream=op.streams(kwargs),
             owns_span=not native,
         )
@@ -75,7 +82,7 @@ def start_call(
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
-                op.content(call, kwargs)
+                op.content(call, params)
             except Exception:  # noqa: BLE001
                 call.fault(f"reading {op.name} request content")
         return call
@@ -131,6 +138,9 @@ def finish_call(
     proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
     limits: tuple[float | None, float | None] | None = None,
 ) -> Any:
+    raw = op.raw
+    if raw is not None and isinstance(result, raw.types):
+        return raw.finish(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
@@ -205,6 +215,10 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate()
+        raw = op.raw
+        if raw is not None and isinstance(result, raw.types):
+            # AsyncAPIResponse.parse() is a coroutine.
+            return await raw.afinish(call, op, result, AsyncStreamProxy, stream_limits(policy))
         return finish_call(call, op, result, AsyncStreamProxy, stream_limits(policy))
 
     return traced
