@@ -8,6 +8,7 @@ stream) and re-raises exactly what it raised.
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from agentwatch._telemetry._stream import (
     SyncStreamProxy,
 )
 from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
+from agentwatch.instrumentation._raw_response import AsyncRawResponseProxy, SyncRawResponseProxy
 
 __all__ = ["Operation", "async_wrapper", "stream_manager_wrapper", "sync_wrapper"]
 
@@ -48,6 +50,9 @@ class Operation:
     native_span: Callable[[Any], bool] | None = None
     """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    raw_types: tuple[type, ...] = ()
+    """The SDK's raw responses (``with_raw_response``/``with_streaming_response``): the call ends
+    with what their ``parse()`` returns."""
 
 
 def start_call(
@@ -118,6 +123,8 @@ def finish_call(
     proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
     limits: tuple[float | None, float | None] | None = None,
 ) -> Any:
+    if op.raw_types and isinstance(result, op.raw_types):
+        return _raw_response(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
@@ -131,6 +138,24 @@ def finish_call(
         report_internal_error(f"reading a {op.name} response")
     call.end()
     return result
+
+
+def _raw_response(
+    call: InferenceCall,
+    op: Operation,
+    result: Any,
+    proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
+    limits: tuple[float | None, float | None] | None,
+) -> Any:
+    try:
+        raw = (
+            AsyncRawResponseProxy if inspect.iscoroutinefunction(type(result).parse) else SyncRawResponseProxy
+        )
+        return raw(result, call, lambda parsed: finish_call(call, op, parsed, proxy, limits))
+    except Exception:  # noqa: BLE001
+        report_internal_error("wrapping a raw response")
+        call.end()
+        return result
 
 
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:

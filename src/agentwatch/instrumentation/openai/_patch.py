@@ -46,10 +46,29 @@ def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, An
     return kwargs
 
 
+def _raw_response_types() -> tuple[type, ...]:
+    """``with_streaming_response`` (``APIResponse``/``AsyncAPIResponse``) and ``with_raw_response``
+    (``LegacyAPIResponse``) results, in the openai versions that have them."""
+    import importlib
+
+    found: list[type] = []
+    for module, names in (
+        ("openai._response", ("APIResponse", "AsyncAPIResponse")),
+        ("openai._legacy_response", ("LegacyAPIResponse",)),
+    ):
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError:
+            continue
+        found.extend(t for t in (getattr(loaded, name, None) for name in names) if isinstance(t, type))
+    return tuple(found)
+
+
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
     import openai
 
     stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
+    raw_types = _raw_response_types()
     chat = Operation(
         name=sc.OP_CHAT,
         client_info=client_info,
@@ -59,6 +78,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_items=ex.chat_chunk_handler,
         stream_types=stream_types,
         adjust_kwargs=_include_usage,
+        raw_types=raw_types,
     )
     # parse() never streams and takes its stream_options as given.
     parse = replace(chat, stream_items=None, stream_types=(), adjust_kwargs=None)
@@ -70,6 +90,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         response=ex.responses_response,
         stream_items=ex.responses_event_handler,
         stream_types=stream_types,
+        raw_types=raw_types,
     )
     embeddings = Operation(
         name=sc.OP_EMBEDDINGS,
