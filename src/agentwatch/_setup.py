@@ -26,6 +26,7 @@ _INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
     ("anthropic", "agentwatch.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("mcp", "agentwatch.instrumentation.mcp", "MCPInstrumentor"),
     ("langchain_core", "agentwatch.instrumentation.langchain", "LangChainInstrumentor"),
+    ("agents", "agentwatch.instrumentation.openai_agents", "OpenAIAgentsInstrumentor"),
 )
 
 _lock = threading.Lock()

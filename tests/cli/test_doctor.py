@@ -11,7 +11,7 @@ import pytest
 
 from cli._support import AGENTWATCH, PYTHON_M, run
 
-CLIENTS = ("openai", "anthropic", "mcp", "langchain-core")
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "openai-agents")
 
 
 @pytest.fixture
@@ -166,3 +166,29 @@ def test_x_trace_id_propagator_is_noted(tmp_path: Path, collector: str) -> None:
     result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "x-trace-id: agentwatch: agentwatch.propagation:XTraceIdPropagator" in result.stdout
+
+
+def test_openai_agents_client_and_a_second_agents_instrumentor(tmp_path: Path, collector: str) -> None:
+    """openinference-instrumentation-openai-agents and the like would add a span per agent, tool and
+    model call of every run next to agentwatch's."""
+    info = tmp_path / "site" / "agents_tracing_standin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: agents-tracing-standin\nVersion: 1.0\n"
+        'Provides-Extra: instruments\nRequires-Dist: openai-agents>=0.1; extra == "instruments"\n'
+    )
+    (info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\nopenai_agents = standin:Instrumentor\n"
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "PYTHONPATH": str(tmp_path / "site")}
+    result = run([AGENTWATCH, "doctor", "--json"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    agents = next(c for c in report["clients"] if c["library"] == "openai-agents")
+    assert agents["activates"] is True and agents["instrumentor"] == "agentwatch_openai_agents"
+    assert agents["supported"] == "openai-agents >= 0.11.0"
+    (problem,) = report["problems"]
+    assert problem.startswith(
+        "instrumentor openai_agents (agents-tracing-standin) also instruments openai-agents"
+    )
+    assert "tokens and cost counted twice" in problem

@@ -31,6 +31,7 @@ _CLIENTS = (
     ("anthropic", "agentwatch_anthropic"),
     ("mcp", "agentwatch_mcp"),
     ("langchain-core", "agentwatch_langchain"),
+    ("openai-agents", "agentwatch_openai_agents"),
 )
 # What another instrumentor of these libraries does next to agentwatch's.
 _OVERLAP = {
@@ -39,6 +40,7 @@ _OVERLAP = {
     "mcp": "a second span for every MCP tool call",
     "langchain-core": "a second span for every LangChain tool and model call",
     "langchain": "a second span for every LangChain tool and model call",
+    "openai-agents": "a second span for every agent, tool and model call of a run (tokens and cost counted twice)",
     "httpx": "an HTTP span under every LLM call (the SDKs use httpx), plus its own HTTP metrics",
 }
 _EXPORTER_VARIABLES = (
