@@ -30,5 +30,5 @@ ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[test]" "o
 # The OpenAI Agents SDK at the oldest supported release: 0.11.0, the first whose function tools run
 # through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
 ensure_venv .venv-compat-agents --unpin "openai openai-agents griffelib mcp mcp-types websockets" \
-  -e ".[test]" "openai-agents==0.11.0"
+  -e ".[test]" "openai-agents==0.11.0" "openai==2.26.0"
 .venv-compat-agents/bin/pytest -q tests/openai_agents

@@ -21,6 +21,7 @@ from support import OPENAI_MODEL, Signals
 pytestmark = pytest.mark.anyio
 
 CHAT = f"chat {OPENAI_MODEL}"
+_INVOCATIONS = ("_invoke_function_tool_with_metadata", "invoke_function_tool")
 
 
 def _processors() -> list[Any]:
@@ -31,11 +32,14 @@ def _originals() -> list[object]:
     from agents import tool
     from agents.run_internal import tool_execution
 
+    # The invocation of hand-built tools is named differently before 0.20.
+    invocation = [tool_execution.__dict__[name] for name in _INVOCATIONS if name in tool_execution.__dict__]
+    assert invocation
     return [
         AgentRunner.__dict__["run"],
         AgentRunner.__dict__["run_streamed"],
         tool._FailureHandlingFunctionToolInvoker.__dict__["__call__"],
-        tool_execution.__dict__["_invoke_function_tool_with_metadata"],
+        *invocation,
     ]
 
 

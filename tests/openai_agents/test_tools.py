@@ -165,7 +165,8 @@ async def test_a_critical_failure_reaches_the_model_as_the_sdk_would_say_it(
     plain = await once()
     signals = watch()
     assert await once() == plain  # the SDK's own error message, unchanged
-    assert plain[1] == ["An error occurred while running the tool. Please try again."]
+    (message,) = plain[1]
+    assert message.startswith("An error occurred while running the tool.")  # worded per SDK release
     span = _span(signals, "validate_coupon")
     assert attrs(span)["error.type"] == "ValueError"
     assert span.status.status_code is StatusCode.ERROR
