@@ -10,9 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from agents import Agent, Runner
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentwatch._fakellm import FakeLLMServer
+import agentwatch
+from agentwatch._fakellm import FakeLLMServer, Reply
+from agentwatch._telemetry._core import set_default_telemetry
 from openai_agents._support import (
     CALLS,
     OPTIONAL_FLAKY,
@@ -26,7 +29,7 @@ from openai_agents._support import (
     tool_outputs,
     tree,
 )
-from support import OPENAI_MODEL, Signals
+from support import OPENAI_MODEL, Signals, make_signals
 
 pytestmark = pytest.mark.anyio
 
@@ -175,3 +178,45 @@ def test_run_sync_in_a_thread_is_a_session(watch: Callable[..., Signals], fake_l
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(in_thread).result() == "Your invoice is on its way."
     assert tree(signals.spans.get_finished_spans()) == [(0, "invoke_agent Helper"), (1, CHAT)]
+
+
+async def test_concurrent_runs_stay_apart(watch: Callable[..., Signals], fake_llm: FakeLLMServer) -> None:
+    """Three runs in one event loop: each its own trace, session and totals (contexts per task)."""
+    signals = watch()
+    fake_llm.responder = lambda request: Reply.text("done", chunk_delay=0.01)
+    async with client(fake_llm) as openai_client:
+        llm = model("responses", openai_client)
+        agents = [Agent(name=f"Agent{i}", instructions="Answer.", model=llm) for i in range(3)]
+        await asyncio.gather(*(run(agent, stream=i == 1) for i, agent in enumerate(agents)))
+    spans = signals.spans.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert sorted(s.name for s in roots) == [
+        "invoke_agent Agent0",
+        "invoke_agent Agent1",
+        "invoke_agent Agent2",
+    ]
+    for root in roots:
+        members = [s for s in spans if s.context.trace_id == root.context.trace_id]
+        assert [s.name for s in members if s is not root] == [CHAT]
+        assert attrs(root)["agentwatch.session.iterations"] == 1
+        assert {attrs(s)["gen_ai.conversation.id"] for s in members} == {
+            attrs(root)["gen_ai.conversation.id"]
+        }
+    assert len({attrs(r)["gen_ai.conversation.id"] for r in roots}) == 3
+
+
+async def test_a_sampled_out_run_still_feeds_the_session_metrics(fake_llm: FakeLLMServer) -> None:
+    signals = make_signals(ALWAYS_OFF)
+    agentwatch.instrument(**signals.providers, configure_sdk=False, tool_policies=OPTIONAL_FLAKY)
+    try:
+        fake_llm.enqueue(*support_script())
+        async with client(fake_llm) as openai_client:
+            result = await run(support_agents(model("responses", openai_client)))
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    assert result.final_output == "Your invoice is on its way."
+    assert signals.spans.get_finished_spans() == ()
+    (point,) = signals.points("agentwatch.sessions")
+    assert point.value == 1
+    assert sum(p.count for p in signals.points("gen_ai.execute_tool.duration")) == 4
