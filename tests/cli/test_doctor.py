@@ -128,16 +128,22 @@ def test_disabled_instrumentation(tmp_path: Path, collector: str) -> None:
     assert openai["reason"] == "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
-def _install_other_instrumentor(site: Path) -> None:
-    """A distribution registering a second OpenAI instrumentor, as opentelemetry-instrumentation-openai-v2 does."""
-    info = site / "otel_openai_v2_standin-2.0b0.dist-info"
+def _install_other_instrumentor(
+    site: Path,
+    distribution: str = "otel-openai-v2-standin",
+    requirement: str = "openai>=1.26.0",
+    entry_point: str = "openai_v2",
+) -> None:
+    """A distribution registering a second instrumentor of a library (by default OpenAI's, as
+    opentelemetry-instrumentation-openai-v2 does)."""
+    info = site / f"{distribution.replace('-', '_')}-2.0b0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: otel-openai-v2-standin\nVersion: 2.0b0\n"
-        'Provides-Extra: instruments\nRequires-Dist: openai>=1.26.0; extra == "instruments"\n'
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 2.0b0\n"
+        f'Provides-Extra: instruments\nRequires-Dist: {requirement}; extra == "instruments"\n'
     )
     (info / "entry_points.txt").write_text(
-        "[opentelemetry_instrumentor]\nopenai_v2 = standin_module:Instrumentor\n"
+        f"[opentelemetry_instrumentor]\n{entry_point} = standin_module:Instrumentor\n"
     )
 
 
@@ -171,14 +177,8 @@ def test_x_trace_id_propagator_is_noted(tmp_path: Path, collector: str) -> None:
 def test_openai_agents_client_and_a_second_agents_instrumentor(tmp_path: Path, collector: str) -> None:
     """openinference-instrumentation-openai-agents and the like would add a span per agent, tool and
     model call of every run next to agentwatch's."""
-    info = tmp_path / "site" / "agents_tracing_standin-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: agents-tracing-standin\nVersion: 1.0\n"
-        'Provides-Extra: instruments\nRequires-Dist: openai-agents>=0.1; extra == "instruments"\n'
-    )
-    (info / "entry_points.txt").write_text(
-        "[opentelemetry_instrumentor]\nopenai_agents = standin:Instrumentor\n"
+    _install_other_instrumentor(
+        tmp_path / "site", "agents-tracing-standin", "openai-agents>=0.1", "openai_agents"
     )
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "PYTHONPATH": str(tmp_path / "site")}
     result = run([AGENTWATCH, "doctor", "--json"], cwd=tmp_path, env=env)

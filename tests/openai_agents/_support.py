@@ -79,6 +79,11 @@ def support_agents(llm: Any) -> Agent[Any]:
     )
 
 
+def helper(api: str, openai_client: AsyncOpenAI, **kwargs: Any) -> Agent[Any]:
+    """A one-agent app: ``Helper`` on the given API (``responses`` or ``chat``)."""
+    return Agent(name="Helper", instructions="Help.", model=model(api, openai_client), **kwargs)
+
+
 def support_script() -> list[Reply]:
     return [
         Reply.tool_calls([("lookup_order", {"order_id": "A-1"})]),

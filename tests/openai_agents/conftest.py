@@ -15,7 +15,7 @@ import agentwatch
 from agentwatch import _internal
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.resilience import reset_registry
-from support import Signals
+from support import Signals, internal_faults
 
 _SDK_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_AGENTS_DISABLE_TRACING")
 
@@ -40,13 +40,7 @@ def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mo
     reset_registry()
     yield
     reset_registry()
-    faults = [
-        r.getMessage()
-        for when in ("setup", "call")
-        for r in caplog.get_records(when)
-        if r.name == "agentwatch" and "internal error" in r.getMessage()
-    ]
-    assert faults == []
+    assert internal_faults(caplog) == []
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from agents import Agent, RunConfig, tracing
+from agents import RunConfig, tracing
 from agents.run import AgentRunner
 from agents.tracing.processors import BackendSpanExporter, BatchTraceProcessor
 
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch.instrumentation.openai_agents import OpenAIAgentsInstrumentor
-from openai_agents._support import client, model, run, support_agents, support_script, tree
+from openai_agents._support import client, helper, model, run, support_agents, support_script, tree
 from support import OPENAI_MODEL, Signals
 
 pytestmark = pytest.mark.anyio
@@ -110,7 +110,7 @@ async def test_keep_openai_trace_export_keeps_both(
         assert _processors()[0] is sdk_default_export
         fake_llm.enqueue(Reply.text("hi"))
         async with client(fake_llm) as openai_client:
-            await run(Agent(name="Helper", instructions="Help.", model=model("chat", openai_client)))
+            await run(helper("chat", openai_client))
         sdk_default_export.force_flush()
     finally:
         instrumentor.uninstrument()

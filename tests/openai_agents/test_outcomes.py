@@ -19,7 +19,7 @@ from agents import (
 from opentelemetry.trace import StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from openai_agents._support import attrs, client, lookup_order, model, run
+from openai_agents._support import attrs, client, helper, lookup_order, model, run
 from support import OPENAI_MODEL, Signals
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +62,7 @@ async def test_a_failing_model_call_ends_the_run_in_error(
     signals = watch()
     fake_llm.enqueue(Reply.error(500, message="upstream exploded"))
     async with client(fake_llm) as openai_client:
-        agent = Agent(name="Helper", instructions="Help.", model=model("responses", openai_client))
+        agent = helper("responses", openai_client)
         with pytest.raises(openai.InternalServerError):
             await run(agent, stream=stream)
     session = _session(signals)
@@ -81,7 +81,7 @@ async def test_a_cancelled_run_is_cancelled_not_an_error(
     signals = watch()
     fake_llm.enqueue(Reply.hang(10))
     async with client(fake_llm) as openai_client:
-        agent = Agent(name="Helper", instructions="Help.", model=model("responses", openai_client))
+        agent = helper("responses", openai_client)
         task = asyncio.create_task(run(agent, stream=stream))
         while not fake_llm.requests:
             await asyncio.sleep(0.01)
@@ -110,12 +110,7 @@ async def test_a_tripped_guardrail_is_refused(
     signals = watch()
     fake_llm.enqueue(Reply.text("no"))
     async with client(fake_llm) as openai_client:
-        agent = Agent(
-            name="Helper",
-            instructions="Help.",
-            model=model("responses", openai_client),
-            input_guardrails=[no_refunds],
-        )
+        agent = helper("responses", openai_client, input_guardrails=[no_refunds])
         with pytest.raises(InputGuardrailTripwireTriggered):
             await run(agent, "I want a refund", stream=stream)
     guardrail = signals.only_span("run_guardrail")
@@ -135,12 +130,7 @@ async def test_a_passing_guardrail_is_a_child_of_the_run(
     signals = watch()
     fake_llm.enqueue(Reply.text("Sure."))
     async with client(fake_llm) as openai_client:
-        agent = Agent(
-            name="Helper",
-            instructions="Help.",
-            model=model("chat", openai_client),
-            input_guardrails=[no_refunds],
-        )
+        agent = helper("chat", openai_client, input_guardrails=[no_refunds])
         await run(agent, "Where is my parcel?")
     guardrail = signals.only_span("run_guardrail")
     session = signals.only_span("invoke_agent")

@@ -21,6 +21,7 @@ from openai_agents._support import (
     OPTIONAL_FLAKY,
     attrs,
     client,
+    helper,
     model,
     parent_of,
     run,
@@ -163,7 +164,7 @@ def test_run_sync_in_a_thread_is_a_session(watch: Callable[..., Signals], fake_l
 
     def in_thread() -> object:
         openai_client = client(fake_llm)
-        agent = Agent(name="Helper", instructions="Help.", model=model("chat", openai_client))
+        agent = helper("chat", openai_client)
         try:
             return Runner.run_sync(agent, "hi").final_output
         finally:

@@ -9,7 +9,7 @@ from agents import Agent, RunConfig, SQLiteSession, trace
 
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
-from openai_agents._support import attrs, client, model, run, support_agents, support_script, tree
+from openai_agents._support import attrs, client, helper, model, run, support_agents, support_script, tree
 from support import OPENAI_MODEL, Signals
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def test_the_group_id_is_the_conversation(
     signals = watch()
     fake_llm.enqueue(Reply.text("hi"))
     async with client(fake_llm) as openai_client:
-        agent = Agent(name="Helper", instructions="Help.", model=model("chat", openai_client))
+        agent = helper("chat", openai_client)
         await run(agent, run_config=RunConfig(group_id="thread-9"))
     assert {attrs(s)["gen_ai.conversation.id"] for s in signals.spans.get_finished_spans()} == {"thread-9"}
 
@@ -57,7 +57,7 @@ async def test_the_memory_session_is_the_conversation(
     memory = SQLiteSession("chat-42")
     fake_llm.enqueue(Reply.text("one"), Reply.text("two"))
     async with client(fake_llm) as openai_client:
-        agent = Agent(name="Helper", instructions="Help.", model=model("chat", openai_client))
+        agent = helper("chat", openai_client)
         await run(agent, "first", session=memory)
         await run(agent, "second", session=memory)
     memory.close()
@@ -72,7 +72,7 @@ async def test_runs_inside_an_sdk_trace_share_one_workflow_trace(
     signals = watch()
     fake_llm.enqueue(Reply.text("one"), Reply.text("two"))
     async with client(fake_llm) as openai_client:
-        agent = Agent(name="Helper", instructions="Help.", model=model("chat", openai_client))
+        agent = helper("chat", openai_client)
         with trace("Support desk", group_id="thread-1"):
             await run(agent, "first")
             await run(agent, "second")

@@ -11,7 +11,7 @@ from agentwatch import _internal
 from agentwatch._config import ContentCapture, Settings
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.resilience import reset_registry
-from support import Signals
+from support import Signals, internal_faults
 
 
 @pytest.fixture
@@ -37,14 +37,7 @@ def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mo
     monkeypatch.setattr(_internal, "_reported", set())
     caplog.set_level(logging.DEBUG, logger="agentwatch")
     yield
-    # caplog.records here would hold the teardown's records only: read the test's own.
-    faults = [
-        r.getMessage()
-        for when in ("setup", "call")
-        for r in caplog.get_records(when)
-        if r.name == "agentwatch" and "internal error" in r.getMessage()
-    ]
-    assert faults == []
+    assert internal_faults(caplog) == []
 
 
 @pytest.fixture(autouse=True)

@@ -88,13 +88,6 @@ def _failure() -> BaseException | None:
     return exc if isinstance(exc, Exception) else None
 
 
-def _conversation(attributes: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-    session = current_session.get()
-    if session is not None:
-        attributes[sc.CONVERSATION_ID] = session.conversation_id
-    return attributes
-
-
 def _default_handoff_tool(agent_name: str) -> str:
     try:
         from agents.handoffs import Handoff
@@ -159,20 +152,14 @@ class AgentsProcessor(TracingProcessor):
                 return
             if not instrumentation_enabled():
                 return
-            name = as_str(getattr(trace, "name", None)) or None
-            attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: sc.OP_INVOKE_WORKFLOW}
-            if name:
-                attributes[sc.WORKFLOW_NAME] = name
-            conversation = as_str(getattr(trace, "group_id", None)) or trace.trace_id
-            attributes[sc.CONVERSATION_ID] = conversation
-            span = self._tracer.start_span(
-                f"{sc.OP_INVOKE_WORKFLOW} {name}" if name else sc.OP_INVOKE_WORKFLOW,
-                kind=SpanKind.INTERNAL,
-                attributes=attributes,
+            self._follow(
+                trace.trace_id,
+                trace.trace_id,
+                sc.OP_INVOKE_WORKFLOW,
+                as_str(getattr(trace, "name", None)) or None,
+                sc.WORKFLOW_NAME,
+                as_str(getattr(trace, "group_id", None)) or trace.trace_id,
             )
-            opened = _Open(trace.trace_id, span)
-            opened.enter()
-            self._open[trace.trace_id] = opened
         except Exception:  # noqa: BLE001
             report_internal_error("starting an OpenAI Agents workflow span")
 
@@ -236,31 +223,36 @@ class AgentsProcessor(TracingProcessor):
         if run is not None and run.claims(name):
             self._open[span.span_id] = _CLAIMED
             return
-        attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: sc.OP_INVOKE_AGENT}
-        if name:
-            attributes[sc.AGENT_NAME] = name
-        otel_span = self._tracer.start_span(
-            f"{sc.OP_INVOKE_AGENT} {name}" if name else sc.OP_INVOKE_AGENT,
-            kind=SpanKind.INTERNAL,
-            attributes=_conversation(attributes),
-        )
-        opened = _Open(span.trace_id, otel_span)
-        opened.enter()
-        self._open[span.span_id] = opened
+        self._follow(span.span_id, span.trace_id, sc.OP_INVOKE_AGENT, name, sc.AGENT_NAME)
 
     def _guardrail_started(self, span: SdkSpan[Any]) -> None:
         name = as_str(getattr(span.span_data, "name", None)) or None
-        attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: sc.OP_RUN_GUARDRAIL}
+        self._follow(span.span_id, span.trace_id, sc.OP_RUN_GUARDRAIL, name, sc.GUARDRAIL_NAME)
+
+    def _follow(
+        self,
+        key: str,
+        trace_id: str,
+        operation: str,
+        name: str | None,
+        name_attribute: str,
+        conversation: str | None = None,
+    ) -> None:
+        """Start ``{operation} {name}``, current until the SDK ends what ``key`` names."""
+        attributes: dict[str, AttributeValue] = {sc.OPERATION_NAME: operation}
         if name:
-            attributes[sc.GUARDRAIL_NAME] = name
+            attributes[name_attribute] = name
+        if conversation is None:
+            session = current_session.get()
+            conversation = session.conversation_id if session is not None else None
+        if conversation:
+            attributes[sc.CONVERSATION_ID] = conversation
         otel_span = self._tracer.start_span(
-            f"{sc.OP_RUN_GUARDRAIL} {name}" if name else sc.OP_RUN_GUARDRAIL,
-            kind=SpanKind.INTERNAL,
-            attributes=_conversation(attributes),
+            f"{operation} {name}" if name else operation, kind=SpanKind.INTERNAL, attributes=attributes
         )
-        opened = _Open(span.trace_id, otel_span)
+        opened = _Open(trace_id, otel_span)
         opened.enter()
-        self._open[span.span_id] = opened
+        self._open[key] = opened
 
     def _handoff(self, span: SdkSpan[Any], opened: _Open) -> None:
         data = span.span_data
