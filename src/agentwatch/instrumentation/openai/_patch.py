@@ -11,7 +11,7 @@ from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
 from agentwatch.instrumentation._base import Patch
-from agentwatch.instrumentation._common import server_of
+from agentwatch.instrumentation._common import sdk_attribute, server_of
 from agentwatch.instrumentation._wrappers import (
     Operation,
     async_wrapper,
@@ -49,19 +49,12 @@ def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, An
 def _raw_response_types() -> tuple[type, ...]:
     """``with_streaming_response`` (``APIResponse``/``AsyncAPIResponse``) and ``with_raw_response``
     (``LegacyAPIResponse``) results, in the openai versions that have them."""
-    import importlib
-
-    found: list[type] = []
-    for module, names in (
-        ("openai._response", ("APIResponse", "AsyncAPIResponse")),
-        ("openai._legacy_response", ("LegacyAPIResponse",)),
-    ):
-        try:
-            loaded = importlib.import_module(module)
-        except ImportError:
-            continue
-        found.extend(t for t in (getattr(loaded, name, None) for name in names) if isinstance(t, type))
-    return tuple(found)
+    found = (
+        sdk_attribute("openai._response", "APIResponse"),
+        sdk_attribute("openai._response", "AsyncAPIResponse"),
+        sdk_attribute("openai._legacy_response", "LegacyAPIResponse"),
+    )
+    return tuple(t for t in found if isinstance(t, type))
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:

@@ -38,6 +38,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any, ClassVar
 
+from wrapt import register_post_import_hook
+
+from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import AgentwatchInstrumentor, Patch
 from agentwatch.instrumentation.openai_agents.package import _instruments
@@ -68,19 +71,26 @@ class OpenAIAgentsInstrumentor(AgentwatchInstrumentor):
             kwargs["settings"] = resolve_settings(tool_policies=tool_policies)
         self._registration: Any = None
         super()._instrument(**kwargs)
+        self._keep_openai_export = bool(kwargs.get("keep_openai_trace_export", False))
+        self._wants_processor = True
+        # When the SDK is imported (now, if it already is): patching may become lazy, and the
+        # processor must then follow the SDK's import, not the instrumentor's.
+        register_post_import_hook(self._register_processor, "agents")
+
+    def _register_processor(self, _module: object = None) -> None:
+        if not getattr(self, "_wants_processor", False) or self._registration is not None:
+            return
         try:
             from agentwatch.instrumentation.openai_agents._patch import Registration
             from agentwatch.instrumentation.openai_agents._processor import AgentsProcessor
 
             processor = AgentsProcessor(self._state.telemetry, self._state.tools)
-            self._registration = Registration(
-                processor, keep_openai_export=bool(kwargs.get("keep_openai_trace_export", False))
-            )
-        except BaseException:
-            self._uninstrument()
-            raise
+            self._registration = Registration(processor, keep_openai_export=self._keep_openai_export)
+        except Exception:  # noqa: BLE001 - without it runs, tools and model calls are still recorded
+            report_internal_error("registering the OpenAI Agents tracing processor")
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._wants_processor = False
         registration = getattr(self, "_registration", None)
         self._registration = None
         if registration is not None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import Any
 
 from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._common import sdk_attribute
 from agentwatch.instrumentation.openai_agents._runs import RunState, run_streamed_wrapper, run_wrapper
 from agentwatch.instrumentation.openai_agents._tools import (
     ToolPolicies,
@@ -31,31 +31,24 @@ class AgentsTelemetry:
         self.runs = RunState(telemetry)
 
 
-def _attribute(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 def patches(state: AgentsTelemetry) -> Iterable[Patch]:
+    """Built without importing the SDK (the classes the wrappers need are looked up at their first
+    call), so the patches can be applied whenever ``agents`` is imported."""
     yield "agents.run", "AgentRunner.run", run_wrapper(state.runs)
     yield "agents.run", "AgentRunner.run_streamed", run_streamed_wrapper(state.runs)
-    invoker = _attribute(_TOOL, "_FailureHandlingFunctionToolInvoker")
     yield _TOOL, "_FailureHandlingFunctionToolInvoker.__call__", invoker_call(state.tools, state.policies)
     # Hand-built FunctionTools: the run loop's own reference to the invocation function (it
-    # imported the name, so agents.tool's attribute is not the one called).
-    result_class = _attribute(_TOOL, "_FunctionToolInvocationResult")
-    if result_class is not None:
-        yield (
-            _TOOL_EXECUTION,
-            "_invoke_function_tool_with_metadata",
-            hand_built_invocation(state.tools, state.policies, invoker, result_class),
-        )
+    # imported the name, so agents.tool's attribute is not the one called). Named
+    # invoke_function_tool before 0.20, returning the output rather than a result object.
+    yield (
+        _TOOL_EXECUTION,
+        "_invoke_function_tool_with_metadata",
+        hand_built_invocation(state.tools, state.policies, returns_result=True),
+    )
     yield (
         _TOOL_EXECUTION,
         "invoke_function_tool",
-        hand_built_invocation(state.tools, state.policies, invoker, None),
+        hand_built_invocation(state.tools, state.policies, returns_result=False),
     )
 
 
@@ -69,7 +62,7 @@ class Registration:
         self.removed: Any = None
         provider = tracing.get_trace_provider()
         current = _processors(provider)
-        default = _attribute("agents.tracing.processors", "_global_processor")
+        default = sdk_attribute("agents.tracing.processors", "_global_processor")
         if not keep_openai_export and current is not None and any(p is default for p in current):
             # The SDK's default processor sends every trace to OpenAI's backend, with model
             # inputs and outputs unless the run says otherwise: agentwatch's OTel pipeline

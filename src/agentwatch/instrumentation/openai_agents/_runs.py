@@ -9,6 +9,7 @@ application's own ``agentwatch.session()``, or the outer run of an agent used as
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
@@ -18,7 +19,7 @@ from agentwatch._internal import instrumentation_enabled, report_internal_error
 from agentwatch._session import Session, SessionInstruments
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry
-from agentwatch.instrumentation._common import as_str, get
+from agentwatch.instrumentation._common import as_str, get, sdk_attribute
 
 __all__ = ["Run", "RunSession", "active_run", "run_streamed_wrapper", "run_wrapper"]
 
@@ -113,32 +114,31 @@ def _conversation_id(kwargs: Mapping[str, Any]) -> str | None:
     return group or None
 
 
-class _Outcomes:
-    """The SDK's exceptions that end a run in an outcome other than ``error``."""
+def _sdk_exceptions(*names: str) -> tuple[type[BaseException], ...]:
+    found = (sdk_attribute("agents.exceptions", name) for name in names)
+    return tuple(c for c in found if isinstance(c, type) and issubclass(c, BaseException))
 
-    def __init__(self) -> None:
-        from agents import exceptions
 
-        def classes(*names: str) -> tuple[type[BaseException], ...]:
-            found = (getattr(exceptions, name, None) for name in names)
-            return tuple(c for c in found if isinstance(c, type) and issubclass(c, BaseException))
+@functools.cache
+def _outcome_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    return _sdk_exceptions("MaxTurnsExceeded"), _sdk_exceptions(
+        "InputGuardrailTripwireTriggered",
+        "OutputGuardrailTripwireTriggered",
+        "ToolInputGuardrailTripwireTriggered",
+        "ToolOutputGuardrailTripwireTriggered",
+    )
 
-        self.max_turns = classes("MaxTurnsExceeded")
-        self.refused = classes(
-            "InputGuardrailTripwireTriggered",
-            "OutputGuardrailTripwireTriggered",
-            "ToolInputGuardrailTripwireTriggered",
-            "ToolOutputGuardrailTripwireTriggered",
-        )
 
-    def of(self, exc: BaseException | None) -> str | None:
-        if exc is None:
-            return None
-        if self.max_turns and isinstance(exc, self.max_turns):
-            return sc.OUTCOME_MAX_ITERATIONS
-        if self.refused and isinstance(exc, self.refused):
-            return sc.OUTCOME_REFUSED
+def outcome_of(exc: BaseException | None) -> str | None:
+    """The outcome of a run the SDK ended with ``exc``, when it is not simply ``error``."""
+    if exc is None:
         return None
+    max_turns, refused = _outcome_classes()
+    if max_turns and isinstance(exc, max_turns):
+        return sc.OUTCOME_MAX_ITERATIONS
+    if refused and isinstance(exc, refused):
+        return sc.OUTCOME_REFUSED
+    return None
 
 
 class RunState:
@@ -146,7 +146,6 @@ class RunState:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.sessions = (telemetry, SessionInstruments(telemetry))
-        self.outcomes = _Outcomes()
 
 
 def _begin(state: RunState, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Run | None:
@@ -185,7 +184,7 @@ def _finish(state: RunState, run: Run, exc: BaseException | None) -> None:
     if not run.owns or not isinstance(session, RunSession):
         return
     try:
-        outcome = state.outcomes.of(exc)
+        outcome = outcome_of(exc)
         if outcome is not None:
             session.outcome = outcome
     except Exception:  # noqa: BLE001

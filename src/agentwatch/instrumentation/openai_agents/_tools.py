@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import instrumentation_enabled, report_internal_error
-from agentwatch.instrumentation._common import as_str, parse_json
+from agentwatch.instrumentation._common import as_str, parse_json, sdk_attribute
 from agentwatch.resilience import Pipeline, ToolUnavailable, lookup_policy
 from agentwatch.tools._execution import ToolSpec, ToolTelemetry, run_async
 
@@ -163,28 +163,37 @@ def invoker_call(tools: ToolTelemetry, policies: ToolPolicies) -> Callable[..., 
     return traced
 
 
+@functools.cache
+def _invoker_class() -> type | None:
+    found = sdk_attribute("agents.tool", "_FailureHandlingFunctionToolInvoker")
+    return found if isinstance(found, type) else None
+
+
+@functools.cache
+def _invocation_result() -> Callable[[str], Any] | None:
+    found = sdk_attribute("agents.tool", "_FunctionToolInvocationResult")
+    return found if callable(found) else None
+
+
 def hand_built_invocation(
-    tools: ToolTelemetry,
-    policies: ToolPolicies,
-    invoker_class: type | None,
-    wrap_output: Callable[[str], Any] | None,
+    tools: ToolTelemetry, policies: ToolPolicies, *, returns_result: bool
 ) -> Callable[..., Any]:
     """The SDK's invocation of a ``FunctionTool`` (keyword arguments ``function_tool``, ``context``,
-    ``arguments``) for tools whose ``on_invoke_tool`` is their own; ``wrap_output`` makes the
-    SDK's invocation result of a degraded call (``None``: the output is returned as is)."""
+    ``arguments``) for tools whose ``on_invoke_tool`` is their own. ``returns_result``: it returns
+    the SDK's invocation result object rather than the output."""
 
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         function_tool = kwargs.get("function_tool")
         described = _describe(function_tool)
+        invoker = _invoker_class()
+        make_result = _invocation_result() if returns_result else None
         if (
             described is None
             or not instrumentation_enabled()
-            or (
-                invoker_class is not None
-                and isinstance(getattr(function_tool, "on_invoke_tool", None), invoker_class)
-            )
+            or (invoker is not None and isinstance(getattr(function_tool, "on_invoke_tool", None), invoker))
+            or (returns_result and make_result is None)
             or _from_mcp(function_tool)
         ):
             return await wrapped(*args, **kwargs)
@@ -198,7 +207,7 @@ def hand_built_invocation(
             pipeline=policies.pipeline(name),
         )
         if isinstance(result, ToolUnavailable):
-            return result.message if wrap_output is None else wrap_output(result.message)
+            return result.message if make_result is None else make_result(result.message)
         return result
 
     return traced
