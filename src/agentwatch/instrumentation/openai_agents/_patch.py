@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import sdk_attribute
 from agentwatch.instrumentation.openai_agents._runs import RunState, run_streamed_wrapper, run_wrapper
@@ -24,7 +25,7 @@ _TOOL_EXECUTION = "agents.run_internal.tool_execution"
 class AgentsTelemetry:
     """Built once per instrumentation from the instrumentor's telemetry."""
 
-    def __init__(self, telemetry: Any) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
         self.tools = ToolTelemetry(telemetry)
         self.policies = ToolPolicies(telemetry.settings.tool_policies)
