@@ -28,7 +28,8 @@ stage "tests (pytest)"
 # SDK compatibility: the same instrumentation tests on older SDK majors: the previous ones (openai
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
-# `proxies`, so the oldest set pins httpx as that release did.
+# `proxies`, so the oldest set pins httpx as that release did. They install `.[test]`, which is
+# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26).
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
 # compat TITLE DIR UNPIN PIN... -- TEST...: one compatibility run, named with the versions it pins
 # and then with those its environment really holds.
@@ -42,11 +43,19 @@ compat() {
   done
   shift
   stage "SDK compatibility: $title (${pins[*]})"
-  ensure_venv "$dir" --unpin "$unpin" -e ".[dev]" "${pins[@]}"
-  "$dir/bin/python" -c 'import importlib.metadata as m; print("    testing " + ", ".join(f"{n} {m.version(n)}" for n in ("openai", "anthropic", "httpx")))' >&2
+  ensure_venv "$dir" --unpin "$unpin" -e ".[test]" "${pins[@]}"
+  "$dir/bin/python" - "${pins[@]}" <<'PY' >&2
+import importlib.metadata as m, re, sys
+names = dict.fromkeys(["openai", "anthropic", "httpx", *(re.split(r"[=<>!~ ]", p)[0] for p in sys.argv[1:])])
+print("    testing " + ", ".join(f"{n} {m.version(n)}" for n in names))
+PY
   "$dir/bin/pytest" -q "$@"
 }
 compat "previous majors" .venv-compat-previous "openai anthropic" "openai==2.54.0" "anthropic==1.17.0" -- "${compat_tests[@]}"
 compat "openai 1.x, parse() under beta" .venv-compat-1x "openai anthropic" "openai==1.91.0" "anthropic==0.125.0" -- "${compat_tests[@]}"
 compat "oldest supported" .venv-compat-oldest "openai anthropic httpx" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28" -- tests/instrumentation tests/test_trace_headers.py
+# The OpenAI Agents SDK at the oldest supported release: 0.11.0, the first whose function tools run
+# through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
+compat "oldest openai-agents" .venv-compat-agents "openai openai-agents griffelib mcp mcp-types websockets" \
+  "openai-agents==0.11.0" "openai==2.26.0" -- tests/openai_agents
 stage "done"

@@ -17,7 +17,7 @@ from _redis import redis_server, redis_url
 from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
 # Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
@@ -101,11 +101,4 @@ def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mon
     monkeypatch.setattr(_internal, "_reported", set())
     caplog.set_level(logging.DEBUG, logger="agentwatch")
     yield
-    # caplog.records here would hold the teardown's records only: read the test's own.
-    faults = [
-        r.getMessage()
-        for when in ("setup", "call")
-        for r in caplog.get_records(when)
-        if r.name == "agentwatch" and "internal error" in r.getMessage()
-    ]
-    assert faults == []
+    assert internal_faults(caplog) == []

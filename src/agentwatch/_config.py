@@ -361,6 +361,7 @@ def resolve_settings(
     openai_include_usage: object = None,
     prices: object = None,
     llm_policies: object = None,
+    tool_policies: object = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -399,25 +400,29 @@ def resolve_settings(
     from agentwatch.resilience._file import config_from_env
 
     policies = config_from_env(env)
-    tool_policies = dict(policies.tools) if policies is not None else {}
+    tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
-    if llm_policies is not None:
-        if not isinstance(llm_policies, Mapping):
-            raise ConfigError(
-                "llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy'
-            )
-        for model, policy in llm_policies.items():
+    # Code is more specific than the file: a tool or model set in both takes the code's policy.
+    for setting, given, kind, merged in (
+        ("llm_policies", llm_policies, "llm", llm),
+        ("tool_policies", tool_policies, "tool", tools),
+    ):
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            subject = "model" if kind == "llm" else "tool"
+            raise ConfigError(setting, given, f'a mapping of {subject} name (or "*") to agentwatch.Policy')
+        for name, policy in given.items():
             if not isinstance(policy, Policy):
-                raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")
-            check_policy_kind(policy, "llm", f"llm_policies[{model!r}]")
-            # Code is more specific than the file: a model set in both takes the code's policy.
-            llm[str(model)] = policy
+                raise ConfigError(f"{setting}[{name!r}]", policy, "an agentwatch.Policy")
+            check_policy_kind(policy, kind, f"{setting}[{name!r}]")
+            merged[str(name)] = policy
 
     return Settings(
         capture=capture,
         propagate=propagate,
         openai_include_usage=include_usage,
         prices=table,
-        tool_policies=tool_policies,
+        tool_policies=tools,
         llm_policies=llm,
     )

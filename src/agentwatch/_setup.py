@@ -63,6 +63,7 @@ def instrument(
     openai_include_usage: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
     llm_policies: Mapping[str, Policy] | None = None,
+    tool_policies: Mapping[str, Policy] | None = None,
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
@@ -76,7 +77,9 @@ def instrument(
     ``propagate_hosts`` (``AGENTWATCH_PROPAGATE_HOSTS``), ``openai_include_usage``
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
-    ``[llm]`` section of ``AGENTWATCH_CONFIG``, whose ``[tools]`` section applies to tools).
+    ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
+    policy, merged over its ``[tools]`` section: tools called by name, such as the OpenAI Agents
+    SDK's function tools and ``@agentwatch.tool`` functions without a policy of their own).
     An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
     a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
     cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and
@@ -100,6 +103,7 @@ def instrument(
         openai_include_usage=openai_include_usage,
         prices=prices,
         llm_policies=llm_policies,
+        tool_policies=tool_policies,
     )
     global _instrumented
     with _lock:
