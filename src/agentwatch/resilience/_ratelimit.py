@@ -199,7 +199,9 @@ def _reserve(
         return 0.0, None
     tat = max(tat, now)
     amount = cost * interval
-    return max(0.0, tat - now - max(0.0, capacity - amount)), tat + amount
+    wait = tat - now - max(0.0, capacity - amount)
+    # Below a microsecond (the Redis script's resolution) a wait is rounding error of the sums.
+    return (wait if wait >= 1e-6 else 0.0), tat + amount
 
 
 @dataclass(slots=True)

@@ -63,7 +63,6 @@ class Registry:
         self._tools: frozenset[str] = frozenset()
         # The last fleet-wide operator action per circuit key (shared state only).
         self._records: dict[str, CircuitRecord] = {}
-        self._synced = False
         self._backend: StateBackend = LocalState()
         self._from_settings = False
         reset_in_forked_child(self, "_lock")
@@ -77,7 +76,6 @@ class Registry:
         with self._lock:
             old, self._backend = self._backend, state
             self._from_settings = False
-            self._synced = False
         if old is not state:
             old.stop()
         state.attach(self)
@@ -234,14 +232,13 @@ class Registry:
 
     # -- what the backend drives (StateListener) ---------------------------------------------
 
-    def apply_fleet_state(self, state: FleetState) -> None:
-        """Take the fleet's operator state (called by the backend's poller)."""
+    def apply_fleet_state(self, state: FleetState, *, joining: bool) -> None:
+        """Take the fleet's operator state (called by the backend's poller); ``joining``: the
+        first state this replica sees, whose past closes and resets are history."""
         actions: list[tuple[Circuit, ManualAction]] = []
         with self._lock:
             self._disabled = frozenset(state.disabled)
             self._disabled_info = dict(state.disabled)
-            first = not self._synced
-            self._synced = True
             for key, record in state.circuits.items():
                 known = self._records.get(key)
                 self._records[key] = record
@@ -249,7 +246,7 @@ class Registry:
                     continue
                 # Joining the fleet, only a forced-open circuit is a state to take on; a close or
                 # reset before this replica joined is history.
-                if first and record.action != "open":
+                if joining and record.action != "open":
                     continue
                 circuit = self._circuits.get(key)
                 if circuit is not None:

@@ -111,7 +111,7 @@ class FleetState:
 class StateListener(Protocol):
     """What a backend drives: the registry."""
 
-    def apply_fleet_state(self, state: FleetState) -> None: ...
+    def apply_fleet_state(self, state: FleetState, *, joining: bool) -> None: ...
 
     def seed_state(self) -> FleetState: ...
 
@@ -265,6 +265,9 @@ class RedisState:
         self._write_lock = threading.Lock()
         self._listener: StateListener | None = None
         self._version = 0  # the version of the last snapshot applied (0: none yet)
+        # Whether this replica has seen the fleet's state once (an empty Redis counts): until
+        # then a snapshot is the state it joins, whose past closes and resets are history.
+        self._seen = False
         self._floor = 0  # the version of this replica's last write: older snapshots are stale
         self._pending: dict[tuple[str, str], tuple[str, Callable[[int], None] | None]] = {}
         self._jobs: deque[Callable[[], None]] = deque()
@@ -423,6 +426,7 @@ class RedisState:
             if self._version > 0 or self._floor > 0:
                 # Redis lost the state (restarted empty): put back what this replica knows.
                 self._seed()
+            self._seen = True
             return
         version = int(raw)
         if version == self._version or version < self._floor:
@@ -442,7 +446,8 @@ class RedisState:
             },
         )
         if self._listener is not None:
-            self._listener.apply_fleet_state(state)
+            self._listener.apply_fleet_state(state, joining=not self._seen)
+        self._seen = True
         self._version = state.version
 
     def _seed(self) -> None:
