@@ -134,9 +134,12 @@ def test_a_call_that_would_wait_too_long_is_rejected_at_once(
         attempts += 1
         return "ok"
 
-    with signals.tracer_provider.get_tracer("t").start_as_current_span("execute_tool search") as span:
-        with pytest.raises(RateLimitedError) as caught:
-            pipeline.call(counted, span=span)
+    tracer = signals.tracer_provider.get_tracer("t")
+    with (
+        tracer.start_as_current_span("execute_tool search") as span,
+        pytest.raises(RateLimitedError) as caught,
+    ):
+        pipeline.call(counted, span=span)
     error = caught.value
     assert (error.name, error.kind, error.key, error.limit, error.scope) == (
         "search",

@@ -152,7 +152,7 @@ def test_a_tool_disabled_on_one_replica_degrades_on_the_others(
     critical = tool_pipeline(a)
 
     assert a.disable_tool("search") == "fleet"
-    for registry, pipeline in optional.items():
+    for pipeline in optional.values():
         eventually(lambda p=pipeline: isinstance(p.call(ok), ToolUnavailable), "disabled on another replica")
     with pytest.raises(ToolDisabledError):
         critical.call(ok)
