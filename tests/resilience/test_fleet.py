@@ -20,7 +20,6 @@ from __future__ import annotations
 import bisect
 import json
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -31,7 +30,7 @@ from typing import Any
 import pytest
 import redis
 
-from _redis import RedisServer, redis_server_binary
+from _redis import RedisServer, private_redis
 from agentwatch._fakellm import FakeLLMServer
 from stack._harness import ManagedProcess
 
@@ -83,12 +82,8 @@ def until(check: Callable[[], bool], bound: float, what: str, interval: float = 
 
 @pytest.fixture(scope="module")
 def redis_for_fleet() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory(prefix="agentwatch-fleet-redis-") as workdir:
-        server = RedisServer(redis_server_binary(), Path(workdir)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with private_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +183,14 @@ def _burst(
     return workers, results
 
 
+def _totals(results: list[dict[str, int]]) -> dict[str, int]:
+    outcomes: dict[str, int] = {}
+    for result in results:
+        for outcome, count in result.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    return outcomes
+
+
 def _in_window(arrivals: list[float], start: float, end: float) -> int:
     return bisect.bisect_left(arrivals, end) - bisect.bisect_left(arrivals, start)
 
@@ -198,10 +201,7 @@ def test_a_600_per_minute_limit_holds_across_three_replicas_within_5_percent(
     workers, results = _burst(fleet, seconds=7.0, threads=4)
     for worker in workers:
         worker.join()
-    outcomes: dict[str, int] = {}
-    for result in results:
-        for outcome, count in result.items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    outcomes = _totals(results)
     # Twelve threads ask for far more than 10 a second; they wait for permits (max_wait 5 s).
     assert set(outcomes) <= {"ok", "RateLimitedError"}, outcomes
     arrivals = sorted(r.received_at for r in llm.requests)
@@ -249,10 +249,7 @@ def test_with_redis_stopped_mid_run_calls_go_on_locally_and_recover_when_it_retu
     for worker in workers:
         worker.join()
 
-    outcomes: dict[str, int] = {}
-    for result in results:
-        for outcome, count in result.items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    outcomes = _totals(results)
     assert set(outcomes) <= {"ok", "RateLimitedError"}, outcomes  # nothing else reached the app
     assert during, "no LLM call was made while Redis was down"
     # Each replica used its share of the budget (a third) while on its own: the fleet stayed near

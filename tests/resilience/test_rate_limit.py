@@ -6,7 +6,6 @@ test_shared_state.py and test_fleet.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ import pytest
 import agentwatch
 from agentwatch import ConfigError, Policy, RateLimit, RateLimitedError, ToolUnavailable
 from agentwatch._fakellm import FakeLLMServer, Reply
-from agentwatch._telemetry._core import set_default_telemetry
-from agentwatch.resilience import AttemptContext, ErrorCategory, load_config, reset_registry
+from agentwatch.resilience import AttemptContext, ErrorCategory, load_config
 from agentwatch.resilience._ratelimit import estimate_tokens
 from resilience._support import FakeClock, event_counts, events
 from support import ANTHROPIC_KEY, ANTHROPIC_MODEL, NO_NATIVE, OPENAI_KEY, OPENAI_MODEL, Signals, user
@@ -333,20 +331,6 @@ def test_estimates_read_any_providers_request() -> None:
 
 
 # -- the LLM path, through the real SDKs ---------------------------------------------------------
-
-
-@pytest.fixture
-def with_policies(signals: Signals) -> Iterator[Any]:
-    reset_registry()
-
-    def instrument(**policies: Policy) -> Signals:
-        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
-        return signals
-
-    yield instrument
-    agentwatch.uninstrument()
-    set_default_telemetry()
-    reset_registry()
 
 
 # 100 tokens a second, a burst of 100; a request asking for up to 500 output tokens is estimated

@@ -13,11 +13,9 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +23,7 @@ import pytest
 import redis
 
 import agentwatch
-from _redis import RedisServer, redis_server_binary
+from _redis import RedisServer, private_redis
 from agentwatch import CircuitBreaker, ConfigError, Policy, RateLimit, RateLimitedError, SharedState
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.admin import make_app
@@ -73,14 +71,10 @@ def replicas() -> Iterator[Callable[..., Registry]]:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
+def own_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own, which it may stop and start."""
-    with tempfile.TemporaryDirectory(prefix="agentwatch-redis-") as workdir:
-        server = RedisServer(redis_server_binary(), Path(workdir)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with private_redis() as server:
+        yield server
 
 
 def tool_pipeline(registry: Registry, name: str = "search", **policy: Any) -> Pipeline:
@@ -327,12 +321,12 @@ def _admitted(pipeline: Pipeline, attempt: Callable[[AttemptContext], str]) -> b
 
 
 def test_redis_down_replicas_run_on_local_state_and_catch_up_when_it_returns(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
     replicas: Callable[..., Registry],
     caplog: pytest.LogCaptureFixture,
     signals: Signals,
 ) -> None:
-    a, b = replicas(private_redis.url), replicas(private_redis.url)
+    a, b = replicas(own_redis.url), replicas(own_redis.url)
     gauge = ResilienceTelemetry(meter_provider=signals.meter_provider, registry=a)
     del gauge  # its callback lives on in the meter
     limit = RateLimit(requests=600, period=60.0, max_wait=1.0)
@@ -343,7 +337,7 @@ def test_redis_down_replicas_run_on_local_state_and_catch_up_when_it_returns(
     assert _shared_gauge(signals) == [1]
 
     caplog.set_level(logging.WARNING, logger="agentwatch")
-    private_redis.stop()
+    own_redis.stop()
     eventually(lambda: not a.state.shared and not b.state.shared, "both replicas noticed the outage")
     assert _shared_gauge(signals) == [0]
     # Calls go on, on each replica's last known state; nothing raises into the application.
@@ -357,7 +351,7 @@ def test_redis_down_replicas_run_on_local_state_and_catch_up_when_it_returns(
     assert len(down) == 2  # once per replica, however many polls and calls failed
 
     # Redis comes back empty (no persistence): the replicas restore it, then the queued action.
-    private_redis.start()
+    own_redis.start()
     eventually(lambda: a.state.shared and b.state.shared, "both replicas follow Redis again")
     eventually(lambda: not b.is_tool_disabled("search"), "the action taken during the outage reached b")
     assert pb.call(ok) == "ok"

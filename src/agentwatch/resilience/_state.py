@@ -300,7 +300,7 @@ class RedisState:
     def attach(self, listener: StateListener) -> None:
         """Load the shared state once (bounded by ``timeout``), then keep it fresh in the background."""
         self._listener = listener
-        self._poll(initial=True)
+        self._poll()
         self._start_thread()
 
     def _start_thread(self) -> None:
@@ -405,7 +405,7 @@ class RedisState:
             wake.wait(max(0.0, next_poll - time.monotonic()))
             wake.clear()
 
-    def _poll(self, *, initial: bool = False) -> None:
+    def _poll(self) -> None:
         try:
             with self._write_lock:
                 self._replay_pending()
