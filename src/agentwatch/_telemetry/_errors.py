@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 
-__all__ = ["error_type", "scrub"]
+__all__ = ["describe_error", "error_type", "scrub"]
 
 _cache: dict[type, str] = {}
 
@@ -24,12 +25,50 @@ def error_type(exc: BaseException) -> str:
     cls = type(exc)
     cached = _cache.get(cls)
     if cached is None:
-        module = cls.__module__
-        cached = (
-            cls.__qualname__ if module == "builtins" else f"{module.partition('.')[0]}.{cls.__qualname__}"
-        )
+        cached = cls.__qualname__ if cls.__module__ == "builtins" else f"{_package(cls.__module__)}.{cls.__qualname__}"
         _cache[cls] = cached
     return cached
+
+
+def _package(module: str) -> str:
+    """The top-level package of ``module``; two levels for a namespace package (``google.genai``),
+    whose top level is shared by unrelated distributions."""
+    top, _, rest = module.partition(".")
+    parent = sys.modules.get(top)
+    if rest and parent is not None and getattr(parent, "__file__", None) is None:
+        return f"{top}.{rest.partition('.')[0]}"
+    return top
+
+
+# What a provider's error code or status looks like: one identifier-like token. Anything else is
+# free text chosen by the server, which may quote the request.
+_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def describe_error(exc: BaseException, *, capture: bool, etype: str) -> str:
+    """The span status description of a call that failed with ``exc``.
+
+    Servers quote the request in their error messages, so with content capture off no free text
+    reaches the description: ``error.type``, the HTTP status and the provider's error codes only
+    (``RESOURCE_EXHAUSTED: 429``). With capture on the message follows, scrubbed of key-like text.
+    """
+    from agentwatch.resilience._classify import _error_codes, _status_code
+
+    try:
+        parts: list[str] = []
+        status = _status_code(exc)
+        if status is not None:
+            parts.append(str(status))
+        seen = {etype.lower(), *parts}
+        for code in sorted(_error_codes(exc)):
+            if _CODE.fullmatch(code) and code not in seen:
+                parts.append(code)
+        text = f"{etype}: {' '.join(parts)}" if parts else etype
+        if capture and (message := str(exc)):
+            text = f"{text}: {message}"
+    except Exception:  # noqa: BLE001 - an exception whose text cannot be read still failed
+        text = etype
+    return scrub(text)
 
 
 # API keys of the common providers, and bearer tokens. Providers echo a masked key in 401

@@ -26,7 +26,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_call, current_session
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._errors import describe_error, error_type
 from agentwatch._telemetry._pricing import put_cost
 from agentwatch._telemetry._usage import Usage
 
@@ -286,9 +286,11 @@ class InferenceCall:
                 self._write_response(span, response)
         if span is None:
             return
-        if recording and etype is not None:
+        if recording and etype is not None and error is not None:
             span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+            span.set_status(
+                Status(StatusCode.ERROR, describe_error(error, capture=tel.settings.capture.span, etype=etype))
+            )
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))

@@ -105,6 +105,7 @@ _FALLBACK_CODES = frozenset(
 )
 _FALLBACK_MESSAGES = ("prompt is too long", "context window", "maximum context length")
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+_TIMEOUT_CODES = frozenset({"deadline_exceeded"})
 
 
 def default_classifier(exc: BaseException) -> Classification:
@@ -141,20 +142,37 @@ def default_classifier(exc: BaseException) -> Classification:
 
 
 def _status_code(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
-        return status
+    """``exc.status_code`` (openai, anthropic), ``exc.code`` (google-genai's ``APIError``,
+    urllib's ``HTTPError``), else the response's ``status_code`` (httpx) or ``status`` (aiohttp)."""
+    response = getattr(exc, "response", None)
+    for status in (
+        getattr(exc, "status_code", None),
+        getattr(exc, "code", None),
+        getattr(response, "status_code", None),
+        getattr(response, "status", None),
+    ):
+        if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+            return status
     return None
 
 
 def _classify_status(exc: BaseException, status: int) -> Classification:
     headers = getattr(getattr(exc, "response", None), "headers", None)
     retry_after = parse_retry_after(headers)
+    if retry_after is None:
+        retry_after = _retry_delay(exc)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
     codes = _error_codes(exc)
+    if status >= 500 and codes & _TIMEOUT_CODES:
+        # Google's DEADLINE_EXCEEDED (HTTP 504): the server gave up waiting, a timeout.
+        return Classification(
+            category=ErrorCategory.TIMEOUT,
+            retryable=not vetoed,
+            counts_as_failure=True,
+            retry_after=retry_after,
+            fallback=True,
+        )
     if status == 429:
         quota = bool(codes & _QUOTA_CODES)
         return Classification(
@@ -180,22 +198,52 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
     return _UNKNOWN
 
 
+def _error_body(exc: BaseException) -> Mapping[str, object] | None:
+    """The error's JSON body: ``exc.body`` (openai, anthropic) or ``exc.details`` (google-genai)."""
+    for name in ("body", "details"):
+        body = getattr(exc, name, None)
+        if isinstance(body, Mapping):
+            return body
+    return None
+
+
 def _error_codes(exc: BaseException) -> set[str]:
-    """The provider's ``code``/``type`` strings, from the exception or its JSON body."""
+    """The provider's ``code``/``type``/``status`` strings, from the exception or its JSON body
+    (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``)."""
     found: set[str] = set()
     sources: list[object] = [exc]
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
+    body = _error_body(exc)
+    if body is not None:
         sources.append(body)
         inner = body.get("error")
         if isinstance(inner, Mapping):
             sources.append(inner)
     for source in sources:
-        for field in ("code", "type"):
+        for field in ("code", "type", "status"):
             value = source.get(field) if isinstance(source, Mapping) else getattr(source, field, None)
             if isinstance(value, str):
                 found.add(value.lower())
     return found
+
+
+def _retry_delay(exc: BaseException) -> float | None:
+    """Google's ``RetryInfo`` detail (``"retryDelay": "7s"``), which its 429s carry instead of a
+    ``Retry-After`` header."""
+    body = _error_body(exc)
+    inner = body.get("error") if body is not None else None
+    details = inner.get("details") if isinstance(inner, Mapping) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    seconds = float(delay[:-1])
+                except ValueError:
+                    return None
+                return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
 
 
 def _mentions(exc: BaseException, phrases: tuple[str, ...]) -> bool:
