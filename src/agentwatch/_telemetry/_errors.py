@@ -25,7 +25,11 @@ def error_type(exc: BaseException) -> str:
     cls = type(exc)
     cached = _cache.get(cls)
     if cached is None:
-        cached = cls.__qualname__ if cls.__module__ == "builtins" else f"{_package(cls.__module__)}.{cls.__qualname__}"
+        cached = (
+            cls.__qualname__
+            if cls.__module__ == "builtins"
+            else f"{_package(cls.__module__)}.{cls.__qualname__}"
+        )
         _cache[cls] = cached
     return cached
 

@@ -289,7 +289,9 @@ class InferenceCall:
         if recording and etype is not None and error is not None:
             span.set_attribute(sc.ERROR_TYPE, etype)
             span.set_status(
-                Status(StatusCode.ERROR, describe_error(error, capture=tel.settings.capture.span, etype=etype))
+                Status(
+                    StatusCode.ERROR, describe_error(error, capture=tel.settings.capture.span, etype=etype)
+                )
             )
         if self._owns_span:
             if at_last_activity:

@@ -345,12 +345,19 @@ def stream_handler(capture: bool) -> Any:
     return on_chunk
 
 
+def _whole(value: object) -> int | None:
+    """A count the SDK types as a float (Vertex AI's ``statistics.token_count``)."""
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return as_int(value)
+
+
 def embed_response(call: InferenceCall, response: object) -> None:
     embeddings = field(response, "embeddings") or ()
     tokens = as_int(field(field(response, "usage_metadata"), "prompt_token_count"))
     if tokens is None:
         # Vertex AI's predict reports each input's token count with its vector.
-        counts = [as_int(field(field(e, "statistics"), "token_count")) for e in embeddings]
+        counts = [_whole(field(field(e, "statistics"), "token_count")) for e in embeddings]
         tokens = sum(c for c in counts if c is not None) if counts and None not in counts else None
     if tokens is not None:
         call.usage = Usage(input_tokens=tokens)
