@@ -26,3 +26,11 @@ ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev]" "openai==1.91
 .venv-compat-1x/bin/pytest -q "${compat_tests[@]}"
 ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
 .venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py
+# google-genai 1.25, the oldest supported: the first whose client retries on its own
+# (HttpRetryOptions), which a policy must turn off, there only through a copy of the client (per-
+# request retry options came later); it also predates httpx2 and `_embed_content`. Its websockets
+# range (< 15.1) excludes the newest.
+ensure_venv .venv-compat-google-genai --unpin "google-genai websockets tenacity" -e ".[dev]" "google-genai==1.25.0" "websockets<15.1"
+.venv-compat-google-genai/bin/pytest -q tests/instrumentation/test_google_genai.py \
+  tests/instrumentation/test_google_genai_equivalence.py tests/instrumentation/test_google_genai_replay.py \
+  tests/test_llm_policies_google_genai.py

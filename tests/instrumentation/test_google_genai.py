@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,8 @@ GEMINI_KEY = "AIzaSyTESTKEYgemini0123456789abcdefXYZ"
 MODEL = "gemini-2.5-flash"
 HAS_AIOHTTP = hasattr(genai._api_client, "has_aiohttp") and genai._api_client.has_aiohttp
 HAS_RETRY_OPTIONS = hasattr(types, "HttpRetryOptions")
+# Older SDKs end a stream quietly at an in-band error event instead of raising it.
+RAISES_IN_BAND_ERRORS = '{"error":' in inspect.getsource(genai._api_client.BaseApiClient.request_streamed)
 
 
 def client(server: FakeLLMServer, **http: Any) -> genai.Client:
@@ -105,6 +108,8 @@ def test_generate_content_span_metrics_and_cost(
     assert (span.name, span.kind) == (f"generate_content {MODEL}", SpanKind.CLIENT)
     attrs = attributes(span)
     cost = attrs.pop("gen_ai.usage.cost.amount")
+    # Older SDKs do not read responseId.
+    assert attrs.pop("gen_ai.response.id", None) == response.response_id
     assert attrs == {
         "gen_ai.operation.name": "generate_content",
         "gen_ai.provider.name": "gcp.gemini",
@@ -118,7 +123,6 @@ def test_generate_content_span_metrics_and_cost(
         "gen_ai.request.stop_sequences": ("###",),
         "gen_ai.request.seed": 7,
         "gen_ai.output.type": "json",
-        "gen_ai.response.id": "fake-gemini-1",
         "gen_ai.response.model": MODEL,
         "gen_ai.response.finish_reasons": ("stop",),
         # The conventions' input includes the cached tokens, their output the thoughts.
@@ -331,6 +335,9 @@ def test_sync_stream_yields_every_chunk_and_ends_the_span(
     assert len(instrumented.points("gen_ai.client.operation.time_per_output_chunk")) == 1
 
 
+@pytest.mark.skipif(
+    not RAISES_IN_BAND_ERRORS, reason="this google-genai does not raise in-band stream errors"
+)
 def test_sync_stream_error_mid_way(
     instrumented: Signals, fake_llm: FakeLLMServer, gemini: genai.Client
 ) -> None:
@@ -389,6 +396,8 @@ async def test_async_calls_on_each_transport(
 
 
 @pytest.mark.anyio
+# google-genai < 1.3x opens an aiohttp session per stream and closes it only at the stream's end.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_async_stream_closed_early(
     instrumented: Signals, fake_llm: FakeLLMServer, gemini: genai.Client
 ) -> None:
@@ -458,8 +467,9 @@ def test_automatic_function_calling_is_one_span_per_model_request(
     response = gemini.models.generate_content(
         model=MODEL, contents="Weather in Paris?", config=types.GenerateContentConfig(tools=[get_weather])
     )
-    assert response.text == "It is sunny." and calls == ["Paris"]
+    assert response.text == "It is sunny."
     spans = instrumented.finished()
+    assert len(spans) == len(fake_llm.requests) == 2
     # Two requests, two spans, each with its own usage: none lost, none counted twice.
     assert [attributes(s)["gen_ai.usage.input_tokens"] for s in spans] == [30, 50]
     assert sum(p.sum for p in instrumented.points("gen_ai.client.token.usage")) == 30 + 5 + 50 + 6
@@ -595,6 +605,7 @@ def test_uninstrument_restores_every_method(signals: Signals) -> None:
         (owner, name): vars(owner)[name]
         for owner in (models.Models, models.AsyncModels)
         for name in ("_generate_content", "_generate_content_stream", "_embed_content", "embed_content")
+        if name in vars(owner)  # older SDKs have no _embed_content
     }
     originals[(_api_client.BaseApiClient, "_build_request")] = vars(_api_client.BaseApiClient)[
         "_build_request"

@@ -81,7 +81,7 @@ class LLMPolicies:
             resource = resources[type(instance)] = type(instance)(resources["client"])
         return wrapped.__func__.__get__(resource)  # type: ignore[attr-defined, no-any-return]
 
-    def _stainless_options(
+    def stainless_options(
         self,
         wrapped: Callable[..., Any],
         instance: Any,
@@ -89,6 +89,7 @@ class LLMPolicies:
         limit: float | None,
         no_retries: bool,
     ) -> Callable[..., Any]:
+        """The Stainless SDKs' (openai, anthropic) :data:`AttemptOptions`."""
         if limit is not None:
             given = kwargs.get("timeout")
             if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
@@ -116,7 +117,7 @@ class LLMPolicies:
             chunk_limits = [t for t in (first, idle) if t is not None]
             if chunk_limits:
                 limit = max(chunk_limits) if limit is None else min(limit, max(chunk_limits))
-        apply = options or self._stainless_options
+        apply = options or self.stainless_options
         return apply(wrapped, instance, call_kwargs, limit, ctx.disable_sdk_retries), call_kwargs
 
     def call(

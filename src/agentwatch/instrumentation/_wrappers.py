@@ -277,12 +277,22 @@ def _policy_opener(
         # An empty stream is a success, not a StopIteration escaping into the pipeline.
         return generator, next(generator, _NO_ITEM)
 
+    base = op.attempt_options or policies.stainless_options
+
+    def options(
+        target: Callable[..., Any],
+        owner: Any,
+        attempt_kwargs: dict[str, Any],
+        limit: float | None,
+        no_retries: bool,
+    ) -> Callable[..., Any]:
+        chosen = base(target, owner, attempt_kwargs, limit, no_retries)
+        return lambda *a, **k: first(chosen(*a, **k))
+
     def opener(proxy: SyncGeneratorProxy) -> Any:
         # Each attempt returns its own generator; only the pipeline's winner becomes the stream
         # (an attempt cut by a timeout may still finish later, in its thread).
-        generator, item = policies.call(
-            call, policy, lambda *a, **k: first(wrapped(*a, **k)), instance, args, kwargs, op.attempt_options
-        )
+        generator, item = policies.call(call, policy, wrapped, instance, args, kwargs, options)
         proxy.__wrapped__ = generator
         if item is _NO_ITEM:
             raise StopIteration

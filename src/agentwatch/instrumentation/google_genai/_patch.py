@@ -16,8 +16,10 @@ agentwatch adds ``traceparent`` to a copy of those headers while an instrumented
 
 from __future__ import annotations
 
+import inspect
 import math
 import types
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,13 +74,53 @@ def _with(obj: object, updates: dict[str, Any], model: type | None) -> Any:
     return obj.model_copy(update=updates)  # type: ignore[attr-defined]
 
 
+_per_request_retries: dict[type, bool] = {}
+_no_retry_types: dict[type, type] = {}
+_no_retry_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _takes_request_retries(client: Any) -> bool:
+    """Whether the SDK honours a request's own ``retry_options`` (``_request(..., http_options)``);
+    before that (google-genai < 1.3x) only the client's retry policy applied."""
+    kind = type(client)
+    known = _per_request_retries.get(kind)
+    if known is None:
+        try:
+            known = "http_options" in inspect.signature(kind._request).parameters
+        except (AttributeError, TypeError, ValueError):
+            known = False
+        _per_request_retries[kind] = known
+    return known
+
+
+def _without_client_retries(wrapped: Any, instance: Any) -> Any:
+    """``wrapped`` bound to a copy of its module over a copy of the API client whose retry
+    policy tries once. The copy shares the original's HTTP clients and sessions; its class
+    drops ``__del__``, which would close them."""
+    import tenacity
+
+    client = instance._api_client
+    quiet: Any = _no_retry_clients.get(client)
+    if quiet is None:
+        kind = type(client)
+        no_del = _no_retry_types.get(kind)
+        if no_del is None:
+            no_del = _no_retry_types[kind] = type(kind.__name__, (kind,), {"__del__": lambda self: None})
+        quiet = object.__new__(no_del)
+        quiet.__dict__.update(client.__dict__)
+        quiet._retry = tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        quiet._async_retry = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        _no_retry_clients[client] = quiet
+    return wrapped.__func__.__get__(type(instance)(quiet))
+
+
 def attempt_options(
     wrapped: Any, instance: Any, kwargs: dict[str, Any], limit: float | None, no_retries: bool
 ) -> Any:
-    """google-genai takes both per request, in ``config.http_options``: ``timeout`` in
-    milliseconds, and ``retry_options`` (``HttpRetryOptions(attempts=1)``: one try, and no
-    implicit reconnect of the async aiohttp path either). SDKs older than ``retry_options``
-    do not retry at all."""
+    """google-genai takes the timeout per request, in ``config.http_options.timeout``
+    (milliseconds), and since 1.3x the retries too: ``retry_options=HttpRetryOptions(attempts=1)``,
+    one try, and no implicit reconnect of the async aiohttp path either. Older SDKs retry by the
+    client's policy only: there the attempt goes through a copy of the client that tries once."""
     from google.genai import types as gt
 
     config = kwargs.get("config")
@@ -90,7 +132,8 @@ def attempt_options(
         if not isinstance(given, int) or isinstance(given, bool) or given > ms:
             updates["timeout"] = ms
     retry_model = getattr(gt, "HttpRetryOptions", None)
-    if no_retries and retry_model is not None and "retry_options" in gt.HttpOptions.model_fields:
+    per_request = no_retries and _takes_request_retries(getattr(instance, "_api_client", None))
+    if per_request and retry_model is not None and "retry_options" in gt.HttpOptions.model_fields:
         as_dict = (http is None and (config is None or isinstance(config, Mapping))) or isinstance(
             http, Mapping
         )
@@ -99,6 +142,8 @@ def attempt_options(
         plain = config is None or isinstance(config, Mapping)
         new_http = _with(http, updates, None if plain or isinstance(http, Mapping) else gt.HttpOptions)
         kwargs["config"] = _with(config, {"http_options": new_http}, None)
+    if no_retries and not per_request and retry_model is not None:
+        return _without_client_retries(wrapped, instance)
     return wrapped
 
 

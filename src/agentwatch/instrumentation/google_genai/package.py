@@ -1,6 +1,6 @@
 """What agentwatch's integration registry (``instrumentation/_registry.py``) reads; imports nothing."""
 
-_instruments = ("google-genai >= 1.0.0, < 4",)
+_instruments = ("google-genai >= 1.25.0, < 4",)
 _module = "google.genai"
 # Libraries whose other instrumentors would duplicate this one's telemetry, and how.
 _duplicated_by = {
