@@ -396,7 +396,7 @@ async def test_async_calls_on_each_transport(
 
 
 @pytest.mark.anyio
-# google-genai < 1.3x opens an aiohttp session per stream and closes it only at the stream's end.
+# older google-genai opens an aiohttp session per stream and closes it only at the stream's end.
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_async_stream_closed_early(
     instrumented: Signals, fake_llm: FakeLLMServer, gemini: genai.Client

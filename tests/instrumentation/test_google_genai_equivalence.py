@@ -181,7 +181,7 @@ def instrumentation() -> Iterator[Callable[[], None]]:
     set_default_telemetry()
 
 
-# google-genai < 1.3x cannot close its aiohttp sessions (no aclose).
+# older google-genai cannot close its aiohttp sessions (no aclose).
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_same_result_with_and_without_instrumentation(

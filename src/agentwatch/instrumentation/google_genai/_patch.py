@@ -81,7 +81,7 @@ _no_retry_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictiona
 
 def _takes_request_retries(client: Any) -> bool:
     """Whether the SDK honours a request's own ``retry_options`` (``_request(..., http_options)``);
-    before that (google-genai < 1.3x) only the client's retry policy applied."""
+    before that (older google-genai) only the client's retry policy applied."""
     kind = type(client)
     known = _per_request_retries.get(kind)
     if known is None:
@@ -118,7 +118,7 @@ def attempt_options(
     wrapped: Any, instance: Any, kwargs: dict[str, Any], limit: float | None, no_retries: bool
 ) -> Any:
     """google-genai takes the timeout per request, in ``config.http_options.timeout``
-    (milliseconds), and since 1.3x the retries too: ``retry_options=HttpRetryOptions(attempts=1)``,
+    (milliseconds), and in newer releases (1.30 has them) the retries too: ``retry_options=HttpRetryOptions(attempts=1)``,
     one try, and no implicit reconnect of the async aiohttp path either. Older SDKs retry by the
     client's policy only: there the attempt goes through a copy of the client that tries once."""
     from google.genai import types as gt
