@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
 import pytest
 
 import agentwatch
+from agentwatch import Policy
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
@@ -57,6 +59,23 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
         # Streams that tests drop on purpose end their spans in a finalizer: run it while the
         # providers are still alive.
         gc.collect()
+
+
+@pytest.fixture
+def with_policies(signals: Signals) -> Iterator[Any]:
+    """``with_policies(**{"model": Policy(...)})`` instruments with those LLM policies."""
+    from agentwatch.resilience import reset_registry
+
+    reset_registry()
+
+    def instrument(**policies: Policy) -> Signals:
+        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
+        return signals
+
+    yield instrument
+    agentwatch.uninstrument()
+    set_default_telemetry()
+    reset_registry()
 
 
 @pytest.fixture

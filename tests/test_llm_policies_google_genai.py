@@ -3,7 +3,6 @@ opened through the policy, fallbacks, breaker and timeouts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +13,6 @@ from opentelemetry.trace import StatusCode
 import agentwatch
 from agentwatch import CircuitBreaker, CircuitOpenError, Policy, Retry, ToolTimeoutError
 from agentwatch._fakellm import FakeLLMServer, Reply
-from agentwatch._telemetry._core import set_default_telemetry
-from agentwatch.resilience import reset_registry
 from support import Signals
 
 KEY = "AIzaSyTESTKEYgemini0123456789abcdefXYZ"
@@ -23,20 +20,6 @@ MODEL = "gemini-2.5-flash"
 HAS_RETRY_OPTIONS = hasattr(types, "HttpRetryOptions")
 needs_retry_options = pytest.mark.skipif(not HAS_RETRY_OPTIONS, reason="this google-genai does not retry")
 FAST = Retry(attempts=3, backoff=0.0, max_delay=0.0)
-
-
-@pytest.fixture
-def with_policies(signals: Signals) -> Iterator[Any]:
-    reset_registry()
-
-    def instrument(**policies: Policy) -> Signals:
-        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
-        return signals
-
-    yield instrument
-    agentwatch.uninstrument()
-    set_default_telemetry()
-    reset_registry()
 
 
 def sdk_retrying(server: FakeLLMServer, attempts: int = 5) -> genai.Client:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 
 __all__ = ["describe_error", "error_type", "scrub"]
 
@@ -25,23 +24,12 @@ def error_type(exc: BaseException) -> str:
     cls = type(exc)
     cached = _cache.get(cls)
     if cached is None:
+        module = cls.__module__
         cached = (
-            cls.__qualname__
-            if cls.__module__ == "builtins"
-            else f"{_package(cls.__module__)}.{cls.__qualname__}"
+            cls.__qualname__ if module == "builtins" else f"{module.partition('.')[0]}.{cls.__qualname__}"
         )
         _cache[cls] = cached
     return cached
-
-
-def _package(module: str) -> str:
-    """The top-level package of ``module``; two levels for a namespace package (``google.genai``),
-    whose top level is shared by unrelated distributions."""
-    top, _, rest = module.partition(".")
-    parent = sys.modules.get(top)
-    if rest and parent is not None and getattr(parent, "__file__", None) is None:
-        return f"{top}.{rest.partition('.')[0]}"
-    return top
 
 
 # What a provider's error code or status looks like: one identifier-like token. Anything else is

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
@@ -33,6 +33,9 @@ from agentwatch.instrumentation._policies import (
     safe_policy_for,
     stream_limits,
 )
+
+if TYPE_CHECKING:
+    from agentwatch.resilience import Policy
 
 __all__ = ["Operation", "async_wrapper", "generator_wrapper", "stream_manager_wrapper", "sync_wrapper"]
 
@@ -145,6 +148,16 @@ def finish_call(
     return result
 
 
+def _begin(
+    telemetry: Telemetry, policies: LLMPolicies, op: Operation, instance: Any, kwargs: dict[str, Any]
+) -> tuple[Policy | None, InferenceCall | None]:
+    """The call's policy and its started call (None when starting it failed)."""
+    policy = safe_policy_for(policies, kwargs.get("model"))
+    if policy is not None or telemetry.settings.capture.enabled:
+        make_replayable(kwargs)
+    return policy, start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+
+
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     policies = policies_of(telemetry)
 
@@ -153,10 +166,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        policy = safe_policy_for(policies, kwargs.get("model"))
-        if policy is not None or telemetry.settings.capture.enabled:
-            make_replayable(kwargs)
-        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
@@ -185,10 +195,7 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        policy = safe_policy_for(policies, kwargs.get("model"))
-        if policy is not None or telemetry.settings.capture.enabled:
-            make_replayable(kwargs)
-        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
@@ -234,10 +241,7 @@ def generator_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]
     ) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        policy = safe_policy_for(policies, kwargs.get("model"))
-        if policy is not None or telemetry.settings.capture.enabled:
-            make_replayable(kwargs)
-        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
         try:
             generator = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -265,7 +269,7 @@ def generator_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]
 
 def _policy_opener(
     policies: LLMPolicies,
-    policy: Any,
+    policy: Policy,
     op: Operation,
     call: InferenceCall,
     wrapped: Callable[..., Any],

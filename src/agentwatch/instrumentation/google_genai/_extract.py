@@ -396,10 +396,13 @@ GOOGLE_RPC_CODES = frozenset(
 def error_type(exc: BaseException) -> str:
     """An ``APIError``'s canonical status (``RESOURCE_EXHAUSTED``, ``UNAVAILABLE``...), the
     provider error code the conventions prefer: the SDK has one class for every 4xx and one for
-    every 5xx. Anything else: the qualified class name."""
+    every 5xx. The SDK's other exceptions: ``google.genai.{class}``; anything else by class."""
     from agentwatch._telemetry._errors import error_type as by_class
 
     status = getattr(exc, "status", None)
     if isinstance(status, str) and status in GOOGLE_RPC_CODES and isinstance(getattr(exc, "code", None), int):
         return status
+    if type(exc).__module__.startswith("google.genai."):
+        # "google" is a namespace package shared by many distributions: name this one.
+        return f"google.genai.{type(exc).__qualname__}"
     return by_class(exc)
