@@ -276,15 +276,14 @@ def test_content_capture_in_the_message_schema(capture: Signals, fake_llm: FakeL
     (event,) = capture.logs.get_finished_logs()
     record = getattr(event, "log_record", event)
     assert record.attributes["gen_ai.output.messages"][0]["finish_reason"] == "tool_call"
-    if "gen_ai.tool.definitions" in attrs:  # gen_ai.tool.definitions support (issue 12) is merged
-        assert json.loads(attrs["gen_ai.tool.definitions"]) == [
-            {
-                "type": "function",
-                "name": "get_weather",
-                "description": "The weather of a city.",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            }
-        ]
+    assert json.loads(attrs["gen_ai.tool.definitions"]) == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "The weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
 
 
 def test_streamed_content_is_reassembled(capture: Signals, fake_llm: FakeLLMServer) -> None:

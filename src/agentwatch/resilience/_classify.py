@@ -33,6 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._errors import error_body, http_status, provider_error_codes
+
 __all__ = [
     "Classification",
     "Classifier",
@@ -115,8 +118,9 @@ def default_classifier(exc: BaseException) -> Classification:
     timeout; ``ConnectionError`` and every other ``OSError`` is a dependency failure; ``ValueError``,
     ``TypeError`` and ``KeyError`` are validation errors. HTTP errors of the LLM SDKs and HTTP
     clients are classified by status code (408, 409, 429 and 5xx transient; other 4xx validation),
-    read from ``exc.status_code`` or ``exc.response.status_code``, and honour the response's
-    ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers.
+    read from ``exc.status_code``, ``exc.code`` (google-genai) or the response's status, and honour
+    the response's ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers (and Google's
+    ``RetryInfo`` delay); Google's ``DEADLINE_EXCEEDED`` is a timeout.
 
     Unknown exceptions are not retried, because retrying a call whose failure nobody understood may
     repeat a side effect (tools are not known to be idempotent) or a bug; but they count as a breaker
@@ -125,7 +129,17 @@ def default_classifier(exc: BaseException) -> Classification:
     """
     if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
         return _CANCELLED
-    status = _status_code(exc)
+    try:
+        return _classify(exc)
+    except Exception:  # noqa: BLE001 - a hostile exception (a property or __str__ that raises)
+        # Classifying must never replace the call's own exception: nobody understood this
+        # failure, which is what "unknown" means.
+        report_internal_error("classifying an exception")
+        return _UNKNOWN
+
+
+def _classify(exc: Exception) -> Classification:
+    status = http_status(exc)
     if status is not None:
         return _classify_status(exc, status)
     mro_names = {cls.__name__ for cls in type(exc).__mro__}
@@ -139,21 +153,6 @@ def default_classifier(exc: BaseException) -> Classification:
     if isinstance(exc, (ValueError, TypeError, KeyError)):
         return _VALIDATION
     return _UNKNOWN
-
-
-def _status_code(exc: BaseException) -> int | None:
-    """``exc.status_code`` (openai, anthropic), ``exc.code`` (google-genai's ``APIError``,
-    urllib's ``HTTPError``), else the response's ``status_code`` (httpx) or ``status`` (aiohttp)."""
-    response = getattr(exc, "response", None)
-    for status in (
-        getattr(exc, "status_code", None),
-        getattr(exc, "code", None),
-        getattr(response, "status_code", None),
-        getattr(response, "status", None),
-    ):
-        if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
-            return status
-    return None
 
 
 def _classify_status(exc: BaseException, status: int) -> Classification:
@@ -198,38 +197,16 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
     return _UNKNOWN
 
 
-def _error_body(exc: BaseException) -> Mapping[str, object] | None:
-    """The error's JSON body: ``exc.body`` (openai, anthropic) or ``exc.details`` (google-genai)."""
-    for name in ("body", "details"):
-        body = getattr(exc, name, None)
-        if isinstance(body, Mapping):
-            return body
-    return None
-
-
 def _error_codes(exc: BaseException) -> set[str]:
     """The provider's ``code``/``type``/``status`` strings, from the exception or its JSON body
     (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``)."""
-    found: set[str] = set()
-    sources: list[object] = [exc]
-    body = _error_body(exc)
-    if body is not None:
-        sources.append(body)
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            sources.append(inner)
-    for source in sources:
-        for field in ("code", "type", "status"):
-            value = source.get(field) if isinstance(source, Mapping) else getattr(source, field, None)
-            if isinstance(value, str):
-                found.add(value.lower())
-    return found
+    return {code.lower() for code in provider_error_codes(exc)}
 
 
 def _retry_delay(exc: BaseException) -> float | None:
     """Google's ``RetryInfo`` detail (``"retryDelay": "7s"``), which its 429s carry instead of a
     ``Retry-After`` header."""
-    body = _error_body(exc)
+    body = error_body(exc)
     inner = body.get("error") if body is not None else None
     details = inner.get("details") if isinstance(inner, Mapping) else None
     if not isinstance(details, list):

@@ -235,12 +235,7 @@ def content(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
     system = field(config, "system_instruction")
     if system is not None:
         call.system_instructions = [p for m in _messages(system) for p in m["parts"]]
-    definitions = tool_definitions(config)
-    if definitions is not None:
-        try:  # the attribute arrives with gen_ai.tool.definitions support (issue 12)
-            call.tool_definitions = definitions  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
+    call.tool_definitions = tool_definitions(config)
 
 
 # -- responses ---------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
-"""The LangChain methods agentwatch wraps: ``BaseTool.run`` and ``BaseTool.arun``."""
+"""The LangChain methods agentwatch wraps: ``BaseTool.run`` and ``BaseTool.arun``, and
+``BaseTool._parse_input`` to see LangChain's own validation of the arguments against
+``args_schema``, which runs before the tool and which agentwatch does not duplicate."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from agentwatch import _semconv as sc
+from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
-from agentwatch.tools._execution import ToolSpec, ToolTelemetry, run_async, run_sync
+from agentwatch.resilience._errors import FieldProblem, InvalidArgumentsError
+from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async, run_sync
+from agentwatch.tools._validation import pydantic_problems
 
 __all__ = ["patches"]
 
@@ -54,18 +60,65 @@ def _call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[object, str | 
     return tool_input, call_id if isinstance(call_id, str) and call_id else None
 
 
+class _Running:
+    """The instrumented call whose arguments LangChain is about to parse."""
+
+    __slots__ = ("call", "tool")
+
+    def __init__(self, tool: object) -> None:
+        self.tool = tool
+        self.call: ToolCall | None = None
+
+    def started(self, call: ToolCall) -> None:
+        self.call = call
+
+
+_running: ContextVar[_Running | None] = ContextVar("agentwatch_langchain_tool_call", default=None)
+
+
+def _parse_input(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """LangChain's validation of the input against ``args_schema``: a failure is the call's
+    ``invalid_arguments`` (LangChain raises or handles it as configured; the tool never runs)."""
+    try:
+        return wrapped(*args, **kwargs)
+    except Exception as exc:
+        running = _running.get()
+        if running is not None and running.tool is instance and running.call is not None:
+            running.call.invalid = _as_invalid(running.call.spec.name, exc)
+        raise
+
+
+def _as_invalid(name: str, exc: Exception) -> InvalidArgumentsError:
+    try:
+        problems = pydantic_problems(exc) if callable(getattr(exc, "errors", None)) else []
+    except Exception:  # noqa: BLE001 - pydantic v1 errors, or anything else: the kind only
+        report_internal_error("reading a LangChain validation error")
+        problems = []
+    if not problems:
+        problems = [FieldProblem("", type(exc).__name__, "The input does not match the tool's args_schema")]
+    return InvalidArgumentsError(name=name, problems=problems)
+
+
 def _run(telemetry: ToolTelemetry) -> Callable[..., Any]:
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         tool_input, call_id = _call(args, kwargs)
-        return run_sync(
-            telemetry,
-            _spec(instance),
-            lambda: wrapped(*args, **kwargs),
-            arguments=tool_input,
-            call_id=call_id,
-        )
+        running = _Running(instance)
+        token = _running.set(running)
+        try:
+            return run_sync(
+                telemetry,
+                _spec(instance),
+                lambda: wrapped(*args, **kwargs),
+                arguments=tool_input,
+                call_id=call_id,
+                on_start=running.started,
+            )
+        finally:
+            _running.reset(token)
 
     return traced
 
@@ -79,7 +132,19 @@ def _arun(telemetry: ToolTelemetry) -> Callable[..., Any]:
         def invoke() -> Any:
             return wrapped(*args, **kwargs)
 
-        return await run_async(telemetry, _spec(instance), invoke, arguments=tool_input, call_id=call_id)
+        running = _Running(instance)
+        token = _running.set(running)
+        try:
+            return await run_async(
+                telemetry,
+                _spec(instance),
+                invoke,
+                arguments=tool_input,
+                call_id=call_id,
+                on_start=running.started,
+            )
+        finally:
+            _running.reset(token)
 
     return traced
 
@@ -88,3 +153,4 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
     tools = ToolTelemetry(telemetry)
     yield _MODULE, "BaseTool.run", _run(tools)
     yield _MODULE, "BaseTool.arun", _arun(tools)
+    yield _MODULE, "BaseTool._parse_input", _parse_input
