@@ -7,7 +7,7 @@ import asyncio
 import gc
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -549,6 +549,35 @@ def test_api_errors_are_classified(
     (duration,) = instrumented.points("gen_ai.client.operation.duration")
     assert duration.attributes["error.type"] == error_type
     assert "ZEBRA" not in instrumented.dump()
+
+
+# An API key of a shape no pattern knows: only the client that holds it can name it.
+ODD_KEY = "acme.gateway.TOKEN.QmFzZTY0LWxvb2tpbmc"
+
+
+@pytest.mark.parametrize(
+    ("make", "secret", "status"),
+    [
+        (lambda server: genai.Client(api_key=ODD_KEY, http_options={"base_url": server.url}), ODD_KEY, 400),
+        (vertex_client, "ya29.TESTTOKENvertex0123456789", 401),
+    ],
+    ids=["api-key", "vertex-token"],
+)
+def test_the_credential_the_client_holds_never_appears(
+    capture: Signals,
+    fake_llm: FakeLLMServer,
+    make: Callable[[FakeLLMServer], genai.Client],
+    secret: str,
+    status: int,
+) -> None:
+    # Servers echo the credential in their error text, which content capture keeps (scrubbed).
+    fake_llm.enqueue(Reply.error(status, message=f"API key not valid: {secret}. Pass a valid key."))
+    gemini = make(fake_llm)  # held: a collected client closes its connection pool
+    with pytest.raises(errors.ClientError):
+        gemini.models.generate_content(model=MODEL, contents="hi")
+    description = capture.only_span().status.description or ""
+    assert "API key not valid: [REDACTED]" in description, description
+    assert secret not in capture.dump() and secret[-12:] not in capture.dump()
 
 
 @pytest.mark.anyio

@@ -160,7 +160,8 @@ def describe_error(
 _SECRET = re.compile(
     r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-*]{4,}"  # OpenAI, Anthropic
     r"|\b(?:gsk|xai|hf|r8|pplx|csk|fw|nvapi|ghp|gho|github_pat|glpat|sk_live|sk_test|rk_live)[_-][A-Za-z0-9_\-*]{8,}"
-    r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google
+    r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google API keys
+    r"|\bya29\.[0-9A-Za-z_\-]{16,}"  # Google OAuth access tokens (Vertex AI)
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\b[0-9a-f]{32,}\b"  # hex keys (Azure OpenAI, many self-hosted gateways)
     r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*)?"  # JWTs (Azure AD, Vertex)

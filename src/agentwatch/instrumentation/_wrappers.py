@@ -93,7 +93,9 @@ def start_call(
             call.error_typer = op.native_error_type
         elif op.error_type is not None:
             call.error_typer = op.error_type
-        call.client = getattr(instance, "_client", None)
+        # The client whose credentials an error description must not quote (openai and
+        # anthropic resources hold it as ``_client``, google-genai's ``Models`` as ``_api_client``).
+        call.client = getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
