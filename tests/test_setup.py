@@ -335,7 +335,7 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core", "openai-agents"})
+    missing.update({"openai", "google-genai", "mcp", "langchain-core", "openai-agents"})
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
 
 
