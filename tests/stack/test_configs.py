@@ -408,6 +408,25 @@ def test_dashboard_and_rule_metric_names_are_ones_the_stack_exposes() -> None:
     assert seen & KNOWN_METRICS, "no metric names found"
 
 
+def _matched_events(expr: str) -> set[str]:
+    match = re.search(r'agentwatch_resilience_event=~"([^"]+)"', expr)
+    assert match is not None, expr
+    return set(match.group(1).split("|"))
+
+
+def test_the_rejections_panel_counts_every_rejection_the_resilience_layer_emits() -> None:
+    """The events of calls refused without being made are REJECTION_EVENTS (the resilience tests
+    check that each refusal emits one of them); the Tools dashboard's panel selects exactly those."""
+    from agentwatch.resilience._telemetry import REJECTION_EVENTS
+
+    dashboard = next(d for d in load_dashboards().values() if d["uid"] == "agentwatch-tools")
+    (target,) = [t for p, t in iter_targets(dashboard) if p["title"] == "Rejections per second"]
+    assert _matched_events(target["expr"]) == REJECTION_EVENTS
+    panel = next(p for p, t in iter_targets(dashboard) if t is target)
+    for event in REJECTION_EVENTS:
+        assert event in panel["description"], event
+
+
 def test_dashboard_json_is_stable_formatting() -> None:
     """Files are plain JSON objects (Grafana imports them as-is) with a trailing newline."""
     for path in _paths.dashboard_files():
