@@ -27,6 +27,8 @@ OTEL_TO_PROMETHEUS: dict[str, str] = {
     "agentwatch.resilience.events": "agentwatch_resilience_events_total",
     "agentwatch.resilience.attempts": "agentwatch_resilience_attempts",
     "agentwatch.circuit.state": "agentwatch_circuit_state",
+    # A gauge of unit "1" gets `_ratio` (the translator's suffix for dimensionless gauges).
+    "agentwatch.state.shared": "agentwatch_state_shared_ratio",
 }
 
 HISTOGRAMS = {
@@ -54,7 +56,12 @@ SPANMETRICS = {
 
 KNOWN_METRICS: frozenset[str] = frozenset(
     {f"{h}_{suffix}" for h in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
-    | {"agentwatch_sessions_total", "agentwatch_resilience_events_total", "agentwatch_circuit_state"}
+    | {
+        "agentwatch_sessions_total",
+        "agentwatch_resilience_events_total",
+        "agentwatch_circuit_state",
+        "agentwatch_state_shared_ratio",
+    }
     | SPANMETRICS
 )
 
@@ -72,6 +79,7 @@ KNOWN_LABELS: frozenset[str] = frozenset(
         "agentwatch_resilience_event",
         "agentwatch_resilience_policy",
         "agentwatch_circuit_name",
+        "agentwatch_state_backend",
     }
 )
 
