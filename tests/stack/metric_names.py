@@ -2,8 +2,9 @@
 
 Observed with the real binaries (the ocb-built Collector: contrib v0.140.1 prometheus exporter and
 spanmetrics connector, default settings; Prometheus 3.16): dots become underscores; unit ``s`` adds
-``_seconds``, ``USD`` adds ``_USD`` (case kept); ``{...}`` annotation units add nothing; counters
-get ``_total``; histograms are ``_bucket``/``_sum``/``_count``. ``job`` is service.name (or
+``_seconds``, ``USD`` adds ``_USD`` (case kept), ``1`` adds ``_ratio`` to a gauge; ``{...}``
+annotation units add nothing; counters get ``_total``; histograms are ``_bucket``/``_sum``/
+``_count``. ``job`` is service.name (or
 service.namespace/service.name), ``instance`` is service.instance.id, every series also carries
 ``otel_scope_name``/``otel_scope_version``; resource attributes go to ``target_info``.
 
