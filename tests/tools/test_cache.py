@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 import agentwatch
-from _redis import RedisServer, redis_server_binary
+from _redis import RedisServer, redis_server_binary, silent_redis
 from agentwatch import Cache, ConfigError, Policy, ToolRegistry, ToolUnavailable
 from agentwatch.resilience import (
     CircuitBreaker,
@@ -560,39 +561,18 @@ def test_a_stopped_redis_costs_one_connection_attempt_per_retry_window(
 
 
 @pytest.fixture
-def silent_redis() -> Iterator[int]:
-    """A port that accepts connections and never answers: a hung Redis, where only timeouts help."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        server.close()
+def silent_url() -> Iterator[str]:
+    with silent_redis() as url:
+        yield url
 
 
 def test_a_silent_redis_is_cut_at_the_timeout_and_probed_by_one_call_at_a_time(
-    tele: Signals, rt: ResilienceTelemetry, silent_redis: int, monkeypatch: pytest.MonkeyPatch
+    tele: Signals, rt: ResilienceTelemetry, silent_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_module, "_REDIS_RETRY_AFTER", 0.5)
-    attempts = _connection_attempts(monkeypatch, silent_redis)
+    attempts = _connection_attempts(monkeypatch, urlsplit(silent_url).port or 0)
     calls: list[dict[str, Any]] = []
-    url = f"redis://127.0.0.1:{silent_redis}/0"
+    url = silent_url
     registry = counting_registry(Cache(backend="redis", redis_url=url, redis_timeout=REDIS_TIMEOUT), calls)
 
     started = time.monotonic()

@@ -277,25 +277,29 @@ def _setting(report: Report, environ: Mapping[str, str], name: str, describer: _
         report.problems.append(message)
 
 
-def _redis_meaning(name: str, value: str, used_for: str, without_it: str) -> str:
-    """Where a Redis URL setting points (password hidden) and whether that Redis answers."""
+def _redis_setting(name: str, unset: str, used_for: str, without_it: str) -> _Describer:
+    """A Redis URL setting: where it points (password hidden) and whether that Redis answers."""
     from agentwatch.resilience._config import check_redis_url, redacted_url
 
-    url = check_redis_url(name, value)
-    where = redacted_url(url)
-    endpoint = None if url.startswith("unix://") else parse_endpoint(url, 6379)
-    if endpoint is None:
-        return f"{used_for} Redis at {where}"
-    problem = probe(endpoint.host, endpoint.port)
-    if problem is not None:
-        raise ValueError(f"{name}: Redis at {where} does not answer ({problem}); {without_it}")
-    return f"{used_for} Redis at {where} (answers)"
+    def meaning(value: str) -> str:
+        if not value.strip():
+            return unset
+        url = check_redis_url(name, value)
+        where = redacted_url(url)
+        endpoint = None if url.startswith("unix://") else parse_endpoint(url, 6379)
+        if endpoint is None:
+            return f"{used_for} Redis at {where}"
+        problem = probe(endpoint.host, endpoint.port)
+        if problem is not None:
+            raise ValueError(f"{name}: Redis at {where} does not answer ({problem}); {without_it}")
+        return f"{used_for} Redis at {where} (answers)"
+
+    return _Describer("", meaning, redacted_url)
 
 
 def _describers(report: Report) -> dict[str, _Describer]:
     from agentwatch._admin_auth import configured_token
     from agentwatch._config import _capture, _host_policy, load_prices_file, parse_bool
-    from agentwatch.resilience._config import redacted_url
     from agentwatch.resilience._file import load_config
 
     def capture(value: str) -> str:
@@ -340,26 +344,6 @@ def _describers(report: Report) -> dict[str, _Describer]:
             f"{count} polic{'y' if count == 1 else 'ies'} ({len(loaded.tools)} tool, {len(loaded.llm)} model)"
         )
 
-    def cache(value: str) -> str:
-        if not value.strip():
-            return 'none: a Cache(backend="redis") needs a redis_url of its own'
-        return _redis_meaning(
-            ev.AGENTWATCH_CACHE_REDIS_URL,
-            value,
-            'tool-result caches with backend="redis" and no redis_url of their own use',
-            "cached tools would run uncached until it does",
-        )
-
-    def shared_state(value: str) -> str:
-        if not value.strip():
-            return "in-process: each replica has its own disabled tools, forced circuits and rate limits"
-        return _redis_meaning(
-            ev.AGENTWATCH_STATE_REDIS_URL,
-            value,
-            "shared by every replica through",
-            "replicas would run on their local state until it does",
-        )
-
     def admin_token(value: str) -> str:
         token = configured_token(value)
         if token is None:
@@ -377,8 +361,18 @@ def _describers(report: Report) -> dict[str, _Describer]:
         ev.AGENTWATCH_OPENAI_INCLUDE_USAGE: _Describer("false", usage),
         ev.AGENTWATCH_PRICES_FILE: _Describer("", prices),
         ev.AGENTWATCH_CONFIG: _Describer("", config),
-        ev.AGENTWATCH_CACHE_REDIS_URL: _Describer("", cache, redacted_url),
-        ev.AGENTWATCH_STATE_REDIS_URL: _Describer("", shared_state, redacted_url),
+        ev.AGENTWATCH_CACHE_REDIS_URL: _redis_setting(
+            ev.AGENTWATCH_CACHE_REDIS_URL,
+            'none: a Cache(backend="redis") needs a redis_url of its own',
+            'tool-result caches with backend="redis" and no redis_url of their own use',
+            "cached tools would run uncached until it does",
+        ),
+        ev.AGENTWATCH_STATE_REDIS_URL: _redis_setting(
+            ev.AGENTWATCH_STATE_REDIS_URL,
+            "in-process: each replica has its own disabled tools, forced circuits and rate limits",
+            "shared by every replica through",
+            "replicas would run on their local state until it does",
+        ),
         ev.AGENTWATCH_ADMIN_TOKEN: _Describer("", admin_token, _hidden),
     }
 
