@@ -470,6 +470,56 @@ def test_dashboard_and_rule_metric_names_are_ones_the_stack_exposes() -> None:
     assert seen & KNOWN_METRICS, "no metric names found"
 
 
+def _matched_events(expr: str) -> set[str]:
+    match = re.search(r'agentwatch_resilience_event=~"([^"]+)"', expr)
+    assert match is not None, expr
+    return set(match.group(1).split("|"))
+
+
+def test_the_rejections_panel_counts_every_rejection_the_resilience_layer_emits() -> None:
+    """The events of calls refused without being made are REJECTION_EVENTS (the resilience tests
+    check that each refusal emits one of them); the Tools dashboard's panel selects exactly those."""
+    from agentwatch.resilience._telemetry import REJECTION_EVENTS
+
+    dashboard = next(d for d in load_dashboards().values() if d["uid"] == "agentwatch-tools")
+    (target,) = [t for p, t in iter_targets(dashboard) if p["title"] == "Rejections per second"]
+    assert _matched_events(target["expr"]) == REJECTION_EVENTS
+    panel = next(p for p, t in iter_targets(dashboard) if t is target)
+    for event in REJECTION_EVENTS:
+        assert event in panel["description"], event
+
+
+def _outcome_selectors(expr: str) -> set[tuple[str, frozenset[str]]]:
+    return {
+        (op, frozenset(values.split("|")))
+        for op, values in re.findall(r'agentwatch_session_outcome(!~|=~|!=|=)"([^"]*)"', expr)
+    }
+
+
+def test_the_completion_slo_rules_and_panel_split_outcomes_as_agentwatch_does() -> None:
+    """Answered and no-verdict outcomes are agentwatch._semconv's sets (the CLI summary uses them
+    too); the rules' behaviour on each kind of outcome is tested by promtool (rules-test.yml)."""
+    from agentwatch._semconv import SLO_ANSWERED_OUTCOMES, SLO_EXCLUDED_OUTCOMES
+
+    assert {"completed", "refused"} == SLO_ANSWERED_OUTCOMES
+    assert {"interrupted", "cancelled"} == SLO_EXCLUDED_OUTCOMES
+    failures = ("!~", SLO_ANSWERED_OUTCOMES | SLO_EXCLUDED_OUTCOMES)
+    judged = ("!~", SLO_EXCLUDED_OUTCOMES)
+    rules = [
+        r
+        for p in _paths.rule_files()
+        for g in _load_yaml(p)["groups"]
+        for r in g["rules"]
+        if r.get("record", "").startswith("agentwatch:session_failure:")
+    ]
+    assert len(rules) == 4
+    for rule in rules:
+        assert _outcome_selectors(rule["expr"]) == {failures, judged}, rule["record"]
+    dashboard = next(d for d in load_dashboards().values() if d["uid"] == "agentwatch-sessions")
+    (target,) = [t for p, t in iter_targets(dashboard) if p["title"] == "Session completion rate"]
+    assert _outcome_selectors(target["expr"]) == {("=~", SLO_ANSWERED_OUTCOMES), judged}
+
+
 def test_dashboard_json_is_stable_formatting() -> None:
     """Files are plain JSON objects (Grafana imports them as-is) with a trailing newline."""
     for path in _paths.dashboard_files():
