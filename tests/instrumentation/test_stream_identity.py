@@ -4,20 +4,22 @@ anthropic 0.x's ``Stream``/``AsyncStream`` answer ``isinstance`` through a metac
 for anything but exactly a ``Stream``: a proxy fails it, so agentwatch observes those streams in
 place and hands out the SDK's very object (see agentwatch._telemetry._stream). The exit paths of
 both ways are in test_streams.py; here: the caller's object, and a policy's chunk timeouts on a
-stream observed in place.
+stream observed in place, and a stream that cannot be observed either way.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest.mock import patch
 
 import anthropic
 import openai
 import pytest
 
-from agentwatch import Policy, ToolTimeoutError
+from agentwatch import Policy, ToolTimeoutError, _internal
 from agentwatch._fakellm import FakeLLMServer, Reply
 from support import (
     ANTHROPIC_KEY,
@@ -26,12 +28,13 @@ from support import (
     OPENAI_KEY,
     OPENAI_MODEL,
     Signals,
+    internal_faults,
     observed_in_place,
     user,
 )
 
-# agentwatch must not trip its own fault handler on either path.
-pytestmark = pytest.mark.usefixtures("no_internal_faults")
+# agentwatch must not trip its own fault handler on either path (but where it has to give up).
+faultless = pytest.mark.usefixtures("no_internal_faults")
 
 ANTHROPIC_CHAT: dict[str, Any] = {"model": ANTHROPIC_MODEL, "max_tokens": 64, "messages": user()}
 
@@ -52,6 +55,7 @@ def _read_whole(signals: Signals, items: list[Any]) -> None:
     assert attrs["gen_ai.usage.output_tokens"] == 7
 
 
+@faultless
 def test_create_stream_is_an_anthropic_stream(
     instrumented: Signals, anthropic_client: anthropic.Anthropic
 ) -> None:
@@ -60,6 +64,7 @@ def test_create_stream_is_an_anthropic_stream(
     _read_whole(instrumented, list(stream))
 
 
+@faultless
 @pytest.mark.anyio
 async def test_async_create_stream_is_an_anthropic_async_stream(
     instrumented: Signals, async_anthropic_client: anthropic.AsyncAnthropic
@@ -69,6 +74,7 @@ async def test_async_create_stream_is_an_anthropic_async_stream(
     _read_whole(instrumented, [event async for event in stream])
 
 
+@faultless
 def test_raw_response_stream_is_an_anthropic_stream(
     instrumented: Signals, anthropic_client: anthropic.Anthropic
 ) -> None:
@@ -79,6 +85,7 @@ def test_raw_response_stream_is_an_anthropic_stream(
     _read_whole(instrumented, list(stream))
 
 
+@faultless
 @pytest.mark.anyio
 async def test_async_raw_response_stream_is_an_anthropic_async_stream(
     instrumented: Signals, async_anthropic_client: anthropic.AsyncAnthropic
@@ -90,6 +97,7 @@ async def test_async_raw_response_stream_is_an_anthropic_async_stream(
     _read_whole(instrumented, [event async for event in stream])
 
 
+@faultless
 def test_helper_reads_an_anthropic_stream(
     instrumented: Signals, anthropic_client: anthropic.Anthropic
 ) -> None:
@@ -99,6 +107,7 @@ def test_helper_reads_an_anthropic_stream(
         _read_whole(instrumented, list(stream))
 
 
+@faultless
 def test_a_stream_observed_in_place_is_the_sdks_own_object(
     instrumented: Signals, openai_client: openai.OpenAI
 ) -> None:
@@ -115,6 +124,7 @@ def test_a_stream_observed_in_place_is_the_sdks_own_object(
 # -- a policy's chunk timeouts, on a stream observed in place ----------------------------------------
 
 
+@faultless
 def test_sync_idle_timeout_in_place(with_policies: Any, fake_llm: FakeLLMServer) -> None:
     signals = with_policies(**{OPENAI_MODEL: Policy(idle_timeout=0.3)})
     fake_llm.enqueue(Reply.text("a b", chunk_delay=2.0))
@@ -133,6 +143,7 @@ def test_sync_idle_timeout_in_place(with_policies: Any, fake_llm: FakeLLMServer)
     assert (attrs["error.type"], attrs["agentwatch.stream.outcome"]) == ("timeout", "error")
 
 
+@faultless
 @pytest.mark.anyio
 async def test_async_idle_timeout_in_place(with_policies: Any, fake_llm: FakeLLMServer) -> None:
     signals = with_policies(**{OPENAI_MODEL: Policy(first_chunk_timeout=2.0, idle_timeout=0.2)})
@@ -152,3 +163,23 @@ async def test_async_idle_timeout_in_place(with_policies: Any, fake_llm: FakeLLM
     assert (raised.value.scope, raised.value.timeout, len(received)) == ("idle", 0.2, 1)
     attrs = dict(signals.only_span().attributes or {})
     assert (attrs["error.type"], attrs["agentwatch.stream.outcome"]) == ("timeout", "error")
+
+
+@pytest.mark.skipif(
+    not hasattr(anthropic.Stream, "_iterator"),
+    reason="this anthropic makes its stream's iterator in __init__",
+)
+def test_a_stream_observed_neither_way_is_handed_out_unobserved(
+    instrumented: Signals, anthropic_client: anthropic.Anthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Were anthropic 2.x's Stream to turn proxies away, it has no iterator of its own to observe
+    # in place before it is first read: never a proxy that changes isinstance, then.
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    with observed_in_place(anthropic.Stream), patch.object(_internal, "_reported", set()):
+        stream = anthropic_client.messages.create(**ANTHROPIC_CHAT, stream=True)
+    assert type(stream) is anthropic.Stream
+    assert len(internal_faults(caplog)) == 1
+    # The call is measured and its span ended at once, without the stream's outcome.
+    assert "agentwatch.stream.outcome" not in dict(instrumented.only_span().attributes or {})
+    with stream:
+        assert [event.type for event in stream][-1] == "message_stop"
