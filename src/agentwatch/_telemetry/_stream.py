@@ -177,47 +177,55 @@ class _InPlace(_Observing):
 
     Holds the SDK's own ``close`` of the stream (a reference to the stream, in the cycle the
     stream's generator already makes with it: anthropic 0.x streams are collected by the cyclic
-    garbage collector, with or without agentwatch).
+    garbage collector, with or without agentwatch). Raises where the stream keeps no iterator of
+    its own in its ``__dict__`` for its ``__iter__``/``__next__`` to read: it cannot be observed
+    in place, and nothing has been changed.
     """
 
-    def __init__(self, stream: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None) -> None:
+    def __init__(
+        self, stream: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None, *, sync: bool
+    ) -> None:
+        state = vars(stream)
+        source = state.get("_iterator")
         self._self_close: Callable[..., Any] = stream.close
+        items: Iterator[Any] | AsyncIterator[Any]
+        if sync and isinstance(source, Iterator):
+            items, close = _sync_items(self, source), _sync_close(self)
+        elif not sync and isinstance(source, AsyncIterator):
+            items, close = _async_items(self, source), _async_close(self)
+        else:
+            raise TypeError(f"{type(stream).__qualname__} cannot be observed in place")
         self._self_watch(stream, call, on_item, limits)
+        state["_iterator"] = items
+        # Also what the stream's __exit__/__aexit__ calls: self.close().
+        state["close"] = functools.wraps(self._self_close)(close)
 
     async def _self_close_sdk_stream(self) -> None:
         await self._self_close()
 
 
-def _source_of(stream: Any, kind: type) -> tuple[dict[str, Any], Any]:
-    """The stream's instance dict and the iterator that its ``__iter__``/``__next__`` read.
-
-    Raises where the stream keeps no such iterator of its own: it cannot be observed in place.
-    """
-    state = vars(stream)
-    source = state.get("_iterator")
-    if not isinstance(source, kind):
-        raise TypeError(f"{type(stream).__qualname__} cannot be observed in place")
-    return state, source
-
-
-def _observe_sync_in_place(
-    stream: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None
-) -> _InPlace:
-    state, source = _source_of(stream, Iterator)
-    observer = _InPlace(stream, call, on_item, limits)
+def _sync_close(observer: _InPlace) -> Callable[..., Any]:
     sdk_close = observer._self_close
 
-    @functools.wraps(sdk_close)
     def close(*args: Any, **kwargs: Any) -> Any:
-        # Also what the stream's __exit__ calls (it calls self.close()).
         try:
             return sdk_close(*args, **kwargs)
         finally:
             observer._self_end(None, "closed")
 
-    state["_iterator"] = _sync_items(observer, source)
-    state["close"] = close
-    return observer
+    return close
+
+
+def _async_close(observer: _InPlace) -> Callable[..., Any]:
+    sdk_close = observer._self_close
+
+    async def close(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await sdk_close(*args, **kwargs)
+        finally:
+            observer._self_end(None, "closed")
+
+    return close
 
 
 def _sync_items(observer: _InPlace, source: Iterator[Any]) -> Iterator[Any]:
@@ -235,25 +243,6 @@ def _sync_items(observer: _InPlace, source: Iterator[Any]) -> Iterator[Any]:
             raise
         raise timeout from exc
     observer._self_end(None, "completed")
-
-
-def _observe_async_in_place(
-    stream: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None
-) -> _InPlace:
-    state, source = _source_of(stream, AsyncIterator)
-    observer = _InPlace(stream, call, on_item, limits)
-    sdk_close = observer._self_close
-
-    @functools.wraps(sdk_close)
-    async def close(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await sdk_close(*args, **kwargs)
-        finally:
-            observer._self_end(None, "closed")
-
-    state["_iterator"] = _async_items(observer, source)
-    state["close"] = close
-    return observer
 
 
 async def _async_items(observer: _InPlace, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -304,7 +293,7 @@ class _StreamProxyBase(_Observing, _Proxy):
         super().__init__(wrapped)
         self._self_watch(self, call, on_item, limits)
 
-    _observe_in_place: Callable[[Any, InferenceCall, OnItem, Limits | None], _InPlace]
+    _sync = True
 
     @classmethod
     def observe(
@@ -319,7 +308,7 @@ class _StreamProxyBase(_Observing, _Proxy):
         if _proxy_passes_isinstance(stream):
             proxy = cls(stream, call, on_item, limits)
             return proxy, proxy
-        return stream, cls._observe_in_place(stream, call, on_item, limits)
+        return stream, _InPlace(stream, call, on_item, limits, sync=cls._sync)
 
     async def _self_close_sdk_stream(self) -> None:
         wrapped = self.__wrapped__
@@ -328,8 +317,6 @@ class _StreamProxyBase(_Observing, _Proxy):
 
 
 class SyncStreamProxy(_StreamProxyBase):
-    _observe_in_place = staticmethod(_observe_sync_in_place)
-
     def __iter__(self) -> SyncStreamProxy:
         return self
 
@@ -405,7 +392,7 @@ class SyncGeneratorProxy(SyncStreamProxy):
 
 
 class AsyncStreamProxy(_StreamProxyBase):
-    _observe_in_place = staticmethod(_observe_async_in_place)
+    _sync = False
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
