@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,26 @@ def parse_api(client: Any) -> Any:
 needs_chat_parse = pytest.mark.skipif(
     not HAS_CHAT_PARSE, reason="this openai version has no chat.completions.parse"
 )
+
+
+@contextmanager
+def observed_in_place(*classes: type) -> Iterator[None]:
+    """Streams of ``classes`` made meanwhile are observed in place, as agentwatch observes those
+    whose class turns proxies away (anthropic 0.x's): that path, run with any SDK version."""
+    from agentwatch._telemetry import _stream
+
+    passes = _stream._PROXY_PASSES
+    saved = {cls: passes[cls] for cls in classes if cls in passes}
+    for cls in classes:
+        passes[cls] = False
+    try:
+        yield
+    finally:
+        for cls in classes:
+            if cls in saved:
+                passes[cls] = saved[cls]
+            else:
+                passes.pop(cls, None)
 
 
 def user(text: str = "Say hello") -> list[dict[str, str]]:

@@ -10,9 +10,10 @@ to give the telemetry of a plain call without changing what the caller gets:
   reads the result. The SDK caches it, so the caller's own ``parse()`` returns that very object:
   one parse in all. If the SDK cannot parse the body, the caller's ``parse()`` raises exactly as it
   would have and the span is read from the JSON body instead.
-* **A stream**: ``parse()`` only builds the SDK's stream object (no I/O). agentwatch wraps it in its
-  stream proxy and puts the proxy in the SDK's cache in its place, so the stream the caller's
-  ``parse()`` hands out is the observed one and the span ends with it, on every exit path
+* **A stream**: ``parse()`` only builds the SDK's stream object (no I/O). agentwatch observes it
+  (in place, or through its stream proxy, which it puts in the SDK's cache in the stream's
+  place), so the stream the caller's ``parse()`` hands out is the observed one and the span
+  ends with it, on every exit path
   (completed, error, closed, abandoned). Closing the response itself (the ``with`` of
   ``with_streaming_response`` exiting) ends it as ``closed`` too.
 * **Body not read yet** (``with_streaming_response``, not streaming): nothing is read early (the
@@ -208,10 +209,10 @@ class RawResponses:
             # sees: end now rather than leave a span open.
             call.end()
             return
-        observed = proxy(stream, call, op.stream_items(call.capture_content), limits)
+        observed, observer = proxy.observe(stream, call, op.stream_items(call.capture_content), limits)
         for key in keys:
             cache[key] = observed
-        end = observed._self_end
+        end = observer._self_end
         self._on_close[raw] = lambda _raw: end(None, "closed")
 
     def _defer(self, call: InferenceCall, op: _Reader, raw: Any) -> None:

@@ -2,8 +2,8 @@
 
 An :class:`Operation` says how to read one SDK method (request attributes, content, response,
 stream items); :func:`sync_wrapper`/:func:`async_wrapper` turn it into a wrapt wrapper once, at
-instrument time. The wrapper returns exactly what the SDK returned (or a transparent proxy of a
-stream) and re-raises exactly what it raised.
+instrument time. The wrapper returns exactly what the SDK returned (a stream observed in place, or
+a transparent proxy of it: see ``_telemetry._stream``) and re-raises exactly what it raised.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def finish_call(
         return raw.finish(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
-            return proxy(result, call, op.stream_items(call.capture_content), limits)
+            return proxy.observe(result, call, op.stream_items(call.capture_content), limits)[0]
         except Exception:  # noqa: BLE001
             call.fault("wrapping a stream")
             call.end()
