@@ -50,6 +50,7 @@ class InferenceCall:
         "attributes",
         "before_end",
         "chunk_gaps",
+        "error_describer",
         "error_typer",
         "finish_reasons",
         "first_chunk_at",
@@ -108,6 +109,9 @@ class InferenceCall:
         # Where the SDK owns the span (Anthropic's native tracing) its error.type convention is
         # used for the metric too, so span and metric agree.
         self.error_typer: Callable[[BaseException], str] = error_type
+        # (error, content capture on) -> the span status description, for SDKs whose exception
+        # text is the server's free text (botocore's ClientError quotes the AWS message).
+        self.error_describer: Callable[[BaseException, bool], str] | None = None
 
         attributes[sc.OPERATION_NAME] = operation
         attributes[sc.PROVIDER_NAME] = provider
@@ -286,9 +290,13 @@ class InferenceCall:
                 self._write_response(span, response)
         if span is None:
             return
-        if recording and etype is not None:
+        if recording and etype is not None and error is not None:
             span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+            describe = self.error_describer
+            description = (
+                scrub(str(error)) if describe is None else describe(error, tel.settings.capture.span)
+            )
+            span.set_status(Status(StatusCode.ERROR, description))
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))

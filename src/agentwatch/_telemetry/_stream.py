@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -24,6 +24,7 @@ from agentwatch._telemetry._inference import InferenceCall
 __all__ = [
     "AsyncStreamManagerProxy",
     "AsyncStreamProxy",
+    "IterableStreamProxy",
     "OnItem",
     "SyncStreamManagerProxy",
     "SyncStreamProxy",
@@ -109,6 +110,18 @@ class _StreamProxyBase(_Proxy):
     def _self_failed(self, exc: BaseException) -> None:
         self._self_end(exc, "error" if isinstance(exc, Exception) else "closed")
 
+    def _self_sync_failure(self, exc: BaseException) -> BaseException | None:
+        """End the call for an exception a sync stream raised; returns the policy's chunk timeout
+        to raise instead (from ``exc``), or None to re-raise ``exc``."""
+        limits = self._self_limits
+        if limits is not None and _is_timeout(exc):
+            # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
+            timeout = _chunk_timeout(self._self_call, limits, sync=True)
+            self._self_failed(timeout)
+            return timeout
+        self._self_failed(exc)
+        return None
+
 
 class SyncStreamProxy(_StreamProxyBase):
     def __iter__(self) -> SyncStreamProxy:
@@ -121,13 +134,9 @@ class SyncStreamProxy(_StreamProxyBase):
             self._self_end(None, "completed")
             raise
         except BaseException as exc:
-            limits = self._self_limits
-            if limits is not None and _is_timeout(exc):
-                # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
-                timeout = _chunk_timeout(self._self_call, limits, sync=True)
-                self._self_failed(timeout)
+            timeout = self._self_sync_failure(exc)
+            if timeout is not None:
                 raise timeout from exc
-            self._self_failed(exc)
             raise
         self._self_item(item)
         return item
@@ -141,6 +150,40 @@ class SyncStreamProxy(_StreamProxyBase):
             return self.__wrapped__.__exit__(*exc_info)
         finally:
             self._self_end(None, "closed")
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_end(None, "closed")
+
+
+class IterableStreamProxy(_StreamProxyBase):
+    """A stream that is an iterable, not an iterator: botocore's ``EventStream``, whose every
+    ``iter()`` is a new generator over one shared source of events.
+
+    Each ``for`` loop gets a generator of its own that observes the events it yields, so a loop
+    left with ``break`` and a later loop over the rest of the same stream are one call; the call
+    ends when the events run out, when one raises, at ``close()``, or when the stream is dropped.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_events(iter(self.__wrapped__))
+
+    def _self_events(self, events: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            try:
+                item = next(events)
+            except StopIteration:
+                self._self_end(None, "completed")
+                return
+            except BaseException as exc:
+                timeout = self._self_sync_failure(exc)
+                if timeout is not None:
+                    raise timeout from exc
+                raise
+            self._self_item(item)
+            yield item
 
     def close(self) -> Any:
         try:

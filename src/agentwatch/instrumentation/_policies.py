@@ -5,7 +5,8 @@ The call's span (agentwatch's own: with a policy it always owns one, see the ant
 covers every attempt and fallback. Exactly one layer retries: when the policy retries, each
 attempt goes through a copy of the client with ``max_retries=0`` (``with_options`` shares the
 HTTP connection pool), so 3 attempts are 3 requests. Each attempt sends the model the pipeline
-names (the fallback chain) and at most the attempt's remaining time as the SDK timeout.
+names (the fallback chain) and at most the attempt's remaining time as the SDK timeout. SDKs
+shaped otherwise pass their own :data:`AttemptShape` (botocore: ``instrumentation.bedrock``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from agentwatch._telemetry._inference import InferenceCall
 if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
 
-__all__ = ["LLMPolicies"]
+__all__ = ["Attempt", "AttemptShape", "LLMPolicies"]
+
+Attempt = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+"""What one attempt calls, and with which positional and keyword arguments."""
+AttemptShape = Callable[
+    [Callable[..., Any], Any, tuple[Any, ...], Mapping[str, Any], "AttemptContext", "Policy"], Attempt
+]
+"""(wrapped, instance, args, kwargs, attempt context, policy) -> the attempt: sends the model the
+attempt names (a fallback chain), bounds it by the attempt's time, and switches the SDK's own
+retries off when ``ctx.disable_sdk_retries``."""
 
 
 class LLMPolicies:
@@ -76,10 +86,13 @@ class LLMPolicies:
         self,
         wrapped: Callable[..., Any],
         instance: Any,
+        args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         ctx: AttemptContext,
         policy: Policy,
-    ) -> tuple[Callable[..., Any], dict[str, Any]]:
+    ) -> Attempt:
+        """One attempt of a Stainless SDK call (openai, anthropic): keyword arguments ``model``,
+        ``stream`` and ``timeout``, SDK retries off on a copy of the client."""
         call_kwargs = dict(kwargs)
         if ctx.model is not None:
             call_kwargs["model"] = ctx.model
@@ -96,7 +109,7 @@ class LLMPolicies:
             if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
                 call_kwargs["timeout"] = limit
         target = self._without_sdk_retries(wrapped, instance) if ctx.disable_sdk_retries else wrapped
-        return target, call_kwargs
+        return target, args, call_kwargs
 
     def call(
         self,
@@ -106,12 +119,15 @@ class LLMPolicies:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
+        shape: AttemptShape | None = None,
     ) -> Any:
+        """``shape`` makes each attempt's call for SDKs unlike the Stainless ones (botocore)."""
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        make = shape or self._attempt
 
         def attempt(ctx: AttemptContext) -> Any:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
-            return target(*args, **call_kwargs)
+            target, call_args, call_kwargs = make(wrapped, instance, args, kwargs, ctx, policy)
+            return target(*call_args, **call_kwargs)
 
         return pipeline.call(attempt, span=call.span)
 
@@ -123,12 +139,14 @@ class LLMPolicies:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
+        shape: AttemptShape | None = None,
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        make = shape or self._attempt
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
-            return target(*args, **call_kwargs)  # type: ignore[no-any-return]
+            target, call_args, call_kwargs = make(wrapped, instance, args, kwargs, ctx, policy)
+            return target(*call_args, **call_kwargs)  # type: ignore[no-any-return]
 
         return await pipeline.acall(attempt, span=call.span)
 

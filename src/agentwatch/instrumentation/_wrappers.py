@@ -48,6 +48,8 @@ class Operation:
     native_span: Callable[[Any], bool] | None = None
     """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    model_key: str = "model"
+    """The request parameter naming the model (Bedrock's is ``modelId``)."""
 
 
 def start_call(
@@ -55,7 +57,7 @@ def start_call(
 ) -> InferenceCall | None:
     try:
         provider, host, port = op.client_info(instance)
-        model = kwargs.get("model")
+        model = kwargs.get(op.model_key)
         # A policy's span must cover every attempt, so it is always agentwatch's own.
         native = not own_span and op.native_span is not None and op.native_span(instance)
         call = InferenceCall(

@@ -88,9 +88,15 @@ _UNKNOWN = Classification(
 _CANCELLED = Classification(category=ErrorCategory.CANCELLED, retryable=False, counts_as_failure=False)
 
 # Exception classes of HTTP clients and LLM SDKs, recognised by name anywhere in the MRO so that
-# none of those packages has to be imported (openai, anthropic, httpx, httpcore).
-_TIMEOUT_CLASS_NAMES = frozenset({"APITimeoutError", "TimeoutException"})
-_CONNECTION_CLASS_NAMES = frozenset({"APIConnectionError", "TransportError", "NetworkError"})
+# none of those packages has to be imported (openai, anthropic, httpx, httpcore, botocore).
+_TIMEOUT_CLASS_NAMES = frozenset(
+    {"APITimeoutError", "TimeoutException", "ReadTimeoutError", "ConnectTimeoutError"}
+)
+# botocore's ConnectionError (EndpointConnectionError...) and HTTPClientError (ConnectionClosedError...)
+# are not OSErrors.
+_CONNECTION_CLASS_NAMES = frozenset(
+    {"APIConnectionError", "TransportError", "NetworkError", "ConnectionError", "HTTPClientError"}
+)
 
 # Provider error codes of a request that this model cannot serve but another model might:
 # context-length and content-policy rejections (OpenAI ``code``, Anthropic messages).
@@ -103,8 +109,67 @@ _FALLBACK_CODES = frozenset(
         "model_not_found",
     }
 )
-_FALLBACK_MESSAGES = ("prompt is too long", "context window", "maximum context length")
+_FALLBACK_MESSAGES = (
+    "prompt is too long",
+    "context window",
+    "maximum context length",
+    "input is too long",  # Bedrock
+)
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+
+# AWS error codes (botocore's ``ClientError``, ``response["Error"]["Code"]``), lower-cased: an
+# exception event in a Bedrock stream names them in lower camel case and carries no HTTP status,
+# and a few statuses mislead (ModelNotReadyException is a 429 about the model, not the caller).
+_AWS_RATE_LIMIT = frozenset(
+    {
+        "throttlingexception",
+        "throttling",
+        "throttledexception",
+        "toomanyrequestsexception",
+        "requestlimitexceeded",
+        "provisionedthroughputexceededexception",
+        "slowdown",
+    }
+)
+_AWS_CODES: dict[str, Classification] = {
+    **dict.fromkeys(
+        (
+            "internalserverexception",
+            "serviceunavailableexception",
+            "modelstreamerrorexception",
+            "modelnotreadyexception",
+            "internalfailure",
+            "serviceunavailable",
+        ),
+        _DEPENDENCY,
+    ),
+    # The model failed on this request: another model may not, the same one again likely will.
+    "modelerrorexception": Classification(
+        category=ErrorCategory.DEPENDENCY, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    "modeltimeoutexception": _TIMEOUT,
+    # An account quota, not a burst: waiting does not help, another model may have quota left.
+    "servicequotaexceededexception": Classification(
+        category=ErrorCategory.RATE_LIMIT, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    # Not this model for this caller (unknown id, no access granted): another model may do.
+    "resourcenotfoundexception": Classification(
+        category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+    ),
+    **dict.fromkeys(
+        (
+            "validationexception",
+            "accessdeniedexception",
+            "unrecognizedclientexception",
+            "invalidsignatureexception",
+            "incompletesignatureexception",
+            "expiredtokenexception",
+            "missingauthenticationtokenexception",
+            "conflictexception",
+        ),
+        _VALIDATION,
+    ),
+}
 
 
 def default_classifier(exc: BaseException) -> Classification:
@@ -124,6 +189,9 @@ def default_classifier(exc: BaseException) -> Classification:
     """
     if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
         return _CANCELLED
+    aws = _classify_aws(exc)
+    if aws is not None:
+        return aws
     status = _status_code(exc)
     if status is not None:
         return _classify_status(exc, status)
@@ -138,6 +206,50 @@ def default_classifier(exc: BaseException) -> Classification:
     if isinstance(exc, (ValueError, TypeError, KeyError)):
         return _VALIDATION
     return _UNKNOWN
+
+
+def _classify_aws(exc: BaseException) -> Classification | None:
+    """botocore's ``ClientError``: its ``response`` is a dict with ``Error.Code`` and
+    ``ResponseMetadata.HTTPStatusCode``, not an HTTP response."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None
+    error = response.get("Error")
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    if not isinstance(code, str) or not code:
+        return None
+    metadata = response.get("ResponseMetadata")
+    headers = metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
+    code = code.lower()
+    if code in _AWS_RATE_LIMIT:
+        return _rate_limited(parse_retry_after(headers))
+    known = _AWS_CODES.get(code)
+    if known is not None:
+        if known.category is ErrorCategory.VALIDATION and _mentions(exc, _FALLBACK_MESSAGES):
+            # "Input is too long for requested model": a model with a larger context may take it.
+            return Classification(
+                category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+            )
+        return known
+    # Any other code: by its HTTP status, as for the other SDKs.
+    status = metadata.get("HTTPStatusCode") if isinstance(metadata, Mapping) else None
+    if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+        return _UNKNOWN
+    if status == 429:
+        return _rate_limited(parse_retry_after(headers))
+    if status == 408:
+        return _TIMEOUT
+    return _DEPENDENCY if status >= 500 or status == 409 else _VALIDATION
+
+
+def _rate_limited(retry_after: float | None) -> Classification:
+    return Classification(
+        category=ErrorCategory.RATE_LIMIT,
+        retryable=True,
+        counts_as_failure=True,
+        retry_after=retry_after,
+        fallback=True,
+    )
 
 
 def _status_code(exc: BaseException) -> int | None:
