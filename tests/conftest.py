@@ -10,12 +10,14 @@ import openai
 import pytest
 
 import agentwatch
+from _bedrock import aws_environment, bedrock, bedrock_clients
 from _redis import redis_server, redis_url
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
 
-__all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
+# Fixtures of tests/_redis.py and tests/_bedrock.py, for every test module.
+__all__ = ["aws_environment", "bedrock", "bedrock_clients", "redis_server", "redis_url"]
 
 _AGENTWATCH_ENV = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
