@@ -27,3 +27,10 @@ ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev]" "openai==1.91
 .venv-compat-1x/bin/pytest -q "${compat_tests[@]}"
 ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
 .venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py
+# botocore 1.34.116 (with boto3 1.34.116, May 2024) is the first with Converse/ConverseStream, the
+# oldest the Bedrock integration supports; it predates guardrails and prompt caching in Converse.
+bedrock_tests=(tests/instrumentation/test_bedrock.py tests/instrumentation/test_bedrock_streams.py
+  tests/instrumentation/test_bedrock_one_span.py tests/instrumentation/test_bedrock_replay.py
+  tests/test_bedrock_policies.py tests/test_fakellm_bedrock.py)
+ensure_venv .venv-compat-botocore --unpin "boto3 botocore s3transfer" -e ".[dev]" "boto3==1.34.116" "botocore==1.34.116"
+.venv-compat-botocore/bin/pytest -q "${bedrock_tests[@]}"

@@ -25,6 +25,8 @@ __all__ = [
     "bedrock_client",
     "bedrock_clients",
     "converse_user",
+    "has_member",
+    "has_operation",
 ]
 
 REGION = "us-east-1"
@@ -89,6 +91,22 @@ def bedrock_clients(aws_environment: None) -> Iterator[Any]:
 @pytest.fixture
 def bedrock(fake_llm: FakeLLMServer, bedrock_clients: Any) -> Any:
     return bedrock_clients(fake_llm)
+
+
+@cache
+def _service_model() -> Any:
+    return _botocore_session().get_service_model("bedrock-runtime")
+
+
+def has_member(shape: str, member: str) -> bool:
+    """Whether this botocore's Bedrock Runtime model has ``shape.member``: the compat run uses the
+    oldest botocore with Converse (1.34.116), which predates guardrails, prompt caching and more.
+    botocore refuses parameters and drops response fields its model lacks."""
+    return member in _service_model().shape_for(shape).members
+
+
+def has_operation(name: str) -> bool:
+    return name in _service_model().operation_names
 
 
 def converse_user(text: str = "Say hello") -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
 import agentwatch
-from _bedrock import CLAUDE, NOVA, converse_user
+from _bedrock import CLAUDE, NOVA, converse_user, has_operation
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
 from support import Signals
@@ -80,6 +80,7 @@ def test_one_span_per_bedrock_call(both: Signals, fake_llm: FakeLLMServer, bedro
         assert request.headers["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
 
 
+@pytest.mark.skipif(not has_operation("ApplyGuardrail"), reason="this botocore has no apply_guardrail")
 def test_operations_agentwatch_does_not_trace_keep_botocores_span(
     both: Signals, fake_llm: FakeLLMServer, bedrock: Any
 ) -> None:

@@ -18,7 +18,7 @@ from botocore.eventstream import EventStream
 from botocore.exceptions import EventStreamError
 from opentelemetry.trace import StatusCode
 
-from _bedrock import CLAUDE, LLAMA, NOVA, converse_user
+from _bedrock import CLAUDE, LLAMA, NOVA, converse_user, has_member
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._fakellm._bedrock import EVENT_STREAM_CONTENT_TYPE, event_message, exception_message
 from agentwatch._telemetry._errors import error_type
@@ -47,8 +47,11 @@ def test_a_stream_read_to_the_end(instrumented: Signals, fake_llm: FakeLLMServer
     assert a["gen_ai.request.stream"] is True
     assert a["gen_ai.response.finish_reasons"] == ("tool_use",)
     # The usage of the metadata event, which the peers' stream wrappers miss.
-    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (12, 7)
-    assert a["gen_ai.usage.cache_read.input_tokens"] == 4
+    if has_member("TokenUsage", "cacheReadInputTokens"):
+        assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (12, 7)
+        assert a["gen_ai.usage.cache_read.input_tokens"] == 4
+    else:  # botocore before prompt caching drops the cache reads: only the fresh input is known
+        assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (8, 7)
     assert a["gen_ai.response.time_to_first_chunk"] > 0
     assert a["aws.request_id"] == "req_fake1"
     (first_chunk,) = instrumented.points("gen_ai.client.operation.time_to_first_chunk")
