@@ -38,6 +38,7 @@ def test_the_registry_is_pyprojects_entry_points() -> None:
     described = {i.name: (i.library, i.module) for i in registry.integrations}
     assert described == {
         "agentwatch_anthropic": ("anthropic", "anthropic"),
+        "agentwatch_bedrock": ("botocore", "botocore"),
         "agentwatch_langchain": ("langchain-core", "langchain_core"),
         "agentwatch_mcp": ("mcp", "mcp"),
         "agentwatch_openai": ("openai", "openai"),
@@ -73,12 +74,12 @@ def test_listing_the_integrations_imports_no_client_library(tmp_path: Path) -> N
         "import json, sys\n"
         "from agentwatch.instrumentation._registry import load_registry\n"
         "registry = load_registry()\n"
-        "assert len(registry.integrations) == 4 and all(i.installed() for i in registry.integrations)\n"
+        "assert len(registry.integrations) == 5 and all(i.installed() for i in registry.integrations)\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not {"openai", "anthropic", "mcp", "langchain_core", "httpx"} & set(
+    assert not {"openai", "anthropic", "mcp", "langchain_core", "httpx", "botocore", "boto3"} & set(
         json.loads(result.stdout.replace("'", '"'))
     )
 
@@ -124,7 +125,9 @@ print(toylib.Client().greet())
 """
 
 
-def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True) -> None:
+def _install(
+    site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True, resolved: bool = False
+) -> None:
     """agentwatch's metadata with the toy entry point added (or ``drop`` removed), the toy
     integration, optionally the library it instruments, and another instrumentor of that library."""
     real = distribution("agentwatch")
@@ -142,7 +145,8 @@ def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_to
 
     (site / "toy_integration").mkdir()
     (site / "toy_integration" / "__init__.py").write_text(textwrap.dedent(TOY_INSTRUMENTOR), encoding="utf-8")
-    (site / "toy_integration" / "package.py").write_text(textwrap.dedent(TOY_PACKAGE), encoding="utf-8")
+    package = textwrap.dedent(TOY_PACKAGE) + ('_resolved = ("toylib",)\n' if resolved else "")
+    (site / "toy_integration" / "package.py").write_text(package, encoding="utf-8")
     if toylib:
         (site / "toylib").mkdir()
         (site / "toylib" / "__init__.py").write_text(
@@ -191,6 +195,18 @@ def test_a_new_integration_is_in_doctor_and_instrumented(tmp_path: Path) -> None
     result = run([sys.executable, "-c", INSTRUMENT], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["imported", "instrumented hello", "hello"]
+
+
+def test_an_overlap_the_integration_resolves_is_listed_but_no_problem(tmp_path: Path) -> None:
+    # As the Bedrock integration does with the botocore instrumentor: it stands aside for
+    # agentwatch's calls, so both stay on (disabling it would lose every other AWS span).
+    _install(tmp_path, resolved=True)
+    report = _doctor(tmp_path)
+    (peer,) = [o for o in report["other_instrumentors"] if o["name"] == "toy_peer"]
+    assert (peer["overlaps"], peer["effect"]) == (["toylib"], "a second span for every toy call")
+    assert not any("toy_peer" in p for p in report["problems"])
+    (bedrock,) = [i for i in load_registry().integrations if i.name == "agentwatch_bedrock"]
+    assert bedrock.resolved == {"botocore"} and "boto3" not in bedrock.resolved
 
 
 def test_a_new_integration_whose_library_is_missing_imports_nothing(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ _instruments = ("botocore >= 1.34.116",)
 # Libraries whose other instrumentors would duplicate this one's telemetry, and how.
 _duplicated_by = {
     "botocore": (
-        "a second span, with its own GenAI metrics, for every Bedrock Runtime call; agentwatch "
-        "suppresses it for the calls it traces (converse, converse_stream, invoke_model, "
-        "invoke_model_with_response_stream), so other AWS calls keep their spans"
+        "its GenAI span and metrics for Bedrock Runtime calls would double agentwatch's; agentwatch "
+        "makes it stand aside for the calls it traces (converse, converse_stream, invoke_model, "
+        "invoke_model_with_response_stream) and other AWS calls keep their spans: keep both"
     ),
     "boto3": "a second span for every Bedrock call (OpenLLMetry's bedrock instrumentation wraps the client's methods)",
 }
+# agentwatch makes the botocore instrumentor stand aside for the calls it traces (see _patch): both
+# can stay on, and disabling it would lose the spans of every other AWS call.
+_resolved = ("botocore",)
