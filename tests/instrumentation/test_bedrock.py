@@ -593,8 +593,8 @@ def test_traceparent_on_every_attempt_outside_the_signature(
     # Last of the handlers that run just before botocore computes the signature.
     client.meta.events.register_last("before-sign.bedrock-runtime", signing)
     client.converse(modelId=CLAUDE, messages=converse_user())
-    # agentwatch adds the header after signing, so no botocore version can sign it (botocore
-    # 1.38+ leaves traceparent out of SigV4 anyway; older versions would sign what they see).
+    # agentwatch adds the header after signing, so no botocore version can sign it (1.44 leaves
+    # traceparent out of SigV4 anyway; 1.34.116, the oldest supported, signs every header it sees).
     assert at_signing == [False, False, False]
 
     span = instrumented.only_span()

@@ -21,8 +21,9 @@ keep the botocore instrumentor's span.
 ``before-send.bedrock-runtime`` event: once per attempt, on the request botocore has already
 signed, so the header is *not* covered by the SigV4 signature. That is deliberate: botocore leaves
 ``X-Amzn-Trace-Id`` out of the signature for the same reason, proxies and service meshes on the
-way rewrite trace headers, and a signed one would turn that into ``InvalidSignatureException``.
-An unsigned header can be changed without breaking the request, and AWS ignores it.
+way rewrite trace headers, and a signed one would turn that into ``InvalidSignatureException``
+(recent botocore leaves ``traceparent`` out of the signature itself; 1.34.116 signs every header it
+sees at signing time). An unsigned header can be changed without breaking the request.
 
 **Exactly one layer retries.** When an agentwatch policy retries a Bedrock call, each attempt runs
 with botocore's retries off, without touching the client: ``Endpoint._needs_retry`` (where every
