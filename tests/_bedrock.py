@@ -20,6 +20,7 @@ __all__ = [
     "LLAMA",
     "NOVA",
     "REGION",
+    "apply_guardrail",
     "aws_environment",
     "bedrock",
     "bedrock_client",
@@ -111,3 +112,10 @@ def has_operation(name: str) -> bool:
 
 def converse_user(text: str = "Say hello") -> list[dict[str, Any]]:
     return [{"role": "user", "content": [{"text": text}]}]
+
+
+def apply_guardrail(client: Any) -> Any:
+    """A Bedrock Runtime operation agentwatch does not trace (and the fake server does not serve)."""
+    return client.apply_guardrail(
+        guardrailIdentifier="gr-1", guardrailVersion="1", source="INPUT", content=[{"text": {"text": "x"}}]
+    )

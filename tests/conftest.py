@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -64,6 +65,23 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
         # Streams that tests drop on purpose end their spans in a finalizer: run it while the
         # providers are still alive.
         gc.collect()
+
+
+@pytest.fixture
+def with_policies(signals: Signals) -> Iterator[Any]:
+    """``with_policies(**{model: Policy(...)})`` instruments with those LLM policies; undone at the end."""
+    from agentwatch.resilience import Policy, reset_registry
+
+    reset_registry()
+
+    def instrument(**policies: Policy) -> Signals:
+        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
+        return signals
+
+    yield instrument
+    agentwatch.uninstrument()
+    set_default_telemetry()
+    reset_registry()
 
 
 @pytest.fixture

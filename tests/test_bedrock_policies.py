@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
@@ -12,29 +11,12 @@ import pytest
 from botocore.exceptions import ClientError
 from opentelemetry.trace import StatusCode
 
-import agentwatch
 from _bedrock import CLAUDE, LLAMA, NOVA, converse_user
 from agentwatch import CircuitBreaker, CircuitOpenError, Policy, Retry, ToolTimeoutError
 from agentwatch._fakellm import FakeLLMServer, Reply
-from agentwatch._telemetry._core import set_default_telemetry
-from agentwatch.resilience import reset_registry
 from support import Signals
 
 FAST_RETRY = Retry(attempts=3, backoff=0.0, max_delay=0.0)
-
-
-@pytest.fixture
-def with_policies(signals: Signals, aws_environment: None) -> Iterator[Any]:
-    reset_registry()
-
-    def instrument(**policies: Policy) -> Signals:
-        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
-        return signals
-
-    yield instrument
-    agentwatch.uninstrument()
-    set_default_telemetry()
-    reset_registry()
 
 
 def _attempts(signals: Signals) -> Any:

@@ -19,7 +19,16 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from opentelemetry.trace import SpanKind, StatusCode
 
 import agentwatch
-from _bedrock import CLAUDE, LLAMA, NOVA, bedrock_client, converse_user, has_member, has_operation
+from _bedrock import (
+    CLAUDE,
+    LLAMA,
+    NOVA,
+    apply_guardrail,
+    bedrock_client,
+    converse_user,
+    has_member,
+    has_operation,
+)
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
@@ -661,12 +670,7 @@ def test_calls_agentwatch_does_not_trace_get_no_traceparent(
     instrumented: Signals, fake_llm: FakeLLMServer, bedrock: Any
 ) -> None:
     with pytest.raises(ClientError):
-        bedrock.apply_guardrail(
-            guardrailIdentifier="gr-1",
-            guardrailVersion="1",
-            source="INPUT",
-            content=[{"text": {"text": "x"}}],
-        )
+        apply_guardrail(bedrock)
     assert "traceparent" not in fake_llm.requests[0].headers
     assert instrumented.finished() == []
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
 import agentwatch
-from _bedrock import CLAUDE, NOVA, converse_user, has_operation
+from _bedrock import CLAUDE, NOVA, apply_guardrail, converse_user, has_operation
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._telemetry._core import set_default_telemetry
 from support import Signals
@@ -85,12 +85,7 @@ def test_operations_agentwatch_does_not_trace_keep_botocores_span(
     both: Signals, fake_llm: FakeLLMServer, bedrock: Any
 ) -> None:
     with pytest.raises(ClientError):
-        bedrock.apply_guardrail(
-            guardrailIdentifier="gr-1",
-            guardrailVersion="1",
-            source="INPUT",
-            content=[{"text": {"text": "x"}}],
-        )
+        apply_guardrail(bedrock)
     (span,) = both.finished()
     assert span.name == "Bedrock Runtime.ApplyGuardrail"
     assert span.instrumentation_scope is not None

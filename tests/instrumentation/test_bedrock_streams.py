@@ -22,6 +22,7 @@ from _bedrock import CLAUDE, LLAMA, NOVA, converse_user, has_member
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._fakellm._bedrock import EVENT_STREAM_CONTENT_TYPE, event_message, exception_message
 from agentwatch._telemetry._errors import error_type
+from agentwatch.resilience import ErrorCategory, default_classifier
 from support import Signals
 
 
@@ -153,6 +154,9 @@ def test_an_exception_event_mid_stream(
     assert attrs(span)["agentwatch.stream.outcome"] == "error"
     (duration,) = instrumented.points("gen_ai.client.operation.duration")
     assert duration.attributes["error.type"] == f"botocore.{code}"
+    # Classified by its code although an exception event carries no HTTP status.
+    expected = ErrorCategory.RATE_LIMIT if code == "ThrottlingException" else ErrorCategory.DEPENDENCY
+    assert default_classifier(caught.value).category is expected
 
 
 def test_the_scripted_stream_error_of_the_fake_server(

@@ -208,16 +208,17 @@ def _fresh_input(spec: CompletionSpec) -> int:
     return spec.input_tokens - spec.cached_tokens - spec.cache_creation_tokens
 
 
-def _converse_usage(spec: CompletionSpec) -> dict[str, int]:
+def _converse_usage(spec: CompletionSpec, cache_suffix: str = "InputTokens") -> dict[str, int]:
+    """Converse's usage; Nova's InvokeModel body names the cache counts ``...InputTokenCount``."""
     usage = {
         "inputTokens": _fresh_input(spec),
         "outputTokens": spec.output_tokens,
         "totalTokens": spec.input_tokens + spec.output_tokens,
     }
     if spec.cached_tokens:
-        usage["cacheReadInputTokens"] = spec.cached_tokens
+        usage[f"cacheRead{cache_suffix}"] = spec.cached_tokens
     if spec.cache_creation_tokens:
-        usage["cacheWriteInputTokens"] = spec.cache_creation_tokens
+        usage[f"cacheWrite{cache_suffix}"] = spec.cache_creation_tokens
     return usage
 
 
@@ -352,15 +353,7 @@ def _invoke_anthropic(spec: CompletionSpec, request: RecordedRequest, ids: Ids) 
 def _invoke_nova(spec: CompletionSpec, request: RecordedRequest, ids: Ids) -> Body | Stream:
     calls = prepare_calls(spec, ids, "tooluse_")
     reason = _stop_reason(spec)
-    usage: dict[str, int] = {
-        "inputTokens": _fresh_input(spec),
-        "outputTokens": spec.output_tokens,
-        "totalTokens": spec.input_tokens + spec.output_tokens,
-    }
-    if spec.cached_tokens:
-        usage["cacheReadInputTokenCount"] = spec.cached_tokens
-    if spec.cache_creation_tokens:
-        usage["cacheWriteInputTokenCount"] = spec.cache_creation_tokens
+    usage = _converse_usage(spec, "InputTokenCount")
     if not request.stream:
         body: dict[str, Any] = {
             "output": {"message": {"role": "assistant", "content": _content_blocks(spec, calls)}},

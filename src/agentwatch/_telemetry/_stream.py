@@ -110,17 +110,24 @@ class _StreamProxyBase(_Proxy):
     def _self_failed(self, exc: BaseException) -> None:
         self._self_end(exc, "error" if isinstance(exc, Exception) else "closed")
 
-    def _self_sync_failure(self, exc: BaseException) -> BaseException | None:
-        """End the call for an exception a sync stream raised; returns the policy's chunk timeout
-        to raise instead (from ``exc``), or None to re-raise ``exc``."""
-        limits = self._self_limits
-        if limits is not None and _is_timeout(exc):
-            # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
-            timeout = _chunk_timeout(self._self_call, limits, sync=True)
-            self._self_failed(timeout)
-            return timeout
-        self._self_failed(exc)
-        return None
+    def _self_pull(self, next_item: Callable[[], Any]) -> Any:
+        """The next item of a sync stream, observed; ends the call when the stream ends or fails."""
+        try:
+            item = next_item()
+        except StopIteration:
+            self._self_end(None, "completed")
+            raise
+        except BaseException as exc:
+            limits = self._self_limits
+            if limits is not None and _is_timeout(exc):
+                # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
+                timeout = _chunk_timeout(self._self_call, limits, sync=True)
+                self._self_failed(timeout)
+                raise timeout from exc
+            self._self_failed(exc)
+            raise
+        self._self_item(item)
+        return item
 
 
 class SyncStreamProxy(_StreamProxyBase):
@@ -128,18 +135,7 @@ class SyncStreamProxy(_StreamProxyBase):
         return self
 
     def __next__(self) -> Any:
-        try:
-            item = self.__wrapped__.__next__()
-        except StopIteration:
-            self._self_end(None, "completed")
-            raise
-        except BaseException as exc:
-            timeout = self._self_sync_failure(exc)
-            if timeout is not None:
-                raise timeout from exc
-            raise
-        self._self_item(item)
-        return item
+        return self._self_pull(self.__wrapped__.__next__)
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -173,16 +169,9 @@ class IterableStreamProxy(_StreamProxyBase):
     def _self_events(self, events: Iterator[Any]) -> Iterator[Any]:
         while True:
             try:
-                item = next(events)
+                item = self._self_pull(events.__next__)
             except StopIteration:
-                self._self_end(None, "completed")
                 return
-            except BaseException as exc:
-                timeout = self._self_sync_failure(exc)
-                if timeout is not None:
-                    raise timeout from exc
-                raise
-            self._self_item(item)
             yield item
 
     def close(self) -> Any:

@@ -40,6 +40,7 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -73,7 +74,6 @@ _TRACED = frozenset({"Converse", "ConverseStream", "InvokeModel", "InvokeModelWi
 
 
 def _operations() -> dict[str, Operation]:
-    always = lambda params: True  # noqa: E731
     converse = Operation(
         name=sc.OP_CHAT,
         client_info=ex.client_info,
@@ -82,45 +82,25 @@ def _operations() -> dict[str, Operation]:
         response=ex.converse_response,
         model_key="modelId",
     )
-    invoke = Operation(
-        name=sc.OP_CHAT,
-        client_info=ex.client_info,
-        request=ex.invoke_request,
-        content=ex.invoke_content,
-        response=ex.converse_response,  # unused: InvokeModel responses are read in _finish_invoke
-        model_key="modelId",
-    )
+    # InvokeModel responses are read in BedrockHooks._finish (the body has to be buffered first).
+    invoke = replace(converse, request=ex.invoke_request, content=ex.invoke_content)
     return {
         "Converse": converse,
-        "ConverseStream": Operation(
-            name=sc.OP_CHAT,
-            client_info=ex.client_info,
-            request=ex.converse_request,
-            content=ex.converse_content,
-            response=ex.converse_response,
-            stream_items=ex.converse_stream_handler,
-            streams=always,
-            model_key="modelId",
-        ),
+        "ConverseStream": replace(converse, stream_items=ex.converse_stream_handler, streams=_always),
         "InvokeModel": invoke,
-        "InvokeModelEmbeddings": Operation(
-            name=sc.OP_EMBEDDINGS,
-            client_info=ex.client_info,
-            request=lambda view: {},
-            response=ex.converse_response,
-            model_key="modelId",
-        ),
-        "InvokeModelWithResponseStream": Operation(
-            name=sc.OP_CHAT,
-            client_info=ex.client_info,
-            request=ex.invoke_request,
-            content=ex.invoke_content,
-            response=ex.converse_response,
-            stream_items=ex.invoke_stream_handler,
-            streams=always,
-            model_key="modelId",
+        "InvokeModelEmbeddings": replace(invoke, name=sc.OP_EMBEDDINGS, request=_no_attributes, content=None),
+        "InvokeModelWithResponseStream": replace(
+            invoke, stream_items=ex.invoke_stream_handler, streams=_always
         ),
     }
+
+
+def _always(params: Mapping[str, Any]) -> bool:
+    return True
+
+
+def _no_attributes(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
 
 
 # -- attempts ------------------------------------------------------------------------------------
