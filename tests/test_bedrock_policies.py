@@ -148,3 +148,28 @@ def test_a_file_like_body_is_sent_whole_on_every_attempt(
     source = io.BytesIO(payload)
     bedrock.invoke_model(modelId=LLAMA, body=source)["body"].read()
     assert [r.body for r in fake_llm.requests] == [payload, payload]
+
+
+def test_only_the_bedrock_requests_retries_are_switched_off() -> None:
+    # A client used on the way (STS refreshing credentials while botocore signs) keeps its retries.
+    from types import SimpleNamespace
+
+    from agentwatch.instrumentation.bedrock import _patch
+
+    seen: list[int] = []
+
+    def needs_retry(attempts: int, operation_model: Any, *rest: Any) -> bool:
+        seen.append(attempts)
+        return False
+
+    def operation(service: str) -> Any:
+        return SimpleNamespace(service_model=SimpleNamespace(service_name=service))
+
+    token = _patch._sdk_retries_off.set(True)
+    try:
+        _patch.needs_retry_wrapper(needs_retry, None, (2, operation("sts"), {}), {})
+        _patch.needs_retry_wrapper(needs_retry, None, (2, operation("bedrock-runtime"), {}), {})
+    finally:
+        _patch._sdk_retries_off.reset(token)
+    _patch.needs_retry_wrapper(needs_retry, None, (2, operation("bedrock-runtime"), {}), {})
+    assert seen == [2, _patch._SPENT_ATTEMPTS, 2]

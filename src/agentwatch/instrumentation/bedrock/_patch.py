@@ -146,14 +146,22 @@ def botocore_attempt(
 
 
 def needs_retry_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``Endpoint._needs_retry(attempts, operation_model, request_dict, response, caught_exception)``."""
-    if not _sdk_retries_off.get():
+    """``Endpoint._needs_retry(attempts, operation_model, request_dict, response, caught_exception)``.
+
+    Only the Bedrock request itself: a client the call uses on the way (STS refreshing the
+    credentials while botocore signs) keeps its retries."""
+    if not _sdk_retries_off.get() or _service_of(args, kwargs) != SERVICE:
         return wrapped(*args, **kwargs)
     if args:
         args = (_SPENT_ATTEMPTS, *args[1:])
     else:
         kwargs = {**kwargs, "attempts": _SPENT_ATTEMPTS}
     return wrapped(*args, **kwargs)
+
+
+def _service_of(args: Any, kwargs: Any) -> object:
+    operation = args[1] if len(args) > 1 else kwargs.get("operation_model")
+    return getattr(getattr(operation, "service_model", None), "service_name", None)
 
 
 # -- trace context -------------------------------------------------------------------------------
