@@ -31,6 +31,6 @@ ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "op
 # oldest the Bedrock integration supports; it predates guardrails and prompt caching in Converse.
 bedrock_tests=(tests/instrumentation/test_bedrock.py tests/instrumentation/test_bedrock_streams.py
   tests/instrumentation/test_bedrock_one_span.py tests/instrumentation/test_bedrock_replay.py
-  tests/test_bedrock_policies.py tests/test_fakellm_bedrock.py)
+  tests/test_bedrock_policies.py tests/test_fakellm_bedrock.py tests/test_bedrock_zero_code.py)
 ensure_venv .venv-compat-botocore --unpin "boto3 botocore s3transfer" -e ".[dev]" "boto3==1.34.116" "botocore==1.34.116"
 .venv-compat-botocore/bin/pytest -q "${bedrock_tests[@]}"
