@@ -337,21 +337,20 @@ class BedrockHooks:
             or not is_instrumentation_enabled()
         ):
             return parent(operation_name, api_params)
+        call = None
         try:
             op, view = self._operation(operation_name, api_params)
             policy = safe_policy_for(self.policies, api_params.get("modelId"))
             if policy is not None:
                 api_params = _replayable(api_params)
             call = start_call(self.telemetry, op, client, view, own_span=True)
-            if call is not None:
-                call.error_typer = ex.error_type
-                call.error_describer = ex.describe_error
-                self._watch(client)
         except Exception:  # noqa: BLE001
             report_internal_error(f"starting a Bedrock {operation_name} span")
-            call = None
         if call is None:
             return parent(operation_name, api_params)
+        call.error_typer = ex.error_type
+        call.error_describer = ex.describe_error
+        guarded("adding the trace-context handler to a Bedrock client", self._watch, client)
         call.activate()
         try:
             if policy is None:
