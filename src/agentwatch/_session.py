@@ -26,7 +26,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import is_async_callable, report_internal_error
+from agentwatch._internal import (
+    is_async_callable,
+    renew_locks_at_fork,
+    report_internal_error,
+    reset_in_forked_child,
+)
 from agentwatch._telemetry._context import current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import error_type
@@ -82,6 +87,7 @@ class SessionInstruments:
 
 
 _cache_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_cache_lock")
 _cache: tuple[Telemetry, SessionInstruments] | None = None
 
 
@@ -123,6 +129,7 @@ class Session:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cost",
         "_given_id",
         "_input_reported",
@@ -154,6 +161,7 @@ class Session:
         self.user_id = _check_text("user_id", user_id)
         self.agent_name = _check_text("agent_name", agent_name)
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
         self._iterations = 0
         self._input_tokens = 0
         self._output_tokens = 0
@@ -304,7 +312,7 @@ class Session:
         self._state = _ACTIVE
         self._start = time.perf_counter()
         try:
-            telemetry, _ = _telemetry()
+            telemetry, _ = self._instruments()
             attributes: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_INVOKE_AGENT,
                 sc.CONVERSATION_ID: self.session_id,
@@ -326,18 +334,7 @@ class Session:
             return
         self._state = _ENDED
         duration = time.perf_counter() - self._start
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            otel_token, session_token = tokens
-            try:
-                current_session.reset(session_token)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - exited in another context than it was entered in
-                report_internal_error("leaving a session")
-            if otel_token is not None:
-                try:
-                    otel_context.detach(otel_token)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001
-                    report_internal_error("leaving a session")
+        self._leave()
         try:
             self._record(exc, duration)
         except Exception:  # noqa: BLE001
@@ -348,6 +345,31 @@ class Session:
                     span.end()
                 except Exception:  # noqa: BLE001
                     pass
+
+    def _leave(self) -> None:
+        """Stop being the current session and span of the context it was entered in.
+
+        Called by ``_finish``; an integration whose run continues in tasks that copied the context
+        (a streamed agent run) calls it early and finishes the session when the run ends.
+        """
+        tokens, self._tokens = self._tokens, None
+        if tokens is None:
+            return
+        otel_token, session_token = tokens
+        try:
+            current_session.reset(session_token)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - exited in another context than it was entered in
+            report_internal_error("leaving a session")
+        if otel_token is not None:
+            try:
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001
+                report_internal_error("leaving a session")
+
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        """Where the span and metrics go: ``agentwatch.instrument()``'s providers (an instrumentor's
+        own sessions override this with the providers it was given)."""
+        return _telemetry()
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
         if exc is None:
@@ -365,7 +387,7 @@ class Session:
             inputs = self._input_tokens if self._input_reported else None
             outputs = self._output_tokens if self._output_reported else None
 
-        _, instruments = _telemetry()
+        _, instruments = self._instruments()
         metric_attrs: dict[str, AttributeValue] = {sc.SESSION_OUTCOME: outcome}
         if self.agent_name:
             metric_attrs[sc.AGENT_NAME] = self.agent_name

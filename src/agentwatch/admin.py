@@ -21,16 +21,18 @@ It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount 
 - ``POST /admin/circuits/{key}/open``, ``/close`` and ``/reset``: the circuit's snapshot, 404 if
   no circuit has that key.
 
-Path segments are percent-decoded, so ``openai%3Agpt-4o`` names the circuit ``openai:gpt-4o``.
-Other paths answer 404, other methods 405.
+Path segments are percent-decoded, then decoded as UTF-8, so ``openai%3Agpt-4o`` names the circuit
+``openai:gpt-4o`` and ``caf%C3%A9`` the tool ``café``; an invalid escape (``%zz``) or bytes that
+are not UTF-8 answer 400 and change nothing. Other paths answer 404, other methods 405.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from agentwatch._admin_auth import audit, authenticate
 from agentwatch.resilience._registry import Registry, default_registry
@@ -63,12 +65,18 @@ def make_app(registry: Registry | None = None, *, token: str | None = None) -> A
             return
         if scope["type"] != "http":
             return
-        segments = _segments(scope)
         method = scope.get("method", "GET")
+        segments = _segments(scope)
+        # Authentication comes first, so that an unauthenticated client learns nothing about the
+        # routes (not even which paths would decode).
         denial = authenticate(scope, token)
         if denial is not None:
-            audit(scope, method, segments, denial.status, denial)
+            audit(scope, method, segments or [], denial.status, denial)
             await _respond(send, denial.status, denial.body, allow=None, extra=denial.headers)
+            return
+        if segments is None:
+            audit(scope, method, [], 400, None)
+            await _respond(send, 400, {"error": "invalid percent-escape or UTF-8 in the path"}, allow=None)
             return
         status, body = _route(resolve(), method, segments)
         audit(scope, method, segments, status, None)
@@ -77,16 +85,37 @@ def make_app(registry: Registry | None = None, *, token: str | None = None) -> A
     return admin_app
 
 
-def _segments(scope: Scope) -> list[str]:
+def _segments(scope: Scope) -> list[str] | None:
+    """The path's segments, each percent-decoded and then UTF-8 decoded; ``None`` if it cannot be.
+
+    Decoded from ``raw_path`` (the bytes on the wire) so that an encoded "/" inside a tool name
+    stays in its segment and ``caf%C3%A9`` and a raw ``caf\xc3\xa9`` both name ``café``. An
+    escape that is not ``%`` plus two hex digits, or bytes that are not UTF-8, make the request
+    invalid: acting on a literal ``%zz`` or on a mojibake name would switch off the wrong tool.
+    """
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if isinstance(raw, bytes) else scope.get("path", "")
-    path = path.split("?", 1)[0]
-    root = scope.get("root_path", "")
-    # Servers and mounts disagree on whether ``path`` still contains the mount prefix.
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    # Split before decoding so that an encoded "/" inside a tool name stays in its segment.
-    return [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
+    if isinstance(raw, bytes):
+        path = raw.split(b"?", 1)[0]
+        if _BAD_ESCAPE.search(path):
+            return None
+        try:
+            segments = [unquote_to_bytes(s).decode("utf-8") for s in path.strip(b"/").split(b"/")]
+        except UnicodeDecodeError:
+            return None
+    else:
+        # No raw_path (it is optional in ASGI): ``path`` is already decoded, so not again.
+        text = scope.get("path", "")
+        segments = text.strip("/").split("/")
+    if segments == [""]:
+        segments = []
+    # Servers and mounts disagree on whether the path still contains the mount prefix.
+    root = [s for s in scope.get("root_path", "").strip("/").split("/") if s]
+    if root and segments[: len(root)] == root:
+        segments = segments[len(root) :]
+    return segments
+
+
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def _allowed(segments: list[str]) -> str | None:

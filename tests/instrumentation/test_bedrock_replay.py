@@ -146,11 +146,11 @@ def test_replay(aws_environment: None, name: str) -> None:
     assert attrs["aws.request_id"] == entry["headers"]["x-amzn-requestid"]
     if "error" in expected:
         assert attrs["error.type"] == expected["error"]
-        # Content capture is on here, so the AWS message follows the class and status.
-        assert (
-            span.status.description
-            == f"{expected['error']}: {entry['status']}: The provided model identifier is invalid."
-        )
+        # Content capture is on here, so the exception's text (with the AWS message) follows
+        # error.type and the status.
+        description = span.status.description or ""
+        assert description.startswith(f"{expected['error']}: {entry['status']}: An error occurred")
+        assert description.endswith(": The provided model identifier is invalid.")
         return
     assert attrs["gen_ai.response.finish_reasons"] == expected["finish"]
     assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == expected["tokens"]

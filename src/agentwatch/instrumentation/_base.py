@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from agentwatch._config import Settings, resolve_settings
+from agentwatch._config import Settings, check_instrument_arguments, resolve_settings
 from agentwatch._errors import ConfigError
 from agentwatch._telemetry._core import Telemetry
 
@@ -53,6 +53,14 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """The wrappers to install, built once from ``telemetry``."""
 
     def _instrument(self, **kwargs: Any) -> None:
+        # BaseInstrumentor marks itself instrumented only after this returns: refusing here
+        # leaves it uninstrumented, as instrument() does.
+        check_instrument_arguments(
+            providers={
+                name: kwargs.get(name) for name in ("tracer_provider", "meter_provider", "logger_provider")
+            },
+            flags={},
+        )
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
             # Nothing passes settings under opentelemetry-instrument (or a bare .instrument()):

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, reset_in_forked_child
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
 
@@ -43,6 +43,7 @@ class LLMPolicies:
         self._pipelines: dict[tuple[str, str], Pipeline] = {}
         self._no_retry: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     @property
     def active(self) -> bool:

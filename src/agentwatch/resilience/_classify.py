@@ -33,6 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._errors import http_status, provider_error_codes
+
 __all__ = [
     "Classification",
     "Classifier",
@@ -179,8 +182,10 @@ def default_classifier(exc: BaseException) -> Classification:
     timeout; ``ConnectionError`` and every other ``OSError`` is a dependency failure; ``ValueError``,
     ``TypeError`` and ``KeyError`` are validation errors. HTTP errors of the LLM SDKs and HTTP
     clients are classified by status code (408, 409, 429 and 5xx transient; other 4xx validation),
-    read from ``exc.status_code`` or ``exc.response.status_code``, and honour the response's
-    ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers.
+    read from ``exc.status_code`` or ``exc.response.status_code`` (botocore's
+    ``ResponseMetadata.HTTPStatusCode``), and honour the response's ``retry-after-ms`` /
+    ``retry-after`` and ``x-should-retry`` headers. botocore's AWS error codes
+    (``ThrottlingException``, ``ModelNotReadyException``...) are read before the status.
 
     Unknown exceptions are not retried, because retrying a call whose failure nobody understood may
     repeat a side effect (tools are not known to be idempotent) or a bug; but they count as a breaker
@@ -189,12 +194,23 @@ def default_classifier(exc: BaseException) -> Classification:
     """
     if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
         return _CANCELLED
-    aws = _classify_aws(exc)
-    if aws is not None:
-        return aws
-    status = _status_code(exc)
+    try:
+        return _classify(exc)
+    except Exception:  # noqa: BLE001 - a hostile exception (a property or __str__ that raises)
+        # Classifying must never replace the call's own exception: nobody understood this
+        # failure, which is what "unknown" means.
+        report_internal_error("classifying an exception")
+        return _UNKNOWN
+
+
+def _classify(exc: Exception) -> Classification:
+    codes = _error_codes(exc)
+    known = _classify_code(exc, codes) if codes else None
+    if known is not None:
+        return known
+    status = http_status(exc)
     if status is not None:
-        return _classify_status(exc, status)
+        return _classify_status(exc, status, codes)
     mro_names = {cls.__name__ for cls in type(exc).__mro__}
     if (
         isinstance(exc, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError))
@@ -208,65 +224,45 @@ def default_classifier(exc: BaseException) -> Classification:
     return _UNKNOWN
 
 
-def _classify_aws(exc: BaseException) -> Classification | None:
-    """botocore's ``ClientError``: its ``response`` is a dict with ``Error.Code`` and
-    ``ResponseMetadata.HTTPStatusCode``, not an HTTP response."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    error = response.get("Error")
-    code = error.get("Code") if isinstance(error, Mapping) else None
-    if not isinstance(code, str) or not code:
-        return None
-    metadata = response.get("ResponseMetadata")
-    headers = metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
-    code = code.lower()
-    if code in _AWS_RATE_LIMIT:
-        return _rate_limited(parse_retry_after(headers))
-    known = _AWS_CODES.get(code)
-    if known is not None:
+def _classify_code(exc: BaseException, codes: set[str]) -> Classification | None:
+    """By an AWS error code (botocore's ``Error.Code``), before the HTTP status: an exception
+    event in a Bedrock stream has none, and a few statuses mislead. Other codes: ``None``."""
+    if codes & _AWS_RATE_LIMIT:
+        return Classification(
+            category=ErrorCategory.RATE_LIMIT,
+            retryable=True,
+            counts_as_failure=True,
+            retry_after=parse_retry_after(_response_headers(exc)),
+            fallback=True,
+        )
+    for code in codes:
+        known = _AWS_CODES.get(code)
+        if known is None:
+            continue
         if known.category is ErrorCategory.VALIDATION and _mentions(exc, _FALLBACK_MESSAGES):
             # "Input is too long for requested model": a model with a larger context may take it.
             return Classification(
                 category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
             )
         return known
-    # Any other code: by its HTTP status, as for the other SDKs.
-    status = metadata.get("HTTPStatusCode") if isinstance(metadata, Mapping) else None
-    if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
-        return _UNKNOWN
-    if status == 429:
-        return _rate_limited(parse_retry_after(headers))
-    if status == 408:
-        return _TIMEOUT
-    return _DEPENDENCY if status >= 500 or status == 409 else _VALIDATION
-
-
-def _rate_limited(retry_after: float | None) -> Classification:
-    return Classification(
-        category=ErrorCategory.RATE_LIMIT,
-        retryable=True,
-        counts_as_failure=True,
-        retry_after=retry_after,
-        fallback=True,
-    )
-
-
-def _status_code(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
-        return status
     return None
 
 
-def _classify_status(exc: BaseException, status: int) -> Classification:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
+def _response_headers(exc: BaseException) -> object:
+    """The error response's headers: ``exc.response.headers`` (httpx), or botocore's
+    ``ResponseMetadata.HTTPHeaders`` (its ``response`` is the parsed dict)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        metadata = response.get("ResponseMetadata")
+        return metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
+    return getattr(response, "headers", None)
+
+
+def _classify_status(exc: BaseException, status: int, codes: set[str]) -> Classification:
+    headers = _response_headers(exc)
     retry_after = parse_retry_after(headers)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
-    codes = _error_codes(exc)
     if status == 429:
         quota = bool(codes & _QUOTA_CODES)
         return Classification(
@@ -294,20 +290,7 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
 
 def _error_codes(exc: BaseException) -> set[str]:
     """The provider's ``code``/``type`` strings, from the exception or its JSON body."""
-    found: set[str] = set()
-    sources: list[object] = [exc]
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        sources.append(body)
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            sources.append(inner)
-    for source in sources:
-        for field in ("code", "type"):
-            value = source.get(field) if isinstance(source, Mapping) else getattr(source, field, None)
-            if isinstance(value, str):
-                found.add(value.lower())
-    return found
+    return {code.lower() for code in provider_error_codes(exc)}
 
 
 def _mentions(exc: BaseException, phrases: tuple[str, ...]) -> bool:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
+from agentwatch._config import finite_number
 from agentwatch._errors import ConfigError
 from agentwatch.resilience._classify import Classifier
 
@@ -51,13 +52,8 @@ def _optional_seconds(setting: str, value: object) -> float | None:
 def _seconds(setting: str, value: object, *, zero: bool = False, accepted: str = _SECONDS) -> float:
     if zero:
         accepted = accepted.replace("positive", "non-negative")
-    if isinstance(value, timedelta):
-        result = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        result = float(value)
-    else:
-        raise ConfigError(setting, value, accepted)
-    if not math.isfinite(result) or result < 0 or (result == 0 and not zero):
+    result = value.total_seconds() if isinstance(value, timedelta) else finite_number(value)
+    if result is None or not math.isfinite(result) or result < 0 or (result == 0 and not zero):
         raise ConfigError(setting, value, accepted)
     return result
 
@@ -69,9 +65,10 @@ def _integer(setting: str, value: object, minimum: int) -> int:
 
 
 def _number(setting: str, value: object, accepted: str, ok: Callable[[float], bool]) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(float(value)):
+    number = finite_number(value)
+    if number is None or not ok(number):
         raise ConfigError(setting, value, accepted)
-    return float(value)
+    return number
 
 
 def _flag(setting: str, value: object) -> bool:

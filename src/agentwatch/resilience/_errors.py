@@ -51,6 +51,9 @@ class ResilienceError(Exception):
     """
 
     error_type: ClassVar[str] = "resilience_error"
+    # The message is agentwatch's own (a tool or model name, a limit): no content, so it is the
+    # status description even with content capture off (see _telemetry._errors.describe_error).
+    _agentwatch_own_message: ClassVar[bool] = True
 
     @property
     def otel_error_type(self) -> str:

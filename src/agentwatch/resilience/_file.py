@@ -105,7 +105,9 @@ def load_config(path: str | os.PathLike[str]) -> ResilienceConfig:
         raise ConfigError(
             AGENTWATCH_CONFIG, os.fspath(path), f"the path of a readable TOML file ({exc.strerror or exc})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(AGENTWATCH_CONFIG, os.fspath(path), f"a UTF-8 TOML file ({exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(AGENTWATCH_CONFIG, os.fspath(path), f"a valid TOML file ({exc})") from None
     for key, value in data.items():
         if key not in _SECTIONS:

@@ -31,7 +31,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import renew_locks_at_fork, report_internal_error
 from agentwatch._version import __version__
 from agentwatch.resilience._breaker import Circuit, Transition
 from agentwatch.resilience._errors import CallKind
@@ -202,6 +202,7 @@ class ResilienceTelemetry:
 
 _lock = threading.Lock()
 _current: ResilienceTelemetry | None = None
+renew_locks_at_fork(globals(), "_lock")
 
 
 def current_telemetry() -> ResilienceTelemetry:

@@ -34,10 +34,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import instrumentation_enabled, report_internal_error
+from agentwatch._internal import instrumentation_enabled, renew_locks_at_fork, report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
-from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._errors import describe_error, error_type
 from agentwatch._telemetry._instruments import DURATION_BUCKETS
 from agentwatch.resilience import (
     BulkheadFullError,
@@ -85,9 +85,7 @@ _POLICY_STOPS = frozenset(
 class ToolSpec:
     """What an integration knows about a tool before calling it.
 
-    ``error_message`` gives the span status description of an exception when content capture is
-    off (exception messages may quote argument values, so the default gives none); with capture
-    on it is the scrubbed message. ``result_error`` turns a returned value into an ``error.type``
+    ``result_error`` turns a returned value into an ``error.type``
     when the tool reports failure in its result (MCP ``isError``). ``present`` maps the result to
     what the model reads, for sizes and captured content (LangChain's ``ToolMessage.content``).
     """
@@ -96,7 +94,6 @@ class ToolSpec:
     description: str | None = None
     tool_type: str = sc.TOOL_TYPE_FUNCTION
     error_typer: Callable[[BaseException], str] = error_type
-    error_message: Callable[[BaseException], str | None] | None = None
     result_error: Callable[[Any], str | None] | None = None
     present: Callable[[Any], object] | None = None
 
@@ -118,6 +115,7 @@ class ToolTelemetry:
 
 
 _default_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_default_lock")
 _default_cache: tuple[Telemetry, ToolTelemetry] | None = None
 
 
@@ -165,7 +163,10 @@ class ToolCall:
         call_id: str | None,
         attributes: Mapping[str, AttributeValue] | None = None,
         metric_name: str | None = None,
+        start_time: int | None = None,
     ) -> None:
+        """``start_time`` (ns since the epoch) records a call observed only once it is over, such
+        as an agent framework's handoff, from when it really started."""
         self.telemetry = telemetry
         self.spec = spec
         self.arguments = arguments
@@ -202,9 +203,17 @@ class ToolCall:
                 attrs[sc.USER_ID] = user_id
         if attributes:
             attrs.update(attributes)
-        span = telemetry.tracer.start_span(
-            f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
-        )
+        try:
+            span = telemetry.tracer.start_span(
+                f"{sc.OP_EXECUTE_TOOL} {spec.name}",
+                kind=SpanKind.INTERNAL,
+                attributes=attrs,
+                start_time=start_time,
+            )
+        except Exception:  # noqa: BLE001 - a sampler or span processor that raises
+            # The call is still measured, logged and counted in its session, without a span.
+            report_internal_error("starting an execute_tool span")
+            span = trace.INVALID_SPAN
         self.span: Span = span
         # Set after the start so that a sampled-out call never pays for encoding its arguments.
         if telemetry.settings.capture.span and arguments is not None and span.is_recording():
@@ -212,6 +221,8 @@ class ToolCall:
             if text is not None:
                 span.set_attribute(sc.TOOL_CALL_ARGUMENTS, text)
         self._start = time.perf_counter()
+        if start_time is not None:
+            self._start -= max(0.0, (time.time_ns() - start_time) / 1e9)
 
     # -- context ---------------------------------------------------------------------------
 
@@ -342,13 +353,11 @@ class ToolCall:
         invalid = error if isinstance(error, InvalidArgumentsError) else self.invalid
         if invalid is not None and not self.telemetry.settings.capture.enabled:
             return str(invalid)  # field names and kinds of problems only
-        if error is None:
+        # Exception messages of tools (and MCP servers' JSON-RPC error messages) may quote
+        # argument values: with capture off the span has error.type and no description.
+        if error is None or not self.telemetry.settings.capture.span:
             return None
-        if self.telemetry.settings.capture.enabled:
-            return scrub(str(error))
-        if self.spec.error_message is not None:
-            return self.spec.error_message(error)
-        return None
+        return describe_error(error, capture=True, etype=etype)
 
     def _log(
         self, duration: float, etype: str | None, size: int | None, text: str | None, cancelled: bool

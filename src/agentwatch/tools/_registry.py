@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from agentwatch import _semconv as sc
 from agentwatch._errors import ConfigError
+from agentwatch._internal import reset_in_forked_child
 from agentwatch.resilience._errors import InvalidArgumentsError
 from agentwatch.resilience._pipeline import InvalidArguments
 from agentwatch.tools._execution import OTHER_TOOL, ToolSpec, default_tool_telemetry, run_async, run_sync
@@ -56,6 +57,7 @@ class ToolRegistry:
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     # -- registration --------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +28,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._errors import error_type as default_error_type
-from agentwatch._telemetry._errors import scrub
+from agentwatch._telemetry._errors import is_code
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._usage import Usage
 from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, parse_json, put
@@ -41,7 +40,6 @@ __all__ = [
     "converse_request",
     "converse_response",
     "converse_stream_handler",
-    "describe_error",
     "error_code",
     "error_metadata",
     "error_type",
@@ -564,9 +562,6 @@ def invoke_stream_handler(capture: bool) -> Callable[[InferenceCall, Any], None]
 
 # -- errors --------------------------------------------------------------------------------------
 
-# What an AWS error code looks like; anything else is not used as a value.
-_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
-
 
 def _error_response(exc: BaseException) -> Mapping[str, Any] | None:
     try:
@@ -580,7 +575,7 @@ def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError`` (``ThrottlingException``), normalised: an
     exception event mid-stream names it in lower camel case (``throttlingException``)."""
     code = get(get(_error_response(exc), "Error"), "Code")
-    if not isinstance(code, str) or _CODE.fullmatch(code) is None:
+    if not isinstance(code, str) or not is_code(code):
         return None
     return code[0].upper() + code[1:]
 
@@ -601,30 +596,3 @@ def error_metadata(call: InferenceCall, exc: BaseException) -> None:
     response = _error_response(exc)
     if response is not None:
         response_metadata(call, response)
-
-
-def http_status(exc: BaseException) -> int | None:
-    status = get(get(_error_response(exc), "ResponseMetadata"), "HTTPStatusCode")
-    return status if isinstance(status, int) and not isinstance(status, bool) else None
-
-
-def describe_error(exc: BaseException, capture: bool) -> str:
-    """The span status description: the exception's class, the HTTP status and the AWS error code.
-    AWS messages can quote the request (a ValidationException names the field and its value), so
-    the message follows only when content capture is on, scrubbed of anything key-shaped."""
-    parts = [default_error_type(exc)]
-    details = []
-    status = http_status(exc)
-    if status is not None:
-        details.append(str(status))
-    code = error_code(exc)
-    if code is not None and not parts[0].endswith(f".{code}"):
-        details.append(code)
-    text = f"{parts[0]}: {' '.join(details)}" if details else parts[0]
-    if capture:
-        message = get(get(_error_response(exc), "Error"), "Message")
-        if not isinstance(message, str):
-            message = str(exc)
-        if message:
-            text = f"{text}: {message}"
-    return scrub(text)

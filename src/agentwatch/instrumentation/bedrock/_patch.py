@@ -51,7 +51,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import inject_trace_context
-from agentwatch._telemetry._inference import InferenceCall, guarded
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import IterableStreamProxy, OnItem
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._policies import Attempt, safe_policy_for, stream_limits
@@ -349,8 +349,10 @@ class BedrockHooks:
         if call is None:
             return parent(operation_name, api_params)
         call.error_typer = ex.error_type
-        call.error_describer = ex.describe_error
-        guarded("adding the trace-context handler to a Bedrock client", self._watch, client)
+        try:
+            self._watch(client)
+        except Exception:  # noqa: BLE001 - the call goes ahead (and is traced) without traceparent
+            call.fault("adding the trace-context handler to a Bedrock client")
         call.activate()
         try:
             if policy is None:
@@ -360,7 +362,10 @@ class BedrockHooks:
                     call, policy, parent, client, (operation_name, api_params), {}, shape=botocore_attempt
                 )
         except BaseException as exc:
-            guarded("reading a Bedrock error", ex.error_metadata, call, exc)
+            try:
+                ex.error_metadata(call, exc)
+            except Exception:  # noqa: BLE001
+                call.fault("reading a Bedrock error")
             call.end(exc)
             raise
         finally:
@@ -414,6 +419,6 @@ class BedrockHooks:
             else:
                 op.response(call, result)
         except Exception:  # noqa: BLE001
-            report_internal_error(f"reading a Bedrock {operation_name} response")
+            call.fault(f"reading a Bedrock {operation_name} response")
         call.end()
         return result

@@ -161,13 +161,6 @@ def _call_tool(
                 return str(code)
         return default_error_type(exc)
 
-    def error_message(exc: BaseException) -> str | None:
-        # A JSON-RPC error message is protocol text (semconv: the status description).
-        if errors and isinstance(exc, errors):
-            message = getattr(getattr(exc, "error", None), "message", None)
-            return message if isinstance(message, str) else None
-        return None
-
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -192,7 +185,6 @@ def _call_tool(
             None,
             sc.TOOL_TYPE_EXTENSION,
             error_typer=error_type,
-            error_message=error_message,
             result_error=_result_error,
         )
 
