@@ -180,6 +180,7 @@ def test_no_content_anywhere_by_default(instrumented: Signals, fake_llm: FakeLLM
         "modelId": CLAUDE,
         "messages": converse_user(PROMPT),
         "system": [{"text": SYSTEM}],
+        "toolConfig": {"tools": [converse_tool("lookup", "Looks up WOMBAT-9012", SCHEMA)]},
     }
     bedrock.converse(**kwargs)
     for _ in bedrock.converse_stream(**kwargs)["stream"]:
@@ -189,7 +190,7 @@ def test_no_content_anywhere_by_default(instrumented: Signals, fake_llm: FakeLLM
 
     dump = instrumented.dump()
     assert len(instrumented.finished()) == 3
-    for secret in ("ZEBRA", "QUOKKA", "PLATYPUS"):
+    for secret in ("ZEBRA", "QUOKKA", "PLATYPUS", "WOMBAT"):
         assert secret not in dump
     assert instrumented.logs.get_finished_logs() == ()
 
@@ -254,6 +255,60 @@ def test_content_and_tool_use_in_the_v141_schema(
         }
     ]
     assert span["gen_ai.response.finish_reasons"] == ("tool_use",)
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def converse_tool(name: str, description: str | None, schema: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name, "inputSchema": {"json": schema}}
+    if description is not None:
+        spec["description"] = description
+    return {"toolSpec": spec}
+
+
+def test_tool_definitions_with_content_capture(
+    capture: Signals, fake_llm: FakeLLMServer, bedrock: Any
+) -> None:
+    tools = [converse_tool("get_weather", "Current weather.", SCHEMA), converse_tool("now", None, {})]
+    expected: list[dict[str, Any]] = [
+        {"type": "function", "name": "get_weather", "description": "Current weather.", "parameters": SCHEMA},
+        {"type": "function", "name": "now", "parameters": {}},
+    ]
+    if has_member("Tool", "cachePoint"):
+        tools.append({"cachePoint": {"type": "default"}})  # a cache boundary, not a tool
+    if has_member("Tool", "systemTool"):
+        tools.append({"systemTool": {"name": "nova_grounding"}})
+        expected.append({"type": "systemTool", "name": "nova_grounding"})
+    nova_body = {
+        "schemaVersion": "messages-v1",
+        "messages": [{"role": "user", "content": [{"text": PROMPT}]}],
+        "toolConfig": {"tools": tools[:2]},
+    }
+    anthropic_body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "tools": [
+            {"name": "get_weather", "description": "Current weather.", "input_schema": SCHEMA},
+            {"type": "bash_20250124", "name": "bash"},
+        ],
+    }
+    fake_llm.enqueue(*(Reply.text(COMPLETION) for _ in range(4)))
+    bedrock.converse(modelId=NOVA, messages=converse_user(), toolConfig={"tools": tools})
+    for _ in bedrock.converse_stream(modelId=NOVA, messages=converse_user(), toolConfig={"tools": tools})[
+        "stream"
+    ]:
+        pass
+    bedrock.invoke_model(modelId=NOVA, body=json.dumps(nova_body))["body"].read()
+    bedrock.invoke_model(modelId=CLAUDE, body=json.dumps(anthropic_body))["body"].read()
+
+    converse, stream, nova, claude = (
+        json.loads(attrs(span)["gen_ai.tool.definitions"]) for span in capture.finished()
+    )
+    assert converse == stream == expected
+    assert nova == expected[:2]
+    assert claude == [expected[0], {"type": "bash_20250124", "name": "bash"}]
 
 
 def test_a_tool_loop_with_toolresult_blocks(capture: Signals, fake_llm: FakeLLMServer, bedrock: Any) -> None:
@@ -539,7 +594,9 @@ def test_with_capture_the_aws_message_follows(
         bedrock.converse(modelId=CLAUDE, messages=converse_user())
     # As for every SDK, the exception's text (botocore's quotes the AWS message) after the safe parts.
     description = capture.only_span().status.description or ""
-    assert description.startswith("botocore.ValidationException: 400: An error occurred (ValidationException)")
+    assert description.startswith(
+        "botocore.ValidationException: 400: An error occurred (ValidationException)"
+    )
     assert description.endswith(": Malformed input request: #/messages: expected type: JSONArray")
 
 

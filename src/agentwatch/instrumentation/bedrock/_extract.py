@@ -31,7 +31,16 @@ from agentwatch._telemetry._errors import error_type as default_error_type
 from agentwatch._telemetry._errors import is_code
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._usage import Usage
-from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, parse_json, put
+from agentwatch.instrumentation._common import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    function_definition,
+    get,
+    parse_json,
+    put,
+)
 from agentwatch.instrumentation.anthropic import _extract as anthropic
 
 __all__ = [
@@ -276,7 +285,31 @@ def parts(content: object) -> list[dict[str, Any]]:
     return out
 
 
-def _messages(call: InferenceCall, messages: object, system: object) -> None:
+def _tool_definitions(config: object) -> list[dict[str, Any]] | None:
+    """``toolConfig.tools`` (Converse, and Nova's InvokeModel body) in the shape of v1.41
+    ``gen_ai.tool.definitions``: a ``toolSpec`` is a function whose parameters are its
+    ``inputSchema.json``; a ``systemTool`` (a tool Bedrock runs) keeps that kind and its name;
+    ``cachePoint`` entries mark a cache boundary and are no tools."""
+    tools = get(config, "tools")
+    if not isinstance(tools, Sequence) or isinstance(tools, str) or not tools:
+        return None
+    definitions: list[dict[str, Any]] = []
+    for tool in tools:
+        spec = get(tool, "toolSpec")
+        system_tool = get(tool, "systemTool")
+        if spec is not None:
+            definitions.append(
+                function_definition(
+                    get(spec, "name"), get(spec, "description"), get(get(spec, "inputSchema"), "json")
+                )
+            )
+        elif system_tool is not None:
+            definitions.append({"type": "systemTool", "name": get(system_tool, "name") or "systemTool"})
+    return definitions or None
+
+
+def _messages(call: InferenceCall, messages: object, system: object, tool_config: object) -> None:
+    call.tool_definitions = _tool_definitions(tool_config)
     call.input_messages = [
         {"role": get(m, "role"), "parts": parts(get(m, "content"))}
         for m in (messages if isinstance(messages, Sequence) else ())
@@ -287,7 +320,7 @@ def _messages(call: InferenceCall, messages: object, system: object) -> None:
 
 
 def converse_content(call: InferenceCall, params: Mapping[str, Any]) -> None:
-    _messages(call, params.get("messages"), params.get("system"))
+    _messages(call, params.get("messages"), params.get("system"), params.get("toolConfig"))
 
 
 def invoke_content(call: InferenceCall, view: Mapping[str, Any]) -> None:
@@ -298,7 +331,7 @@ def invoke_content(call: InferenceCall, view: Mapping[str, Any]) -> None:
     if kind == "anthropic":
         anthropic.content(call, body)
     elif kind == "nova":
-        _messages(call, body.get("messages"), body.get("system"))
+        _messages(call, body.get("messages"), body.get("system"), body.get("toolConfig"))
     elif kind == "llama":
         prompt = body.get("prompt")
         if isinstance(prompt, str):
