@@ -3,16 +3,15 @@ instrumentor (installed with the dev dependencies, so it loads too, in entry-poi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._fakellm._bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+from support import console_objects
 
 APP = textwrap.dedent(
     """
@@ -62,21 +61,11 @@ def _run(tmp_path: Path, server: FakeLLMServer, **env: str) -> subprocess.Comple
     )
 
 
-def _spans(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    spans, index = [], stdout.find("{")
-    while index != -1:
-        span, end = decoder.raw_decode(stdout, index)
-        spans.append(span)
-        index = stdout.find("{", end)
-    return spans
-
-
 def test_zero_code_next_to_the_botocore_instrumentor(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
     fake_llm.enqueue(Reply.text("hi"), Reply.text("hi"))
     result = _run(tmp_path, fake_llm)
     assert result.returncode == 0, result.stderr
-    spans = _spans(result.stdout)
+    spans = console_objects(result.stdout)
     # The console exporter shows no scope: the botocore instrumentor's spans carry rpc.system.
     assert [s["name"] for s in spans] == ["chat us.amazon.nova-pro-v1:0"] * 2
     assert not any("rpc.system" in s["attributes"] for s in spans)
@@ -88,7 +77,7 @@ def test_disabling_agentwatch_bedrock_by_name(tmp_path: Path, fake_llm: FakeLLMS
     result = _run(tmp_path, fake_llm, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentwatch_bedrock")
     assert result.returncode == 0, result.stderr
     # Only the botocore instrumentor's spans are left, and no agentwatch header.
-    spans = _spans(result.stdout)
+    spans = console_objects(result.stdout)
     assert len(spans) == 2
     assert all(s["attributes"]["rpc.system"] == "aws-api" for s in spans)
     assert not any("agentwatch.stream.outcome" in s["attributes"] for s in spans)
