@@ -65,4 +65,12 @@ bedrock_tests=(tests/instrumentation/test_bedrock.py tests/instrumentation/test_
   tests/test_bedrock_policies.py tests/test_fakellm_bedrock.py tests/test_bedrock_zero_code.py)
 compat "oldest botocore" .venv-compat-botocore "boto3 botocore s3transfer" \
   "boto3==1.34.116" "botocore==1.34.116" -- "${bedrock_tests[@]}"
+# google-genai 1.25, the oldest supported: the first whose client retries on its own
+# (HttpRetryOptions), which a policy must turn off, there only through a copy of the client (per-
+# request retry options came later); it also predates httpx2 and `_embed_content`. Its websockets
+# range (< 15.1) excludes the newest.
+compat "oldest google-genai" .venv-compat-google-genai "google-genai websockets tenacity" \
+  "google-genai==1.25.0" "websockets<15.1" -- tests/instrumentation/test_google_genai.py \
+  tests/instrumentation/test_google_genai_equivalence.py tests/instrumentation/test_google_genai_replay.py \
+  tests/test_llm_policies_google_genai.py
 stage "done"

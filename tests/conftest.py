@@ -19,6 +19,7 @@ from _redis import redis_server, redis_url
 from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
+from agentwatch.resilience import Policy, reset_registry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
 # Fixtures of tests/_redis.py and tests/_bedrock.py, for every test module.
@@ -37,6 +38,7 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_CONFIG",
     "AGENTWATCH_ADMIN_TOKEN",
     "AGENTWATCH_CACHE_REDIS_URL",
+    "AGENTWATCH_STATE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )
@@ -78,9 +80,7 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
 
 @pytest.fixture
 def with_policies(signals: Signals) -> Iterator[Any]:
-    """``with_policies(**{model: Policy(...)})`` instruments with those LLM policies; undone at the end."""
-    from agentwatch.resilience import Policy, reset_registry
-
+    """``with_policies(model=Policy(...))`` instruments with those LLM policies (a fresh registry)."""
     reset_registry()
 
     def instrument(**policies: Policy) -> Signals:

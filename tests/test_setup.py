@@ -324,7 +324,7 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core", "openai-agents", "botocore"})
+    missing.update({"openai", "google-genai", "mcp", "langchain-core", "openai-agents", "botocore"})
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentwatch._fakellm._anthropic import AnthropicFormat
 from agentwatch._fakellm._bedrock import BedrockFormat
+from agentwatch._fakellm._gemini import GeminiFormat
 from agentwatch._fakellm._openai import OpenAIFormat
 from agentwatch._fakellm._wire import WireFormat
 
@@ -14,4 +15,5 @@ WIRE_FORMATS: tuple[WireFormat, ...] = (
     OpenAIFormat(),
     AnthropicFormat(),
     BedrockFormat(),
+    GeminiFormat(),
 )

@@ -25,6 +25,7 @@ __all__ = [
     "AsyncStreamProxy",
     "IterableStreamProxy",
     "OnItem",
+    "SyncGeneratorProxy",
     "SyncStreamManagerProxy",
     "SyncStreamProxy",
 ]
@@ -116,7 +117,7 @@ class _StreamProxyBase(_Proxy):
     def _self_failed(self, exc: BaseException) -> None:
         self._self_end(exc, "error" if isinstance(exc, Exception) else "closed")
 
-    def _self_pull(self, next_item: Callable[[], Any]) -> Any:
+    def _self_observe(self, next_item: Callable[[], Any]) -> Any:
         """The next item of a sync stream, observed; ends the call when the stream ends or fails."""
         try:
             item = next_item()
@@ -125,7 +126,8 @@ class _StreamProxyBase(_Proxy):
             raise
         except BaseException as exc:
             limits = self._self_limits
-            if limits is not None and _is_timeout(exc):
+            # agentwatch's own errors (a policy's attempt timeout, an open circuit) stay as raised.
+            if limits is not None and _is_timeout(exc) and getattr(exc, "otel_error_type", None) is None:
                 # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
                 timeout = _chunk_timeout(self._self_call, limits, sync=True)
                 self._self_failed(timeout)
@@ -140,8 +142,12 @@ class SyncStreamProxy(_StreamProxyBase):
     def __iter__(self) -> SyncStreamProxy:
         return self
 
+    def _self_pull(self) -> Any:
+        """The stream's next item, unobserved (a subclass may make the first one differently)."""
+        return self.__wrapped__.__next__()
+
     def __next__(self) -> Any:
-        return self._self_pull(self.__wrapped__.__next__)
+        return self._self_observe(self._self_pull)
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -160,6 +166,43 @@ class SyncStreamProxy(_StreamProxyBase):
             self._self_end(None, "closed")
 
 
+_OPENED: Any = object()
+
+
+class SyncGeneratorProxy(SyncStreamProxy):
+    """A sync stream whose request is sent at its first ``next()``: a generator (google-genai).
+
+    Without agentwatch the request is made when the caller starts iterating, so it is made then
+    here too, with the call's span current (trace headers, the SDK's own retries inside the
+    span). ``opener``, when given, makes that first step instead: it returns the first item (or
+    raises ``StopIteration``) and may replace ``__wrapped__`` with the generator that made it (a
+    policy's attempts each open a generator of their own).
+    """
+
+    def __init__(
+        self,
+        wrapped: Any,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None = None,
+        opener: Callable[[SyncGeneratorProxy], Any] | None = None,
+    ) -> None:
+        super().__init__(wrapped, call, on_item, limits)
+        self._self_opener = opener
+
+    def _self_pull(self) -> Any:
+        opener = self._self_opener
+        if opener is _OPENED:
+            return self.__wrapped__.__next__()
+        self._self_opener = _OPENED
+        call = self._self_call
+        call.activate()
+        try:
+            return self.__wrapped__.__next__() if opener is None else opener(self)
+        finally:
+            call.deactivate()
+
+
 class IterableStreamProxy(_StreamProxyBase):
     """A stream that is an iterable, not an iterator: botocore's ``EventStream``, whose every
     ``iter()`` is a new generator over one shared source of events.
@@ -175,7 +218,7 @@ class IterableStreamProxy(_StreamProxyBase):
     def _self_events(self, events: Iterator[Any]) -> Iterator[Any]:
         while True:
             try:
-                item = self._self_pull(events.__next__)
+                item = self._self_observe(events.__next__)
             except StopIteration:
                 return
             yield item
@@ -218,7 +261,9 @@ class AsyncStreamProxy(_StreamProxyBase):
             timeout = _chunk_timeout(call, limits)
         # The HTTP response is abandoned mid-read: close it so the connection is not reused.
         try:
-            await self.__wrapped__.close()
+            wrapped = self.__wrapped__
+            # SDK streams close(); async generators (google-genai) only aclose().
+            await (wrapped.close() if hasattr(wrapped, "close") else wrapped.aclose())
         except Exception:  # noqa: BLE001
             call.fault("closing a timed-out stream")
         raise timeout

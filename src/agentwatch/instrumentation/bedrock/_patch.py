@@ -54,7 +54,7 @@ from agentwatch._telemetry._headers import inject_trace_context
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import IterableStreamProxy, OnItem
 from agentwatch.instrumentation._base import Patch
-from agentwatch.instrumentation._policies import Attempt, safe_policy_for, stream_limits
+from agentwatch.instrumentation._policies import safe_policy_for, stream_limits
 from agentwatch.instrumentation._wrappers import Operation, policies_of, start_call
 from agentwatch.instrumentation.bedrock import _extract as ex
 
@@ -81,6 +81,8 @@ def _operations() -> dict[str, Operation]:
         content=ex.converse_content,
         response=ex.converse_response,
         model_key="modelId",
+        error_type=ex.error_type,
+        attempt_options=botocore_options,
     )
     # InvokeModel responses are read in BedrockHooks._finish (the body has to be buffered first).
     invoke = replace(converse, request=ex.invoke_request, content=ex.invoke_content)
@@ -106,16 +108,28 @@ def _no_attributes(params: Mapping[str, Any]) -> dict[str, Any]:
 # -- attempts ------------------------------------------------------------------------------------
 
 
-def _send(parent: Callable[..., Any], sdk_retries_off: bool, operation_name: str, params: Any) -> Any:
-    """One request: botocore's own span (opentelemetry-instrumentation-botocore) suppressed, and its
-    retries off when a policy retries."""
-    token = _sdk_retries_off.set(True) if sdk_retries_off else None
+def _send(parent: Callable[..., Any], operation_name: str, params: Any) -> Any:
+    """One request, botocore's own span (opentelemetry-instrumentation-botocore) suppressed."""
+    with suppress_instrumentation():
+        return parent(operation_name, params)
+
+
+def _request(parent: Callable[..., Any], operation_name: str) -> Callable[..., Any]:
+    """The request as a policy's attempts make it: its parameters as keyword arguments, so the
+    attempt's model replaces ``modelId`` the way it replaces other SDKs' ``model``."""
+
+    def send(**params: Any) -> Any:
+        return _send(parent, operation_name, params)
+
+    return send
+
+
+def _without_retries(send: Callable[..., Any], /, **params: Any) -> Any:
+    token = _sdk_retries_off.set(True)
     try:
-        with suppress_instrumentation():
-            return parent(operation_name, params)
+        return send(**params)
     finally:
-        if token is not None:
-            _sdk_retries_off.reset(token)
+        _sdk_retries_off.reset(token)
 
 
 def _replayable(params: dict[str, Any]) -> dict[str, Any]:
@@ -128,21 +142,14 @@ def _replayable(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "body": body.read()}
 
 
-def botocore_attempt(
-    wrapped: Callable[..., Any],
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    ctx: Any,
-    policy: Any,
-) -> Attempt:
-    """The :data:`AttemptShape` of a botocore call ``_make_api_call(operation_name, params)``: the
-    attempt's model is ``modelId``. botocore has no per-request timeout: the pipeline enforces the
-    attempt timeout, and an abandoned request ends at the client's ``read_timeout``."""
-    operation_name, params = args
-    if ctx.model is not None and params.get("modelId") != ctx.model:
-        params = {**params, "modelId": ctx.model}
-    return partial(_send, wrapped, ctx.disable_sdk_retries), (operation_name, params), dict(kwargs)
+def botocore_options(
+    wrapped: Callable[..., Any], instance: Any, kwargs: dict[str, Any], limit: float | None, no_retries: bool
+) -> Callable[..., Any]:
+    """The :data:`~agentwatch.instrumentation._policies.AttemptOptions` of a Bedrock request.
+    botocore has no per-request timeout: the pipeline enforces the attempt's time, and an abandoned
+    request ends at the client's ``read_timeout``. Its retries are off for the attempt's request
+    only (:func:`needs_retry_wrapper`)."""
+    return partial(_without_retries, wrapped) if no_retries else wrapped
 
 
 def needs_retry_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -348,7 +355,6 @@ class BedrockHooks:
             report_internal_error(f"starting a Bedrock {operation_name} span")
         if call is None:
             return parent(operation_name, api_params)
-        call.error_typer = ex.error_type
         try:
             self._watch(client)
         except Exception:  # noqa: BLE001 - the call goes ahead (and is traced) without traceparent
@@ -356,10 +362,17 @@ class BedrockHooks:
         call.activate()
         try:
             if policy is None:
-                result = _send(parent, False, operation_name, api_params)
+                result = _send(parent, operation_name, api_params)
             else:
                 result = self.policies.call(
-                    call, policy, parent, client, (operation_name, api_params), {}, shape=botocore_attempt
+                    call,
+                    policy,
+                    _request(parent, operation_name),
+                    client,
+                    (),
+                    api_params,
+                    op.attempt_options,
+                    model_key=op.model_key,
                 )
         except BaseException as exc:
             try:
