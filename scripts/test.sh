@@ -58,6 +58,13 @@ compat "oldest supported" .venv-compat-oldest "openai anthropic httpx" "openai==
 # through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
 compat "oldest openai-agents" .venv-compat-agents "openai openai-agents griffelib mcp mcp-types websockets" \
   "openai-agents==0.11.0" "openai==2.26.0" -- tests/openai_agents
+# botocore 1.34.116 (with boto3 1.34.116, May 2024) is the first with Converse/ConverseStream, the
+# oldest the Bedrock integration supports; it predates guardrails and prompt caching in Converse.
+bedrock_tests=(tests/instrumentation/test_bedrock.py tests/instrumentation/test_bedrock_streams.py
+  tests/instrumentation/test_bedrock_one_span.py tests/instrumentation/test_bedrock_replay.py
+  tests/test_bedrock_policies.py tests/test_fakellm_bedrock.py tests/test_bedrock_zero_code.py)
+compat "oldest botocore" .venv-compat-botocore "boto3 botocore s3transfer" \
+  "boto3==1.34.116" "botocore==1.34.116" -- "${bedrock_tests[@]}"
 # google-genai 1.25, the oldest supported: the first whose client retries on its own
 # (HttpRetryOptions), which a policy must turn off, there only through a copy of the client (per-
 # request retry options came later); it also predates httpx2 and `_embed_content`. Its websockets

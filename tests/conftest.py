@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 
 import agentwatch
+from _bedrock import aws_environment, bedrock, bedrock_clients
 from _redis import redis_server, redis_url
 from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
@@ -21,7 +22,8 @@ from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.resilience import Policy, reset_registry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
-__all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
+# Fixtures of tests/_redis.py and tests/_bedrock.py, for every test module.
+__all__ = ["aws_environment", "bedrock", "bedrock_clients", "redis_server", "redis_url"]
 # Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
 # example database in the working tree; HYPOTHESIS_PROFILE=explore draws new ones.
 settings.register_profile("agentwatch", deadline=None, derandomize=True, database=None, print_blob=True)

@@ -168,6 +168,17 @@ def make_signals(sampler: Sampler | None = None) -> Signals:
     )
 
 
+def console_objects(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects the console exporters printed (spans, metrics), in order."""
+    decoder = json.JSONDecoder()
+    found, index = [], stdout.find("{")
+    while index != -1:
+        value, end = decoder.raw_decode(stdout, index)
+        found.append(value)
+        index = stdout.find("{", end)
+    return found
+
+
 # -- streams that fail mid-way, as the providers send them -----------------------------------------
 
 

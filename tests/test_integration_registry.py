@@ -95,10 +95,12 @@ def test_listing_the_integrations_imports_no_client_library(tmp_path: Path) -> N
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert {"openai", "anthropic", "google.genai", "mcp", "langchain_core"} <= set(seen["clients"])
+    assert {"openai", "anthropic", "google.genai", "botocore", "mcp", "langchain_core"} <= set(
+        seen["clients"]
+    )
     # By module, not by top-level package: looking google.genai up imports its namespace package
     # "google" (shared with protobuf and others), never the SDK.
-    clients = (*seen["clients"], "httpx")
+    clients = (*seen["clients"], "httpx", "boto3")
     assert [m for m in seen["loaded"] if any(m == c or m.startswith(f"{c}.") for c in clients)] == []
 
 
@@ -143,7 +145,9 @@ print(toylib.Client().greet())
 """
 
 
-def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True) -> None:
+def _install(
+    site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True, resolved: bool = False
+) -> None:
     """agentwatch's metadata with the toy entry point added (or ``drop`` removed), the toy
     integration, optionally the library it instruments, and another instrumentor of that library."""
     real = distribution("agentwatch")
@@ -161,7 +165,8 @@ def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_to
 
     (site / "toy_integration").mkdir()
     (site / "toy_integration" / "__init__.py").write_text(textwrap.dedent(TOY_INSTRUMENTOR), encoding="utf-8")
-    (site / "toy_integration" / "package.py").write_text(textwrap.dedent(TOY_PACKAGE), encoding="utf-8")
+    package = textwrap.dedent(TOY_PACKAGE) + ('_resolved = ("toylib",)\n' if resolved else "")
+    (site / "toy_integration" / "package.py").write_text(package, encoding="utf-8")
     if toylib:
         (site / "toylib").mkdir()
         (site / "toylib" / "__init__.py").write_text(
@@ -210,6 +215,18 @@ def test_a_new_integration_is_in_doctor_and_instrumented(tmp_path: Path) -> None
     result = run([sys.executable, "-c", INSTRUMENT], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["imported", "instrumented hello", "hello"]
+
+
+def test_an_overlap_the_integration_resolves_is_listed_but_no_problem(tmp_path: Path) -> None:
+    # As the Bedrock integration does with the botocore instrumentor: it stands aside for
+    # agentwatch's calls, so both stay on (disabling it would lose every other AWS span).
+    _install(tmp_path, resolved=True)
+    report = _doctor(tmp_path)
+    (peer,) = [o for o in report["other_instrumentors"] if o["name"] == "toy_peer"]
+    assert (peer["overlaps"], peer["effect"]) == (["toylib"], "a second span for every toy call")
+    assert not any("toy_peer" in p for p in report["problems"])
+    (bedrock,) = [i for i in load_registry().integrations if i.name == "agentwatch_bedrock"]
+    assert bedrock.resolved == {"botocore"} and "boto3" not in bedrock.resolved
 
 
 def test_a_new_integration_whose_library_is_missing_imports_nothing(tmp_path: Path) -> None:

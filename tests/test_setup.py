@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, console_objects, user
 
 # (module, owner in it, attribute): every place agentwatch patches, in any supported SDK version;
 # those this version does not have are left out (parse() and stream() moved out of `beta` in 1.92).
@@ -232,20 +231,10 @@ def _run(tmp_path: Path, server: FakeLLMServer, *prefix: str, **env: str) -> sub
     )
 
 
-def _spans(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    spans, index = [], stdout.find("{")
-    while index != -1:
-        span, end = decoder.raw_decode(stdout, index)
-        spans.append(span)
-        index = stdout.find("{", end)
-    return spans
-
-
 def test_instrument_configures_the_sdk_from_the_environment(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
     result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1")
     assert result.returncode == 0, result.stderr
-    (span,) = _spans(result.stdout)
+    (span,) = console_objects(result.stdout)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["resource"]["attributes"]["service.name"] == "setup-test"
     assert "PROVIDER TracerProvider" in result.stderr
@@ -257,7 +246,7 @@ def test_telemetry_recorded_before_a_bad_setting_is_still_exported(
     result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1", APP_THEN_BAD_SETTING="1")
     assert result.returncode != 0
     assert "invalid value 'loud' for capture_message_content" in result.stderr
-    assert [s["name"] for s in _spans(result.stdout)] == ["chat gpt-4o-mini"]
+    assert [s["name"] for s in console_objects(result.stdout)] == ["chat gpt-4o-mini"]
 
 
 def test_a_provider_the_application_set_is_used_not_replaced(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
@@ -288,7 +277,7 @@ def test_opentelemetry_instrument_zero_code(tmp_path: Path, fake_llm: FakeLLMSer
     bindir = Path(sys.executable).parent
     result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"))
     assert result.returncode == 0, result.stderr
-    spans = _spans(result.stdout)
+    spans = console_objects(result.stdout)
     assert [s["name"] for s in spans] == ["chat gpt-4o-mini"]
     assert spans[0]["attributes"]["gen_ai.provider.name"] == "openai"
     assert spans[0]["attributes"]["gen_ai.usage.cost.currency"] == "USD"
@@ -303,7 +292,7 @@ def test_disabling_one_entry_point_by_name(tmp_path: Path, fake_llm: FakeLLMServ
         OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentwatch_openai",
     )
     assert result.returncode == 0, result.stderr
-    assert _spans(result.stdout) == []
+    assert console_objects(result.stdout) == []
 
 
 def test_zero_code_start_up_stops_on_an_invalid_setting(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
@@ -335,7 +324,7 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "google-genai", "mcp", "langchain-core", "openai-agents"})
+    missing.update({"openai", "google-genai", "mcp", "langchain-core", "openai-agents", "botocore"})
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
 
 

@@ -209,9 +209,17 @@ def _duplicates() -> dict[str, str]:
     return effects
 
 
+def _resolved() -> set[str]:
+    """Libraries whose other instrumentors agentwatch makes stand aside (see ``_registry``)."""
+    from agentwatch.instrumentation._registry import load_registry
+
+    return {library for integration in load_registry().integrations for library in integration.resolved}
+
+
 def _others(report: Report, environ: Mapping[str, str]) -> None:
     disabled = _disabled(environ)
     duplicates = _duplicates()
+    resolved = _resolved()
     for point in _instrumentor_points():
         distribution = _dist_name(point)
         if distribution == "agentwatch":
@@ -232,7 +240,7 @@ def _others(report: Report, environ: Mapping[str, str]) -> None:
             OtherInstrumentor(point.name, f"{distribution} {dist_version}", names, overlaps, off, effect)
         )
         # An instrumentor of a library that is not installed never activates, so it doubles nothing.
-        live = [lib for lib in overlaps if _version_of(lib) is not None]
+        live = [lib for lib in overlaps if _version_of(lib) is not None and lib not in resolved]
         if live and not off:
             report.problems.append(
                 f"instrumentor {point.name} ({distribution}) also instruments {', '.join(live)}: {effect}; "

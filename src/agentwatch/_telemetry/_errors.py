@@ -61,14 +61,20 @@ def _attribute(obj: object, name: str) -> object:
         return None
 
 
+def _field(mapping: object, key: str) -> object:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status of an SDK or HTTP-client error: ``exc.status_code`` (openai, anthropic),
-    ``exc.code`` (google-genai's ``APIError``, urllib's ``HTTPError``), else the response's
+    ``exc.code`` (google-genai's ``APIError``, urllib's ``HTTPError``), botocore's parsed
+    ``exc.response`` dict (``ResponseMetadata.HTTPStatusCode``), else the response's
     ``status_code`` (httpx) or ``status`` (aiohttp, which google-genai's async client may use)."""
     response = _attribute(exc, "response")
     for status in (
         _attribute(exc, "status_code"),
         _attribute(exc, "code"),
+        _field(_field(response, "ResponseMetadata"), "HTTPStatusCode"),
         _attribute(response, "status_code"),
         _attribute(response, "status"),
     ):
@@ -78,7 +84,8 @@ def http_status(exc: BaseException) -> int | None:
 
 
 def error_body(exc: BaseException) -> Mapping[str, object] | None:
-    """The error's JSON body: ``exc.body`` (openai, anthropic) or ``exc.details`` (google-genai)."""
+    """The error's JSON body: ``exc.body`` (openai, anthropic) or ``exc.details`` (google-genai).
+    botocore's ``exc.response`` is not one (its error is read as ``Error.Code``)."""
     for name in ("body", "details"):
         body = _attribute(exc, name)
         if isinstance(body, Mapping):
@@ -87,9 +94,14 @@ def error_body(exc: BaseException) -> Mapping[str, object] | None:
 
 
 def provider_error_codes(exc: BaseException) -> Iterator[str]:
-    """The provider's error ``type``, ``code`` and ``status`` strings: on the exception (openai's
-    ``type``, ``code``; google-genai's ``status``), in its JSON body, or in the body's ``error``
-    object (anthropic's envelope; Google's, whose canonical ``status`` is ``RESOURCE_EXHAUSTED``...)."""
+    """The provider's error ``type``, ``code`` and ``status`` strings: botocore's ``Error.Code``
+    (``ValidationException``; an exception event in a Bedrock stream names it in lower camel case,
+    ``throttlingException``), on the exception (openai's ``type``, ``code``; google-genai's
+    ``status``), in its JSON body, or in the body's ``error`` object (anthropic's envelope;
+    Google's, whose canonical ``status`` is ``RESOURCE_EXHAUSTED``...)."""
+    aws = _field(_field(_attribute(exc, "response"), "Error"), "Code")
+    if isinstance(aws, str) and aws:
+        yield aws
     body = error_body(exc)
     sources: list[object] = [exc]
     if body is not None:
@@ -137,8 +149,9 @@ def describe_error(
         status = http_status(exc)
         if status is not None:
             parts.append(str(status))
-        # google-genai's error.type is the code itself (RESOURCE_EXHAUSTED): not said twice.
-        seen = {text.lower(), *parts}
+        # A code error.type already names is not said twice: google-genai's error.type is the code
+        # itself (RESOURCE_EXHAUSTED), botocore's is named after it (botocore.ValidationException).
+        seen = {text.lower(), text.rpartition(".")[2].lower(), *parts}
         for code in provider_error_codes(exc):
             if is_code(code) and code.lower() not in seen:
                 seen.add(code.lower())

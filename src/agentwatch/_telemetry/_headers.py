@@ -9,23 +9,32 @@ batches, ...) are left alone: only a request made inside an instrumented call is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import propagate
+from opentelemetry.propagators.textmap import Setter, default_setter
 
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_call
 
-__all__ = ["build_request_wrapper"]
+__all__ = ["build_request_wrapper", "inject_trace_context"]
 
 
 def build_request_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     request = wrapped(*args, **kwargs)
-    call = current_call.get()
-    if call is not None:
-        try:
-            if call.telemetry.settings.propagate.allows(request.url.host):
-                propagate.inject(request.headers)
-        except Exception:  # noqa: BLE001
-            report_internal_error("injecting trace-context headers")
+    inject_trace_context(request.headers, lambda: request.url.host)
     return request
+
+
+def inject_trace_context(headers: Any, host: Callable[[], str], setter: Setter[Any] = default_setter) -> None:
+    """Put the current instrumented call's trace context on ``headers`` of a request to ``host``
+    (when ``AGENTWATCH_PROPAGATE_HOSTS`` allows it); nothing outside an instrumented call."""
+    call = current_call.get()
+    if call is None:
+        return
+    try:
+        if call.telemetry.settings.propagate.allows(host()):
+            propagate.inject(headers, setter=setter)
+    except Exception:  # noqa: BLE001
+        report_internal_error("injecting trace-context headers")

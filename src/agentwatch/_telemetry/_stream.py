@@ -36,6 +36,7 @@ from agentwatch._telemetry._inference import InferenceCall
 __all__ = [
     "AsyncStreamManagerProxy",
     "AsyncStreamProxy",
+    "IterableStreamProxy",
     "OnItem",
     "SyncGeneratorProxy",
     "SyncStreamManagerProxy",
@@ -150,6 +151,21 @@ class _Observing:
             return timeout
         self._self_failed(exc)
         return None
+
+    def _self_observe(self, next_item: Callable[[], Any]) -> Any:
+        """The next item of a sync stream, observed; ends the call when the stream ends or fails."""
+        try:
+            item = next_item()
+        except StopIteration:
+            self._self_end(None, "completed")
+            raise
+        except BaseException as exc:
+            timeout = self._self_failed_sync(exc)
+            if timeout is None:
+                raise
+            raise timeout from exc
+        self._self_item(item)
+        return item
 
     async def _self_next_within_limits(self, source: AsyncIterator[Any], limits: Limits) -> Any:
         call = self._self_call
@@ -321,21 +337,11 @@ class SyncStreamProxy(_StreamProxyBase):
         return self
 
     def _self_pull(self) -> Any:
+        """The stream's next item, unobserved (a subclass may make the first one differently)."""
         return self.__wrapped__.__next__()
 
     def __next__(self) -> Any:
-        try:
-            item = self._self_pull()
-        except StopIteration:
-            self._self_end(None, "completed")
-            raise
-        except BaseException as exc:
-            timeout = self._self_failed_sync(exc)
-            if timeout is None:
-                raise
-            raise timeout from exc
-        self._self_item(item)
-        return item
+        return self._self_observe(self._self_pull)
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -389,6 +395,33 @@ class SyncGeneratorProxy(SyncStreamProxy):
             return self.__wrapped__.__next__() if opener is None else opener(self)
         finally:
             call.deactivate()
+
+
+class IterableStreamProxy(_StreamProxyBase):
+    """A stream that is an iterable, not an iterator: botocore's ``EventStream``, whose every
+    ``iter()`` is a new generator over one shared source of events.
+
+    Each ``for`` loop gets a generator of its own that observes the events it yields, so a loop
+    left with ``break`` and a later loop over the rest of the same stream are one call; the call
+    ends when the events run out, when one raises, at ``close()``, or when the stream is dropped.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_events(iter(self.__wrapped__))
+
+    def _self_events(self, events: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            try:
+                item = self._self_observe(events.__next__)
+            except StopIteration:
+                return
+            yield item
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_end(None, "closed")
 
 
 class AsyncStreamProxy(_StreamProxyBase):

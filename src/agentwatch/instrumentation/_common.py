@@ -19,6 +19,7 @@ __all__ = [
     "as_int",
     "as_str",
     "as_str_list",
+    "function_definition",
     "get",
     "parse_json",
     "put",
@@ -66,6 +67,17 @@ def get(obj: object, name: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name)
     return None
+
+
+def function_definition(name: object, description: object, parameters: object) -> dict[str, Any]:
+    """A function tool in the shape of v1.41 ``gen_ai.tool.definitions``:
+    ``{type: function, name, description, parameters}``, without the parts the request lacks."""
+    definition: dict[str, Any] = {"type": "function", "name": name}
+    if description is not None:
+        definition["description"] = description
+    if parameters is not None:
+        definition["parameters"] = parameters
+    return definition
 
 
 def put(attrs: dict[str, AttributeValue], key: str, value: AttributeValue | None) -> None:

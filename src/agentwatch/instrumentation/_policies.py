@@ -8,7 +8,9 @@ the pipeline names (the fallback chain) and at most the attempt's remaining time
 timeout. How an SDK takes those two settings is its :data:`AttemptOptions`; by default (the
 Stainless SDKs, openai and anthropic) the timeout is the ``timeout`` argument and the attempt goes
 through a copy of the client with ``max_retries=0`` (``with_options`` shares the HTTP connection
-pool).
+pool). google-genai and botocore pass their own (``instrumentation.google_genai``,
+``instrumentation.bedrock``). The attempt's model replaces the request's ``model_key`` argument
+(``model``; Bedrock's ``modelId``).
 
 A rate limit with a token budget (``RateLimit(tokens=...)``) needs the request's cost before the
 call: :func:`~agentwatch.resilience._ratelimit.estimate_tokens` reads it from the request's
@@ -39,7 +41,8 @@ AttemptOptions = Callable[[Callable[..., Any], Any, dict[str, Any], "float | Non
 """(wrapped, instance, kwargs, timeout in seconds or None, SDK retries off) -> what to call.
 
 Puts one attempt's timeout and "no SDK retries" into ``kwargs`` (a copy, the attempt's own) or
-into the callable it returns, the way the SDK takes them."""
+into the callable it returns, the way the SDK takes them. An SDK without a per-request timeout
+(botocore) leaves it to the pipeline, which abandons the attempt when its time is up."""
 
 
 class LLMPolicies:
@@ -114,10 +117,11 @@ class LLMPolicies:
         policy: Policy,
         call: InferenceCall,
         options: AttemptOptions | None,
+        model_key: str,
     ) -> tuple[Callable[..., Any], dict[str, Any]]:
         call_kwargs = dict(kwargs)
         if ctx.model is not None:
-            call_kwargs["model"] = ctx.model
+            call_kwargs[model_key] = ctx.model
         limit = ctx.attempt_timeout
         if call.stream:
             # Sync streams cannot be interrupted between reads from another thread; the SDK's
@@ -138,13 +142,17 @@ class LLMPolicies:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
+        *,
+        model_key: str = "model",
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
         grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Any:
             grants.last = ctx.rate_limit
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
+            target, call_kwargs = self._attempt(
+                wrapped, instance, kwargs, ctx, policy, call, options, model_key
+            )
             return target(*args, **call_kwargs)
 
         return pipeline.call(attempt, span=call.span, tokens=grants.estimate)
@@ -158,13 +166,17 @@ class LLMPolicies:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
+        *,
+        model_key: str = "model",
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
         grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
             grants.last = ctx.rate_limit
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
+            target, call_kwargs = self._attempt(
+                wrapped, instance, kwargs, ctx, policy, call, options, model_key
+            )
             return target(*args, **call_kwargs)  # type: ignore[no-any-return]
 
         return await pipeline.acall(attempt, span=call.span, tokens=grants.estimate)

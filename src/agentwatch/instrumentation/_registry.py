@@ -10,7 +10,9 @@ integration needs is declared in the ``package.py`` next to its instrumentor:
 - ``_module`` (optional): the import name ``instrument()`` looks for, when it is not the
   distribution's name with ``-`` as ``_`` (``google-genai`` is ``google.genai``);
 - ``_duplicated_by`` (optional): library -> what another instrumentor of that library would do
-  next to this one (``agentwatch doctor`` warns about it).
+  next to this one (``agentwatch doctor`` warns about it);
+- ``_resolved`` (optional): those of ``_duplicated_by`` that agentwatch settles itself (the other
+  instrumentor stands aside for the calls agentwatch traces): the doctor lists them, as no problem.
 
 Listing the integrations imports agentwatch's integration packages but never a client library: an
 integration's library is looked up with ``importlib.util.find_spec`` (:meth:`Integration.installed`).
@@ -42,6 +44,7 @@ class Integration:
     module: str  # the import name instrument() looks for: openai, langchain_core...
     instruments: tuple[str, ...]
     duplicated_by: Mapping[str, str] = field(default_factory=dict)
+    resolved: frozenset[str] = frozenset()
 
     def installed(self) -> bool:
         """Whether the library can be imported, without importing it (a dotted name imports its parent)."""
@@ -78,6 +81,7 @@ def _describe(entry_point: EntryPoint) -> Integration:
         module=getattr(package, "_module", library.replace("-", "_")),
         instruments=instruments,
         duplicated_by=dict(getattr(package, "_duplicated_by", {})),
+        resolved=frozenset(getattr(package, "_resolved", ())),
     )
 
 

@@ -64,6 +64,8 @@ class Operation:
     """How a policy's attempt passes its timeout and turns the SDK's retries off (see _policies)."""
     raw: RawResponses | None = None
     """The SDK's raw-response classes (``with_raw_response``/``with_streaming_response``)."""
+    model_key: str = "model"
+    """The request parameter naming the model (Bedrock's is ``modelId``)."""
 
 
 def start_call(
@@ -75,7 +77,7 @@ def start_call(
         # compatible servers take top_k, seed ... that way): read the request that is sent.
         extra = kwargs.get("extra_body")
         params = {**kwargs, **extra} if isinstance(extra, Mapping) and extra else kwargs
-        model = params.get("model")
+        model = params.get(op.model_key)
         # A policy's span must cover every attempt, so it is always agentwatch's own.
         native = not own_span and op.native_span is not None and op.native_span(instance, kwargs)
         call = InferenceCall(
@@ -177,7 +179,7 @@ def _begin(
     telemetry: Telemetry, policies: LLMPolicies, op: Operation, instance: Any, kwargs: dict[str, Any]
 ) -> tuple[Policy | None, InferenceCall | None]:
     """The call's policy and its started call (None when starting it failed)."""
-    policy = safe_policy_for(policies, kwargs.get("model"))
+    policy = safe_policy_for(policies, kwargs.get(op.model_key))
     if policy is not None or telemetry.settings.capture.enabled:
         make_replayable(kwargs)
     return policy, start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
@@ -201,7 +203,9 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             if policy is None:
                 result = wrapped(*args, **kwargs)
             else:
-                result = policies.call(call, policy, wrapped, instance, args, kwargs, op.attempt_options)
+                result = policies.call(
+                    call, policy, wrapped, instance, args, kwargs, op.attempt_options, model_key=op.model_key
+                )
         except BaseException as exc:
             call.end(exc)
             raise
@@ -231,7 +235,7 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
                 result = await wrapped(*args, **kwargs)
             else:
                 result = await policies.acall(
-                    call, policy, wrapped, instance, args, kwargs, op.attempt_options
+                    call, policy, wrapped, instance, args, kwargs, op.attempt_options, model_key=op.model_key
                 )
         except BaseException as exc:
             call.end(exc)
@@ -325,7 +329,9 @@ def _policy_opener(
     def opener(proxy: SyncGeneratorProxy) -> Any:
         # Each attempt returns its own generator; only the pipeline's winner becomes the stream
         # (an attempt cut by a timeout may still finish later, in its thread).
-        generator, item = policies.call(call, policy, wrapped, instance, args, kwargs, options)
+        generator, item = policies.call(
+            call, policy, wrapped, instance, args, kwargs, options, model_key=op.model_key
+        )
         proxy.__wrapped__ = generator
         if item is _NO_ITEM:
             raise StopIteration

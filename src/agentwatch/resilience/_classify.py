@@ -91,9 +91,15 @@ _UNKNOWN = Classification(
 _CANCELLED = Classification(category=ErrorCategory.CANCELLED, retryable=False, counts_as_failure=False)
 
 # Exception classes of HTTP clients and LLM SDKs, recognised by name anywhere in the MRO so that
-# none of those packages has to be imported (openai, anthropic, httpx, httpcore).
-_TIMEOUT_CLASS_NAMES = frozenset({"APITimeoutError", "TimeoutException"})
-_CONNECTION_CLASS_NAMES = frozenset({"APIConnectionError", "TransportError", "NetworkError"})
+# none of those packages has to be imported (openai, anthropic, httpx, httpcore, botocore).
+_TIMEOUT_CLASS_NAMES = frozenset(
+    {"APITimeoutError", "TimeoutException", "ReadTimeoutError", "ConnectTimeoutError"}
+)
+# botocore's ConnectionError (EndpointConnectionError...) and HTTPClientError (ConnectionClosedError...)
+# are not OSErrors.
+_CONNECTION_CLASS_NAMES = frozenset(
+    {"APIConnectionError", "TransportError", "NetworkError", "ConnectionError", "HTTPClientError"}
+)
 
 # Provider error codes of a request that this model cannot serve but another model might:
 # context-length and content-policy rejections (OpenAI ``code``, Anthropic messages).
@@ -106,9 +112,68 @@ _FALLBACK_CODES = frozenset(
         "model_not_found",
     }
 )
-_FALLBACK_MESSAGES = ("prompt is too long", "context window", "maximum context length")
+_FALLBACK_MESSAGES = (
+    "prompt is too long",
+    "context window",
+    "maximum context length",
+    "input is too long",  # Bedrock
+)
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _TIMEOUT_CODES = frozenset({"deadline_exceeded"})
+
+# AWS error codes (botocore's ``ClientError``, ``response["Error"]["Code"]``), lower-cased: an
+# exception event in a Bedrock stream names them in lower camel case and carries no HTTP status,
+# and a few statuses mislead (ModelNotReadyException is a 429 about the model, not the caller).
+_AWS_RATE_LIMIT = frozenset(
+    {
+        "throttlingexception",
+        "throttling",
+        "throttledexception",
+        "toomanyrequestsexception",
+        "requestlimitexceeded",
+        "provisionedthroughputexceededexception",
+        "slowdown",
+    }
+)
+_AWS_CODES: dict[str, Classification] = {
+    **dict.fromkeys(
+        (
+            "internalserverexception",
+            "serviceunavailableexception",
+            "modelstreamerrorexception",
+            "modelnotreadyexception",
+            "internalfailure",
+            "serviceunavailable",
+        ),
+        _DEPENDENCY,
+    ),
+    # The model failed on this request: another model may not, the same one again likely will.
+    "modelerrorexception": Classification(
+        category=ErrorCategory.DEPENDENCY, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    "modeltimeoutexception": _TIMEOUT,
+    # An account quota, not a burst: waiting does not help, another model may have quota left.
+    "servicequotaexceededexception": Classification(
+        category=ErrorCategory.RATE_LIMIT, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    # Not this model for this caller (unknown id, no access granted): another model may do.
+    "resourcenotfoundexception": Classification(
+        category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+    ),
+    **dict.fromkeys(
+        (
+            "validationexception",
+            "accessdeniedexception",
+            "unrecognizedclientexception",
+            "invalidsignatureexception",
+            "incompletesignatureexception",
+            "expiredtokenexception",
+            "missingauthenticationtokenexception",
+            "conflictexception",
+        ),
+        _VALIDATION,
+    ),
+}
 
 
 def default_classifier(exc: BaseException) -> Classification:
@@ -118,9 +183,11 @@ def default_classifier(exc: BaseException) -> Classification:
     timeout; ``ConnectionError`` and every other ``OSError`` is a dependency failure; ``ValueError``,
     ``TypeError`` and ``KeyError`` are validation errors. HTTP errors of the LLM SDKs and HTTP
     clients are classified by status code (408, 409, 429 and 5xx transient; other 4xx validation),
-    read from ``exc.status_code``, ``exc.code`` (google-genai) or the response's status, and honour
-    the response's ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers (and Google's
-    ``RetryInfo`` delay); Google's ``DEADLINE_EXCEEDED`` is a timeout.
+    read from ``exc.status_code``, ``exc.code`` (google-genai) or the response's status (botocore's
+    ``ResponseMetadata.HTTPStatusCode``), and honour the response's ``retry-after-ms`` /
+    ``retry-after`` and ``x-should-retry`` headers (and Google's ``RetryInfo`` delay); Google's
+    ``DEADLINE_EXCEEDED`` is a timeout. botocore's AWS error codes (``ThrottlingException``,
+    ``ModelNotReadyException``...) are read before the status.
 
     Unknown exceptions are not retried, because retrying a call whose failure nobody understood may
     repeat a side effect (tools are not known to be idempotent) or a bug; but they count as a breaker
@@ -139,9 +206,13 @@ def default_classifier(exc: BaseException) -> Classification:
 
 
 def _classify(exc: Exception) -> Classification:
+    codes = _error_codes(exc)
+    known = _classify_code(exc, codes) if codes else None
+    if known is not None:
+        return known
     status = http_status(exc)
     if status is not None:
-        return _classify_status(exc, status)
+        return _classify_status(exc, status, codes)
     mro_names = {cls.__name__ for cls in type(exc).__mro__}
     if (
         isinstance(exc, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError))
@@ -155,14 +226,47 @@ def _classify(exc: Exception) -> Classification:
     return _UNKNOWN
 
 
-def _classify_status(exc: BaseException, status: int) -> Classification:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
+def _classify_code(exc: BaseException, codes: set[str]) -> Classification | None:
+    """By an AWS error code (botocore's ``Error.Code``), before the HTTP status: an exception
+    event in a Bedrock stream has none, and a few statuses mislead. Other codes: ``None``."""
+    if codes & _AWS_RATE_LIMIT:
+        return Classification(
+            category=ErrorCategory.RATE_LIMIT,
+            retryable=True,
+            counts_as_failure=True,
+            retry_after=parse_retry_after(_response_headers(exc)),
+            fallback=True,
+        )
+    for code in codes:
+        known = _AWS_CODES.get(code)
+        if known is None:
+            continue
+        if known.category is ErrorCategory.VALIDATION and _mentions(exc, _FALLBACK_MESSAGES):
+            # "Input is too long for requested model": a model with a larger context may take it.
+            return Classification(
+                category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+            )
+        return known
+    return None
+
+
+def _response_headers(exc: BaseException) -> object:
+    """The error response's headers: ``exc.response.headers`` (httpx), or botocore's
+    ``ResponseMetadata.HTTPHeaders`` (its ``response`` is the parsed dict)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        metadata = response.get("ResponseMetadata")
+        return metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
+    return getattr(response, "headers", None)
+
+
+def _classify_status(exc: BaseException, status: int, codes: set[str]) -> Classification:
+    headers = _response_headers(exc)
     retry_after = parse_retry_after(headers)
     if retry_after is None:
         retry_after = _retry_delay(exc)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
-    codes = _error_codes(exc)
     if status >= 500 and codes & _TIMEOUT_CODES:
         # Google's DEADLINE_EXCEEDED (HTTP 504): the server gave up waiting, a timeout.
         return Classification(
@@ -198,8 +302,9 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
 
 
 def _error_codes(exc: BaseException) -> set[str]:
-    """The provider's ``code``/``type``/``status`` strings, from the exception or its JSON body
-    (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``)."""
+    """The provider's ``code``/``type``/``status`` strings, from the exception, its JSON body
+    (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``) or botocore's parsed
+    error response (``Error.Code``)."""
     return {code.lower() for code in provider_error_codes(exc)}
 
 

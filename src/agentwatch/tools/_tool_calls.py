@@ -1,4 +1,5 @@
-"""Reading the tool calls of model responses: OpenAI chat, OpenAI Responses, Anthropic, Gemini, LangChain.
+"""Reading the tool calls of model responses: OpenAI chat, OpenAI Responses, Anthropic, Bedrock, Gemini,
+LangChain.
 
 The shapes are read by duck typing (SDK objects or the equivalent dicts), so no SDK is imported.
 """
@@ -27,6 +28,17 @@ def _get(obj: object, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def _bedrock_tool_use(tool_call: object) -> tuple[Any, Any, Any] | None:
+    """A Bedrock Converse ``toolUse`` content block (``{"toolUse": {...}}``, as in
+    ``output.message.content``) or its inner ``{"toolUseId", "name", "input"}``; None otherwise."""
+    if not isinstance(tool_call, Mapping):
+        return None
+    use = tool_call.get("toolUse", tool_call)
+    if not isinstance(use, Mapping) or "toolUseId" not in use:
+        return None
+    return use.get("name"), use.get("input"), use.get("toolUseId")
+
+
 def _gemini_call(tool_call: object) -> object:
     """A Gemini ``FunctionCall`` (``.name``, ``.args``, ``.id``), or the ``Part`` holding it
     (``.function_call``; ``functionCall`` in the REST JSON); None for any other shape."""
@@ -52,6 +64,8 @@ def read_tool_call(tool_call: object) -> ModelToolCall:
     * OpenAI Responses ``output`` item of type ``function_call``: ``.call_id`` (the id its
       ``function_call_output`` must echo), ``.name``, ``.arguments`` (JSON text);
     * Anthropic ``content`` block of type ``tool_use``: ``.id``, ``.name``, ``.input`` (object);
+    * Bedrock Converse ``toolUse`` content block: ``{"toolUse": {"toolUseId", "name", "input"}}``
+      (or the inner object), ``input`` an object;
     * Gemini (google-genai) ``response.function_calls[i]`` or ``candidates[0].content.parts[i]``:
       ``FunctionCall`` ``.name``, ``.args`` (object), ``.id`` (when the API sent one), or the
       ``Part`` carrying it; in dict form ``{"name", "args", "id"?}`` or ``{"functionCall": {...}}``;
@@ -75,13 +89,15 @@ def read_tool_call(tool_call: object) -> ModelToolCall:
         )
     elif kind == "tool_use":
         name, arguments, call_id = _get(tool_call, "name"), _get(tool_call, "input"), _get(tool_call, "id")
+    elif (bedrock := _bedrock_tool_use(tool_call)) is not None:
+        name, arguments, call_id = bedrock
     elif kind in (None, "tool_call") and isinstance(tool_call, Mapping) and "args" in tool_call:
         name, arguments, call_id = tool_call.get("name"), tool_call.get("args"), tool_call.get("id")
     else:
         raise TypeError(
             "not a tool call of a model response (expected an OpenAI chat tool call, a Responses "
-            f"function_call item, an Anthropic tool_use block, a Gemini FunctionCall or a LangChain ToolCall): "
-            f"{type(tool_call).__name__}"
+            "function_call item, an Anthropic tool_use block, a Bedrock toolUse block, a Gemini "
+            f"FunctionCall or a LangChain ToolCall): {type(tool_call).__name__}"
         )
     if not isinstance(name, str) or not name:
         raise TypeError(f"the tool call has no tool name: {type(tool_call).__name__}")

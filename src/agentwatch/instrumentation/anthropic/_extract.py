@@ -11,7 +11,15 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._usage import Usage
-from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, put
+from agentwatch.instrumentation._common import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    function_definition,
+    get,
+    put,
+)
 
 _FINISH = {
     "end_turn": "stop",
@@ -107,14 +115,9 @@ def _tool_definitions(tools: object) -> list[dict[str, Any]] | None:
         kind = get(tool, "type")
         name = get(tool, "name") or get(tool, "mcp_server_name")
         if kind in (None, "custom"):
-            definition: dict[str, Any] = {"type": "function", "name": name}
-            if (description := get(tool, "description")) is not None:
-                definition["description"] = description
-            if (schema := get(tool, "input_schema")) is not None:
-                definition["parameters"] = schema
+            definitions.append(function_definition(name, get(tool, "description"), get(tool, "input_schema")))
         else:
-            definition = {"type": kind, "name": name or kind}
-        definitions.append(definition)
+            definitions.append({"type": kind, "name": name or kind})
     return definitions or None
 
 

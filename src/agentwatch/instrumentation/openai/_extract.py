@@ -10,7 +10,16 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._inference import Content, InferenceCall
 from agentwatch._telemetry._usage import Usage
-from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, parse_json, put
+from agentwatch.instrumentation._common import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    function_definition,
+    get,
+    parse_json,
+    put,
+)
 
 # Output-message finish reasons are normalised in the message schema; the span attribute keeps
 # the provider's own values.
@@ -120,15 +129,6 @@ def _tool_call_parts(tool_calls: object) -> list[dict[str, Any]]:
     return parts
 
 
-def _function_definition(name: object, description: object, parameters: object) -> dict[str, Any]:
-    definition: dict[str, Any] = {"type": "function", "name": name}
-    if description is not None:
-        definition["description"] = description
-    if parameters is not None:
-        definition["parameters"] = parameters
-    return definition
-
-
 def _tool_definitions(tools: object) -> Content | None:
     """Request tools in the shape of v1.41 ``gen_ai.tool.definitions`` (chat and Responses).
 
@@ -144,13 +144,13 @@ def _tool_definitions(tools: object) -> Content | None:
         function = get(tool, "function")
         if kind == "function" and function is not None:
             definitions.append(
-                _function_definition(
+                function_definition(
                     get(function, "name"), get(function, "description"), get(function, "parameters")
                 )
             )
         elif kind == "function":
             definitions.append(
-                _function_definition(get(tool, "name"), get(tool, "description"), get(tool, "parameters"))
+                function_definition(get(tool, "name"), get(tool, "description"), get(tool, "parameters"))
             )
         elif kind is not None:
             custom = get(tool, "custom")
