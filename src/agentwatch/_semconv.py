@@ -111,6 +111,10 @@ OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_ERROR: Final = "error"
 # A BaseException that is not an Exception (CancelledError, KeyboardInterrupt) ended the run.
 OUTCOME_CANCELLED: Final = "cancelled"
+# Declared by framework integrations: the run hit the framework's step cap (LangGraph's
+# recursion_limit), or paused for human input (a LangGraph interrupt) to be resumed later.
+OUTCOME_MAX_ITERATIONS: Final = "max_iterations"
+OUTCOME_INTERRUPTED: Final = "interrupted"
 
 # MCP (v1.41 docs/gen-ai/mcp.md).
 MCP_METHOD_NAME: Final = "mcp.method.name"

@@ -132,6 +132,7 @@ class Session:
         "_outcome",
         "_output_reported",
         "_output_tokens",
+        "_own_signals",
         "_priced_calls",
         "_span",
         "_start",
@@ -169,6 +170,8 @@ class Session:
         self._span: Span | None = None
         self._tokens: tuple[object, object] | None = None
         self._start = 0.0
+        # An instrumentor's own providers (framework runs); None: those of agentwatch.instrument().
+        self._own_signals: tuple[Telemetry, SessionInstruments] | None = None
 
     def __repr__(self) -> str:
         return f"<agentwatch.Session {self.session_id!r} agent={self.agent_name!r}>"
@@ -297,6 +300,23 @@ class Session:
         return functools.wraps(fn)(run)  # type: ignore[return-value]
 
     def _begin(self) -> None:
+        self._open()
+        self._tokens = self._enter_context()
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._state != _ACTIVE:
+            return
+        tokens, self._tokens = self._tokens, None
+        if tokens is not None:
+            self._leave_context(tokens)
+        self._close(exc)
+
+    # The steps of _begin/_finish, for integrations whose run is not one `with` block (a stream
+    # is resumed once per item: the session is current only while it runs, see
+    # instrumentation/langgraph).
+
+    def _open(self) -> None:
+        """Start the run and its span, without making them current."""
         if self._state != _NEW:
             raise RuntimeError(
                 "an agentwatch session can be entered only once; create a new agentwatch.session(...) per run"
@@ -304,7 +324,7 @@ class Session:
         self._state = _ACTIVE
         self._start = time.perf_counter()
         try:
-            telemetry, _ = _telemetry()
+            telemetry, _ = self._signals()
             attributes: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_INVOKE_AGENT,
                 sc.CONVERSATION_ID: self.session_id,
@@ -315,29 +335,37 @@ class Session:
                 attributes[sc.USER_ID] = self.user_id
             name = f"{sc.OP_INVOKE_AGENT} {self.agent_name}" if self.agent_name else sc.OP_INVOKE_AGENT
             self._span = telemetry.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
-            otel_token = otel_context.attach(trace.set_span_in_context(self._span))
         except Exception:  # noqa: BLE001
             report_internal_error("starting a session span")
-            otel_token = None
-        self._tokens = (otel_token, current_session.set(self))
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _enter_context(self) -> tuple[object, object]:
+        """Make the session and its span current in this context, until :meth:`_leave_context`."""
+        otel_token = None
+        if self._span is not None:
+            try:
+                otel_token = otel_context.attach(trace.set_span_in_context(self._span))
+            except Exception:  # noqa: BLE001
+                report_internal_error("starting a session span")
+        return otel_token, current_session.set(self)
+
+    def _leave_context(self, tokens: tuple[object, object]) -> None:
+        otel_token, session_token = tokens
+        try:
+            current_session.reset(session_token)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - exited in another context than it was entered in
+            report_internal_error("leaving a session")
+        if otel_token is not None:
+            try:
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001
+                report_internal_error("leaving a session")
+
+    def _close(self, exc: BaseException | None) -> None:
+        """End the run once: totals on the span, the session metrics."""
         if self._state != _ACTIVE:
             return
         self._state = _ENDED
         duration = time.perf_counter() - self._start
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            otel_token, session_token = tokens
-            try:
-                current_session.reset(session_token)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - exited in another context than it was entered in
-                report_internal_error("leaving a session")
-            if otel_token is not None:
-                try:
-                    otel_context.detach(otel_token)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001
-                    report_internal_error("leaving a session")
         try:
             self._record(exc, duration)
         except Exception:  # noqa: BLE001
@@ -348,6 +376,9 @@ class Session:
                     span.end()
                 except Exception:  # noqa: BLE001
                     pass
+
+    def _signals(self) -> tuple[Telemetry, SessionInstruments]:
+        return self._own_signals or _telemetry()
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
         if exc is None:
@@ -365,7 +396,7 @@ class Session:
             inputs = self._input_tokens if self._input_reported else None
             outputs = self._output_tokens if self._output_reported else None
 
-        _, instruments = _telemetry()
+        _, instruments = self._signals()
         metric_attrs: dict[str, AttributeValue] = {sc.SESSION_OUTCOME: outcome}
         if self.agent_name:
             metric_attrs[sc.AGENT_NAME] = self.agent_name
