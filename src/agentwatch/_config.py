@@ -23,6 +23,7 @@ from agentwatch._errors import ConfigError
 
 if TYPE_CHECKING:
     from agentwatch.resilience import Policy
+    from agentwatch.resilience._errors import CallKind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,6 +220,24 @@ def check_propagators(environ: Mapping[str, str] | None = None) -> None:
             )
 
 
+def _policies_arg(setting: str, value: object, kind: CallKind, key: str) -> dict[str, Policy]:
+    """Validate a ``{name or "*": Policy}`` argument of ``instrument()``."""
+    from agentwatch.resilience import Policy
+    from agentwatch.resilience._config import check_policy_kind
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(setting, value, f'a mapping of {key} (or "*") to agentwatch.Policy')
+    checked: dict[str, Policy] = {}
+    for name, policy in value.items():
+        if not isinstance(policy, Policy):
+            raise ConfigError(f"{setting}[{name!r}]", policy, "an agentwatch.Policy")
+        check_policy_kind(policy, kind, f"{setting}[{name!r}]")
+        checked[str(name)] = policy
+    return checked
+
+
 def resolve_settings(
     *,
     capture_message_content: object = None,
@@ -226,6 +245,7 @@ def resolve_settings(
     openai_include_usage: object = None,
     prices: object = None,
     llm_policies: object = None,
+    tool_policies: object = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -258,30 +278,20 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    from agentwatch.resilience import Policy
-    from agentwatch.resilience._config import check_policy_kind
     from agentwatch.resilience._file import config_from_env
 
     policies = config_from_env(env)
-    tool_policies = dict(policies.tools) if policies is not None else {}
+    tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
-    if llm_policies is not None:
-        if not isinstance(llm_policies, Mapping):
-            raise ConfigError(
-                "llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy'
-            )
-        for model, policy in llm_policies.items():
-            if not isinstance(policy, Policy):
-                raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")
-            check_policy_kind(policy, "llm", f"llm_policies[{model!r}]")
-            # Code is more specific than the file: a model set in both takes the code's policy.
-            llm[str(model)] = policy
+    # Code is more specific than the file: a name set in both takes the code's policy.
+    tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
+    llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
 
     return Settings(
         capture=capture,
         propagate=propagate,
         openai_include_usage=include_usage,
         prices=table,
-        tool_policies=tool_policies,
+        tool_policies=tools,
         llm_policies=llm,
     )

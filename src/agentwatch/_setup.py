@@ -26,6 +26,7 @@ _INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
     ("anthropic", "agentwatch.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("mcp", "agentwatch.instrumentation.mcp", "MCPInstrumentor"),
     ("langchain_core", "agentwatch.instrumentation.langchain", "LangChainInstrumentor"),
+    ("langgraph", "agentwatch.instrumentation.langgraph", "LangGraphInstrumentor"),
 )
 
 _lock = threading.Lock()
@@ -69,6 +70,7 @@ def instrument(
     openai_include_usage: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
     llm_policies: Mapping[str, Policy] | None = None,
+    tool_policies: Mapping[str, Policy] | None = None,
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
@@ -82,7 +84,9 @@ def instrument(
     ``propagate_hosts`` (``AGENTWATCH_PROPAGATE_HOSTS``), ``openai_include_usage``
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
-    ``[llm]`` section of ``AGENTWATCH_CONFIG``, whose ``[tools]`` section applies to tools).
+    ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
+    :class:`agentwatch.Policy`, merged over its ``[tools]`` section: the policies of framework
+    tools such as LangChain's, and of ``@agentwatch.tool`` tools given none of their own).
     An invalid value raises :class:`ValueError` naming the setting and the accepted values,
     before anything is configured or patched.
 
@@ -96,6 +100,7 @@ def instrument(
         openai_include_usage=openai_include_usage,
         prices=prices,
         llm_policies=llm_policies,
+        tool_policies=tool_policies,
     )
     global _instrumented
     with _lock:
