@@ -8,6 +8,7 @@ stream) and re-raises exactly what it raised.
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -126,11 +127,27 @@ def finish_call(
             call.end()
             return result
     try:
-        op.response(call, result)
+        op.response(call, _parsed_raw_response(result) if not call.stream else result)
     except Exception:  # noqa: BLE001
         report_internal_error(f"reading a {op.name} response")
     call.end()
     return result
+
+
+def _parsed_raw_response(result: Any) -> Any:
+    """The response inside ``with_raw_response`` (LangChain's ``ChatOpenAI`` calls the SDK that
+    way): the SDK caches what ``parse()`` returns, so the application's own ``parse()`` gets the
+    very same object (or, if parsing fails, raises the same error itself)."""
+    if type(result).__name__ != "LegacyAPIResponse":
+        return result
+    try:
+        parsed = result.parse()
+    except Exception:  # noqa: BLE001 - the application's parse() will say why
+        return None
+    if inspect.isawaitable(parsed):  # a future SDK whose async parse() is a coroutine
+        getattr(parsed, "close", lambda: None)()
+        return None
+    return parsed
 
 
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
