@@ -31,6 +31,7 @@ _CLIENTS = (
     ("anthropic", "agentwatch_anthropic"),
     ("mcp", "agentwatch_mcp"),
     ("langchain-core", "agentwatch_langchain"),
+    ("langgraph", "agentwatch_langgraph"),
 )
 # What another instrumentor of these libraries does next to agentwatch's.
 _OVERLAP = {
@@ -39,6 +40,7 @@ _OVERLAP = {
     "mcp": "a second span for every MCP tool call",
     "langchain-core": "a second span for every LangChain tool and model call",
     "langchain": "a second span for every LangChain tool and model call",
+    "langgraph": "a second agent span for every LangGraph run",
     "httpx": "an HTTP span under every LLM call (the SDKs use httpx), plus its own HTTP metrics",
 }
 _EXPORTER_VARIABLES = (
