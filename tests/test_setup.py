@@ -323,5 +323,5 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core"})
+    missing.update({"openai", "mcp", "langchain-core", "langgraph"})
     assert dependencies.get_dist_dependency_conflicts(dist) is not None

@@ -11,7 +11,7 @@ import pytest
 
 from cli._support import AGENTWATCH, PYTHON_M, run
 
-CLIENTS = ("openai", "anthropic", "mcp", "langchain-core")
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "langgraph")
 
 
 @pytest.fixture
