@@ -83,6 +83,7 @@ class ChatModels:
         message: object = None,
         error: BaseException | None = None,
         stream: StreamState | None = None,
+        streamed: bool = False,
         outcome: str | None = None,
     ) -> None:
         try:
@@ -95,7 +96,7 @@ class ChatModels:
                 server_address=None,
                 server_port=None,
                 attributes=request_attributes(params),
-                stream=stream is not None,
+                stream=streamed or stream is not None,
                 started=started,
             )
         except Exception:  # noqa: BLE001
@@ -137,10 +138,10 @@ def _generate(models: ChatModels) -> Callable[..., Any]:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             framework_model_call.reset(token)
-            _done(models, instance, args, kwargs, marker, started, None, exc)
+            _done(models, instance, args, kwargs, marker, started, None, exc, False)
             raise
         framework_model_call.reset(token)
-        _done(models, instance, args, kwargs, marker, started, result, None)
+        _done(models, instance, args, kwargs, marker, started, result, None, False)
         return result
 
     return traced
@@ -158,10 +159,10 @@ def _agenerate(models: ChatModels) -> Callable[..., Any]:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             framework_model_call.reset(token)
-            _done(models, instance, args, kwargs, marker, started, None, exc)
+            _done(models, instance, args, kwargs, marker, started, None, exc, True)
             raise
         framework_model_call.reset(token)
-        _done(models, instance, args, kwargs, marker, started, result, None)
+        _done(models, instance, args, kwargs, marker, started, result, None, True)
         return result
 
     return traced
@@ -176,18 +177,39 @@ def _done(
     started: tuple[float, int],
     result: Any,
     error: BaseException | None,
+    asynchronous: bool,
 ) -> None:
     if marker.covered:
         return
     try:
         if _uses_llm_cache(instance):
             return
-        messages, stop, _run_manager, call_kwargs = _split(args, kwargs, _GENERATE_ARGS)
+        messages, stop, run_manager, call_kwargs = _split(args, kwargs, _GENERATE_ARGS)
         message = _first_message(result) if error is None else None
+        streamed = _streamed(instance, run_manager, call_kwargs, asynchronous)
     except Exception:  # noqa: BLE001
         report_internal_error("reading a LangChain chat model call")
         return
-    models.record(instance, stop, call_kwargs, started, lambda: messages, message=message, error=error)
+    models.record(
+        instance,
+        stop,
+        call_kwargs,
+        started,
+        lambda: messages,
+        message=message,
+        error=error,
+        streamed=streamed,
+    )
+
+
+def _streamed(model: Any, run_manager: Any, call_kwargs: Mapping[str, Any], asynchronous: bool) -> bool:
+    """Whether LangChain streamed this call internally (for ``stream_mode="messages"``, a streaming
+    callback, ``streaming=True``): its own decision, asked again after the call."""
+    try:
+        decide = model._should_stream
+        return bool(decide(async_api=asynchronous, run_manager=run_manager, **call_kwargs))
+    except Exception:  # noqa: BLE001 - a LangChain without this private method: not known
+        return False
 
 
 class _StreamCall:
