@@ -7,6 +7,7 @@ import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from langchain_openai import ChatOpenAI
 
@@ -39,8 +40,18 @@ def lg(instrument: Instrument) -> Signals:
     return instrument()
 
 
+def openai_model(base_url: str) -> ChatOpenAI:
+    """``ChatOpenAI`` with an async HTTP client of its own, for :func:`graphs._support.run_async`
+    to close before its loop ends (langchain-openai 0.2 makes one per model and drops it open)."""
+    return ChatOpenAI(
+        model=OPENAI_MODEL,
+        base_url=base_url,
+        api_key=OPENAI_KEY,
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+    )
+
+
 @pytest.fixture
 def chat_openai(fake_llm: FakeLLMServer) -> ChatOpenAI:
-    return ChatOpenAI(
-        model=OPENAI_MODEL, base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0
-    )
+    return openai_model(fake_llm.openai_base_url)

@@ -9,22 +9,33 @@ import threading
 from typing import Any
 
 import pytest
-from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_openai import ChatOpenAI
-from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.memory import MemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.types import Command, interrupt
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import agentwatch
 from agentwatch import Policy
 from agentwatch._fakellm import FakeLLMServer, RecordedRequest, Reply
-from graphs._support import Preferences, attrs, get_forecast, get_weather, one, tree
-from graphs.conftest import Instrument
-from support import OPENAI_KEY, OPENAI_MODEL, Signals
+from graphs._support import (
+    HAS_INTERRUPT,
+    Preferences,
+    attrs,
+    compiled,
+    get_forecast,
+    get_weather,
+    looping_agent,
+    make_agent,
+    one,
+    react_agent,
+    run_async,
+    tree,
+)
+from graphs.conftest import Instrument, openai_model
+from support import OPENAI_MODEL, Signals
 
 OPTIONAL = {"get_user_preferences": Policy(critical=False, timeout=5.0)}
 AGENT = "invoke_agent weather-agent"
@@ -55,7 +66,7 @@ def prefs() -> Preferences:
 
 @pytest.fixture
 def agent(chat_openai: ChatOpenAI, prefs: Preferences) -> Any:
-    return create_agent(chat_openai, [get_weather, prefs.tool()], name="weather-agent")
+    return make_agent(chat_openai, [get_weather, prefs.tool()], "weather-agent")
 
 
 def test_a_react_agent_run_is_one_session_with_its_model_and_tool_calls(
@@ -128,13 +139,14 @@ def _points(signals: Signals, name: str) -> dict[tuple[tuple[str, Any], ...], An
     return {tuple(sorted(p.attributes.items())): p for p in signals.points(name)}
 
 
-def test_session_metrics_feed_the_slos(instrument: Instrument, fake_llm: FakeLLMServer, agent: Any) -> None:
+def test_session_metrics_feed_the_slos(
+    instrument: Instrument, fake_llm: FakeLLMServer, agent: Any, chat_openai: ChatOpenAI
+) -> None:
     signals = instrument(tool_policies=OPTIONAL)
     _script(fake_llm)
     agent.invoke(_question(), _thread("t-ok"))
-    fake_llm.enqueue(*[Reply.tool_calls([("get_weather", {"city": "Rome"})]) for _ in range(3)])
     with pytest.raises(GraphRecursionError):
-        agent.invoke(_question(), {**_thread("t-loop"), "recursion_limit": 4})
+        looping_agent(chat_openai, "weather-agent").invoke(_question(), {"recursion_limit": 2})
 
     completed = (("agentwatch.session.outcome", "completed"), ("gen_ai.agent.name", "weather-agent"))
     capped = (("agentwatch.session.outcome", "max_iterations"), ("gen_ai.agent.name", "weather-agent"))
@@ -142,7 +154,7 @@ def test_session_metrics_feed_the_slos(instrument: Instrument, fake_llm: FakeLLM
     assert set(sessions) == {completed, capped}
     assert sessions[completed].value == sessions[capped].value == 1
     iterations = _points(signals, "agentwatch.session.iterations")
-    assert (iterations[completed].sum, iterations[capped].sum) == (3, 2)
+    assert (iterations[completed].sum, iterations[capped].sum) == (3, len(fake_llm.requests) - 3)
     assert _points(signals, "agentwatch.session.duration")[completed].count == 1
     (ok,) = [s for s in signals.finished(AGENT) if attrs(s)["agentwatch.session.outcome"] == "completed"]
     assert _points(signals, "agentwatch.session.cost")[completed].sum == pytest.approx(
@@ -158,8 +170,9 @@ async def _collect(stream: Any) -> list[Any]:
     "entry", ["invoke", "stream", "stream-messages", "ainvoke", "astream", "astream_events"]
 )
 def test_every_entry_point_makes_the_same_tree(
-    instrument: Instrument, fake_llm: FakeLLMServer, agent: Any, entry: str
+    instrument: Instrument, fake_llm: FakeLLMServer, agent: Any, chat_openai: ChatOpenAI, entry: str
 ) -> None:
+    model = chat_openai
     signals = instrument(tool_policies=OPTIONAL)
     _script(fake_llm)
     question, config = _question(), _thread(f"t-{entry}")
@@ -170,11 +183,11 @@ def test_every_entry_point_makes_the_same_tree(
     elif entry == "stream-messages":  # the model streams: LangChain's internal streaming path
         list(agent.stream(question, config, stream_mode="messages"))
     elif entry == "ainvoke":
-        asyncio.run(agent.ainvoke(question, config))
+        run_async(agent.ainvoke(question, config), model)
     elif entry == "astream":
-        asyncio.run(_collect(agent.astream(question, config)))
+        run_async(_collect(agent.astream(question, config)), model)
     else:
-        asyncio.run(_collect(agent.astream_events(question, config, version="v2")))
+        run_async(_collect(agent.astream_events(question, config, version="v2")), model)
 
     (root,) = tree(signals)
     assert root[0] == AGENT
@@ -194,7 +207,7 @@ def test_parallel_sync_and_async_tools_of_an_async_run_keep_the_context(
 ) -> None:
     """Sync tools run in LangGraph's thread pool, async ones as tasks: all inside the run."""
     signals = instrument(tool_policies=OPTIONAL)
-    agent = create_agent(chat_openai, [get_weather, get_forecast, prefs.tool()], name="weather-agent")
+    agent = make_agent(chat_openai, [get_weather, get_forecast, prefs.tool()], "weather-agent")
     fake_llm.enqueue(
         Reply.tool_calls(
             [
@@ -206,7 +219,7 @@ def test_parallel_sync_and_async_tools_of_an_async_run_keep_the_context(
         Reply.text("Sunny, then rain."),
     )
 
-    asyncio.run(_collect(agent.astream(_question(), _thread("t-par"))))
+    run_async(_collect(agent.astream(_question(), _thread("t-par"))), chat_openai)
 
     (root,) = tree(signals)
     assert root[0] == AGENT
@@ -235,14 +248,14 @@ def test_concurrent_runs_keep_their_own_sessions(instrument: Instrument) -> None
         return Reply.tool_calls([("get_weather", {"city": city})], input_tokens=5, output_tokens=1)
 
     with FakeLLMServer(respond) as server:
-        model = ChatOpenAI(model=OPENAI_MODEL, base_url=server.openai_base_url, api_key=OPENAI_KEY)
-        agent = create_agent(model, [get_weather], name="weather-agent")
+        model = openai_model(server.openai_base_url)
+        agent = make_agent(model, [get_weather], "weather-agent")
         cities = [f"city-{i}" for i in range(6)]
 
         async def main() -> None:
             await asyncio.gather(*(agent.ainvoke(_question(c), _thread(c)) for c in cities))
 
-        asyncio.run(main())
+        run_async(main(), model)
 
     runs = signals.finished(AGENT)
     assert sorted(attrs(s)["gen_ai.conversation.id"] for s in runs) == cities
@@ -257,21 +270,24 @@ def test_concurrent_runs_keep_their_own_sessions(instrument: Instrument) -> None
 
 
 def test_a_recursion_limit_is_outcome_max_iterations_and_the_error_is_unchanged(
-    lg: Signals, fake_llm: FakeLLMServer, agent: Any
+    lg: Signals, fake_llm: FakeLLMServer, chat_openai: ChatOpenAI
 ) -> None:
-    fake_llm.enqueue(*[Reply.tool_calls([("get_weather", {"city": "Rome"})]) for _ in range(3)])
-
     with pytest.raises(GraphRecursionError) as caught:
-        agent.invoke(_question(), {**_thread("t-loop"), "recursion_limit": 4})
+        looping_agent(chat_openai, "weather-agent").invoke(
+            _question(), {**_thread("t-loop"), "recursion_limit": 3}
+        )
 
-    assert "Recursion limit of 4 reached" in str(caught.value)
+    assert "Recursion limit of 3 reached" in str(caught.value)
     run = one(lg, AGENT)
     assert attrs(run)["agentwatch.session.outcome"] == "max_iterations"
     assert attrs(run)["error.type"] == "langgraph.GraphRecursionError"
-    assert attrs(run)["agentwatch.session.iterations"] == 2
+    assert run.status.status_code is StatusCode.ERROR
+    assert attrs(run)["agentwatch.session.iterations"] == len(fake_llm.requests) == 3
 
 
 def _approval_graph() -> Any:
+    from langgraph.types import interrupt
+
     def ask(state: MessagesState) -> dict[str, Any]:
         answer = interrupt("approve?")
         return {"messages": [AIMessage(f"approved: {answer}")]}
@@ -280,13 +296,16 @@ def _approval_graph() -> Any:
     builder.add_node("ask", ask)
     builder.add_edge(START, "ask")
     builder.add_edge("ask", END)
-    return builder.compile(checkpointer=InMemorySaver(), name="approvals")
+    return compiled(builder, "approvals", checkpointer=MemorySaver())
 
 
+@pytest.mark.skipif(not HAS_INTERRUPT, reason="interrupt() is langgraph 0.2.57+")
 @pytest.mark.parametrize("stream_mode", [None, "values", "updates", ["updates", "values"]])
 def test_an_interrupted_run_is_outcome_interrupted_and_its_resumption_completes(
     lg: Signals, stream_mode: Any
 ) -> None:
+    from langgraph.types import Command
+
     graph = _approval_graph()
     config = _thread("t-hitl")
     if stream_mode is None:
@@ -302,21 +321,20 @@ def test_an_interrupted_run_is_outcome_interrupted_and_its_resumption_completes(
 
 
 def test_inside_an_application_session_a_run_joins_it(
-    instrument: Instrument, fake_llm: FakeLLMServer, agent: Any
+    instrument: Instrument, fake_llm: FakeLLMServer, agent: Any, chat_openai: ChatOpenAI
 ) -> None:
     lg = instrument(tool_policies=OPTIONAL)
     _script(fake_llm)
     with agentwatch.session("conv-app", user_id="u-1", agent_name="support") as session:
         agent.invoke(_question(), _thread("ignored"))
-        fake_llm.enqueue(*[Reply.tool_calls([("get_weather", {"city": "Rome"})]) for _ in range(3)])
         with pytest.raises(GraphRecursionError):
-            agent.invoke(_question(), {"recursion_limit": 4})
+            looping_agent(chat_openai, "looper").invoke(_question(), {"recursion_limit": 2})
 
     # No second invoke_agent span and no second session: the application's stands for the runs.
     (root,) = tree(lg)
     assert root[0] == "invoke_agent support"
-    assert [name for name, _ in root[1]].count(CHAT) == 5
-    assert session.iterations == 5 and session.tool_calls == 4
+    assert [name for name, _ in root[1]].count(CHAT) == len(fake_llm.requests) == 5
+    assert session.iterations == 5 and session.tool_calls == 2
     assert session.outcome == "max_iterations"
     assert {attrs(s)["gen_ai.conversation.id"] for s in lg.spans.get_finished_spans()} == {"conv-app"}
     assert [p.value for p in lg.points("agentwatch.sessions")] == [1]
@@ -325,7 +343,7 @@ def test_inside_an_application_session_a_run_joins_it(
 def test_a_subgraph_is_a_child_agent_span_in_the_same_session(
     lg: Signals, fake_llm: FakeLLMServer, chat_openai: ChatOpenAI
 ) -> None:
-    expert = create_agent(chat_openai, [get_weather], name="weather-expert")
+    expert = make_agent(chat_openai, [get_weather], "weather-expert")
 
     def triage(state: MessagesState) -> dict[str, Any]:
         return {"messages": [AIMessage("asking the expert")]}
@@ -336,7 +354,7 @@ def test_a_subgraph_is_a_child_agent_span_in_the_same_session(
     builder.add_edge(START, "triage")
     builder.add_edge("triage", "expert")
     builder.add_edge("expert", END)
-    supervisor = builder.compile(name="supervisor")
+    supervisor = compiled(builder, "supervisor")
     fake_llm.enqueue(Reply.tool_calls([("get_weather", {"city": "Oslo"})]), Reply.text("Cold."))
 
     supervisor.invoke(_question(), _thread("t-sub"))
@@ -413,7 +431,7 @@ def test_live_totals_inside_a_tool(lg: Signals, fake_llm: FakeLLMServer, chat_op
         seen.append((session.session_id, session.iterations, session.tool_calls))
         return "ok"
 
-    agent = create_agent(chat_openai, [progress], name="weather-agent")
+    agent = make_agent(chat_openai, [progress], "weather-agent")
     fake_llm.enqueue(Reply.tool_calls([("progress", {"note": "x"})]), Reply.text("Done."))
     agent.invoke(_question(), _thread("t-live"))
     assert seen == [("t-live", 1, 0)]
@@ -422,13 +440,7 @@ def test_live_totals_inside_a_tool(lg: Signals, fake_llm: FakeLLMServer, chat_op
 def test_create_react_agent_from_langgraph_prebuilt(
     lg: Signals, fake_llm: FakeLLMServer, chat_openai: ChatOpenAI
 ) -> None:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecated in favour of langchain.agents.create_agent
-        from langgraph.prebuilt import create_react_agent
-
-        agent = create_react_agent(chat_openai, [get_weather], name="react")
+    agent = react_agent(chat_openai, [get_weather], "react")
     fake_llm.enqueue(Reply.tool_calls([("get_weather", {"city": "Paris"})]), Reply.text("Sunny."))
     agent.invoke(_question(), _thread("t-react"))
     assert tree(lg) == [("invoke_agent react", [(CHAT, []), ("execute_tool get_weather", []), (CHAT, [])])]
@@ -444,7 +456,7 @@ def test_odd_configs_behave_as_without_agentwatch(instrument: Instrument, config
     builder = StateGraph(MessagesState)
     builder.add_node("answer", answer)
     builder.add_edge(START, "answer")
-    graph = builder.compile(name="odd")
+    graph = compiled(builder, "odd")
 
     def outcome() -> Any:
         try:

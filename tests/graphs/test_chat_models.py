@@ -10,6 +10,7 @@ which agentwatch does not patch, over real HTTP to the fake server's OpenAI-comp
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from typing import Any
 
 import openai
@@ -17,13 +18,15 @@ import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_groq import ChatGroq
 from langchain_openai import ChatOpenAI
+from langgraph.graph import START, MessagesState, StateGraph
 from opentelemetry.trace import SpanKind, StatusCode
 
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
-from graphs._support import attrs, one
+from graphs._support import attrs, one, run_async
 from graphs.conftest import Instrument
 from support import OPENAI_KEY, OPENAI_MODEL, Signals
 
@@ -32,6 +35,7 @@ LANGCHAIN_SCOPE = "agentwatch.instrumentation.langchain"
 OPENAI_SCOPE = "agentwatch.instrumentation.openai"
 # genai-prices: llama-3.3-70b-versatile on groq, USD per million tokens.
 GROQ_INPUT, GROQ_OUTPUT = 0.59, 0.79
+LANGGRAPH_STREAMS_NODE_MODELS = int(version("langgraph").split(".")[0]) >= 1
 
 
 @pytest.fixture
@@ -53,11 +57,11 @@ def test_a_model_over_an_instrumented_sdk_gets_that_sdks_span_only(
     if how == "invoke":
         chat_openai.invoke("hi")
     elif how == "ainvoke":
-        asyncio.run(chat_openai.ainvoke("hi"))
+        run_async(chat_openai.ainvoke("hi"), chat_openai)
     elif how == "stream":
         list(chat_openai.stream("hi"))
     elif how == "astream":
-        asyncio.run(_drain(chat_openai.astream("hi")))
+        run_async(_drain(chat_openai.astream("hi")), chat_openai)
     else:
         chat_openai.batch(["hi", "there"])
 
@@ -100,11 +104,12 @@ def test_a_provider_agentwatch_does_not_patch_gets_one_span_from_langchain(
         message = groq.invoke([SystemMessage("Be brief."), HumanMessage("Say hi in French")], stop=["\n"])
 
     assert message.content == "Bonjour"
+    reported = (message.usage_metadata or {}).get("input_token_details", {}).get("cache_read")  # type: ignore[attr-defined]
     span = one(lg, f"chat {GROQ_MODEL}")
     assert span.kind is SpanKind.CLIENT and span.instrumentation_scope.name == LANGCHAIN_SCOPE
     assert span.parent is not None and span.parent.span_id == one(lg, "invoke_agent").context.span_id
     cost = (1000 * GROQ_INPUT + 200 * GROQ_OUTPUT) / 1e6
-    assert attrs(span) == {
+    expected = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "groq",
         "gen_ai.request.model": GROQ_MODEL,
@@ -115,10 +120,13 @@ def test_a_provider_agentwatch_does_not_patch_gets_one_span_from_langchain(
         "gen_ai.response.finish_reasons": ("stop",),
         "gen_ai.usage.input_tokens": 1000,
         "gen_ai.usage.output_tokens": 200,
-        "gen_ai.usage.cache_read.input_tokens": 400,
         "gen_ai.usage.cost.amount": pytest.approx(cost),
         "gen_ai.usage.cost.currency": "USD",
     }
+    if reported is not None:  # langchain-groq >= 0.3 reports cached tokens
+        assert reported == 400
+        expected["gen_ai.usage.cache_read.input_tokens"] = 400
+    assert attrs(span) == expected
     # No content by default: neither the prompt nor the answer is anywhere.
     assert "Bonjour" not in lg.dump() and "French" not in lg.dump()
     # The call counts once in the session and in the metrics.
@@ -163,10 +171,11 @@ def test_a_streamed_call_of_an_unpatched_provider(
 
         chunks = asyncio.run(drain())
     else:  # a LangGraph run streaming messages: the model streams inside invoke
-        from langgraph.graph import START, MessagesState, StateGraph
+        if not LANGGRAPH_STREAMS_NODE_MODELS:
+            pytest.skip("langgraph < 1 does not stream a node's model for stream_mode='messages'")
 
-        def ask(state: MessagesState) -> dict[str, Any]:
-            return {"messages": [groq.invoke(state["messages"])]}
+        def ask(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+            return {"messages": [groq.invoke(state["messages"], config)]}
 
         builder = StateGraph(MessagesState)
         builder.add_node("ask", ask)

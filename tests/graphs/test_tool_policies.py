@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool, ToolException, tool
 from langchain_openai import ChatOpenAI
@@ -18,7 +17,7 @@ from opentelemetry.trace import StatusCode
 
 from agentwatch import Policy
 from agentwatch._fakellm import FakeLLMServer, Reply
-from graphs._support import Preferences, attrs, get_weather, one
+from graphs._support import Preferences, attrs, get_weather, make_agent, one
 from graphs.conftest import Instrument
 
 
@@ -83,7 +82,7 @@ def test_a_timeout_degrades_an_optional_tool_in_a_run(
         release.wait(10)
         return "too late"
 
-    agent = create_agent(chat_openai, [_tool(hang)], name="weather-agent")
+    agent = make_agent(chat_openai, [_tool(hang)], "weather-agent")
     fake_llm.enqueue(Reply.tool_calls([("get_user_preferences", {"user_id": "u-1"})]), Reply.text("Done."))
     started = time.monotonic()
     try:
@@ -193,7 +192,7 @@ def test_a_critical_tool_raises_after_its_retries_and_the_run_ends_in_error(
     _config(tmp_path, monkeypatch, '[tools."*"]\nretry = { attempts = 2, backoff = 0.001 }\n')
     signals = instrument()
     prefs = Preferences()
-    agent = create_agent(chat_openai, [prefs.tool()], name="weather-agent")
+    agent = make_agent(chat_openai, [prefs.tool()], "weather-agent")
     fake_llm.enqueue(Reply.tool_calls([("get_user_preferences", {"user_id": "u-1"})]))
 
     with pytest.raises(ConnectionError, match="preferences service unreachable"):
