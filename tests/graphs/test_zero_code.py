@@ -216,3 +216,20 @@ def test_the_session_metrics(zero_code: dict[str, Any]) -> None:
         ("get_user_preferences", "circuit_open", 1),
         ("get_weather", None, 2),
     ]
+
+
+def test_doctor_reports_the_langgraph_entry_point(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentwatch", "doctor", "--json"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    clients = {c["library"]: c for c in json.loads(result.stdout)["clients"]}
+    assert clients["langgraph"]["instrumentor"] == "agentwatch_langgraph"
+    assert clients["langgraph"]["supported"] == "langgraph >= 0.2.17"
+    assert clients["langgraph"]["activates"] is True
+    assert clients["langchain-core"]["activates"] is True

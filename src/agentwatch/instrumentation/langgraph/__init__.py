@@ -1,4 +1,4 @@
-"""OpenTelemetry instrumentation of LangGraph runs (``langgraph`` 0.2+).
+"""OpenTelemetry instrumentation of LangGraph runs (``langgraph`` 0.2.17+).
 
 Usage::
 

@@ -1,1 +1,1 @@
-_instruments = ("langgraph >= 0.2",)
+_instruments = ("langgraph >= 0.2.17",)
