@@ -506,3 +506,24 @@ def test_uninstrument_restores_and_instrumenting_twice_is_harmless(signals: Sign
     for instrumentor in (LangGraphInstrumentor(), LangChainInstrumentor()):
         instrumentor.uninstrument()
     assert all(getattr(owner, name) is original for (owner, name), original in originals.items())
+
+
+def test_sampled_out_runs_still_count(fake_llm: FakeLLMServer, chat_openai: ChatOpenAI) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from agentwatch._telemetry._core import set_default_telemetry
+    from support import make_signals
+
+    signals = make_signals(ALWAYS_OFF)
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    try:
+        fake_llm.enqueue(Reply.tool_calls([("get_weather", {"city": "Oslo"})]), Reply.text("Cold."))
+        make_agent(chat_openai, [get_weather], "weather-agent").invoke(_question(), _thread("t-off"))
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    assert signals.finished() == []
+    (sessions,) = signals.points("agentwatch.sessions")
+    assert sessions.value == 1 and sessions.attributes["agentwatch.session.outcome"] == "completed"
+    (iterations,) = signals.points("agentwatch.session.iterations")
+    assert iterations.sum == 2

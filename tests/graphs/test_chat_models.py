@@ -10,6 +10,7 @@ which agentwatch does not patch, over real HTTP to the fake server's OpenAI-comp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -277,3 +278,26 @@ def test_a_model_inside_another_models_call_is_one_call(lg: Signals, fake_llm: F
     fake_llm.enqueue(Reply.text("routed"))
     assert Router().invoke("hi").content == "routed"
     assert [s.instrumentation_scope.name for s in lg.finished()] == [OPENAI_SCOPE]
+
+
+def test_a_fault_in_agentwatch_never_reaches_the_application(
+    lg: Signals,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_llm: FakeLLMServer,
+    groq: ChatGroq,
+    internal_faults: Callable[[], list[str]],
+) -> None:
+    from agentwatch.instrumentation.langchain import _chat
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("agentwatch bug")
+
+    monkeypatch.setattr(_chat, "read_message", broken)
+    fake_llm.enqueue(Reply.text("fine", input_tokens=3, output_tokens=1), Reply.text("again"))
+    with agentwatch.session() as session:
+        assert groq.invoke("hi").content == "fine"
+        assert groq.invoke("hi").content == "again"
+    # Each span still ended, without what could not be read; the fault is logged once.
+    assert [attrs(s).get("gen_ai.usage.input_tokens") for s in lg.finished("chat")] == [None, None]
+    assert session.iterations == 2
+    assert internal_faults() == ["reading a LangChain chat model response"]
