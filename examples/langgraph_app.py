@@ -18,6 +18,7 @@ policy in the file named by ``AGENTWATCH_CONFIG``::
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from langchain.agents import create_agent
@@ -46,26 +47,28 @@ def get_user_preferences(user_id: str) -> str:
 
 
 def print_tree(spans: tuple[ReadableSpan, ...]) -> None:
-    by_id = {s.context.span_id: s for s in spans}
-
-    def depth(span: ReadableSpan) -> int:
-        parent = span.parent
-        return 0 if parent is None or parent.span_id not in by_id else 1 + depth(by_id[parent.span_id])
-
+    children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
     for span in sorted(spans, key=lambda s: s.start_time or 0):
-        attributes = span.attributes or {}
-        notes = [
-            f"{key}={attributes[key]}"
-            for key in ("gen_ai.conversation.id", "error.type")
-            if key in attributes
-        ]
-        print("  " * depth(span) + span.name, *notes)
-        if span.name.startswith("invoke_agent"):
-            totals = {
-                k.rpartition(".")[2]: v for k, v in attributes.items() if k.startswith("agentwatch.session.")
-            }
-            cost = attributes.get("gen_ai.usage.cost.amount")
-            print("  " * depth(span) + "  session:", totals, f"cost ${cost:.6f}" if cost is not None else "")
+        children[span.parent.span_id if span.parent else None].append(span)
+
+    def show(parent: int | None, indent: str) -> None:
+        for span in children[parent]:
+            attributes = span.attributes or {}
+            notes = [
+                f"{k}={attributes[k]}" for k in ("gen_ai.conversation.id", "error.type") if k in attributes
+            ]
+            print(indent + span.name, *notes)
+            if span.name.startswith("invoke_agent"):
+                totals = {
+                    k.rpartition(".")[2]: v
+                    for k, v in attributes.items()
+                    if k.startswith("agentwatch.session.")
+                }
+                cost = attributes.get("gen_ai.usage.cost.amount")
+                print(indent + "  session:", totals, f"cost ${cost:.6f}" if cost is not None else "")
+            show(span.context.span_id, indent + "  ")
+
+    show(None, "")
 
 
 def session_counts(reader: InMemoryMetricReader) -> dict[str, Any]:

@@ -122,6 +122,17 @@ class Signals:
         return "\n".join(parts)
 
 
+def json_documents(text: str) -> list[Any]:
+    """Every top-level JSON object in ``text`` (what the console exporters print, one after another)."""
+    decoder = json.JSONDecoder()
+    documents, index = [], text.find("{")
+    while index != -1:
+        document, end = decoder.raw_decode(text, index)
+        documents.append(document)
+        index = text.find("{", end)
+    return documents
+
+
 def make_signals(sampler: Sampler | None = None) -> Signals:
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()

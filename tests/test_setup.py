@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, json_documents, user
 
 # (module, owner in it, attribute): every place agentwatch patches, in any supported SDK version;
 # those this version does not have are left out (parse() and stream() moved out of `beta` in 1.92).
@@ -221,13 +220,7 @@ def _run(tmp_path: Path, server: FakeLLMServer, *prefix: str, **env: str) -> sub
 
 
 def _spans(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    spans, index = [], stdout.find("{")
-    while index != -1:
-        span, end = decoder.raw_decode(stdout, index)
-        spans.append(span)
-        index = stdout.find("{", end)
-    return spans
+    return json_documents(stdout)
 
 
 def test_instrument_configures_the_sdk_from_the_environment(tmp_path: Path, fake_llm: FakeLLMServer) -> None:

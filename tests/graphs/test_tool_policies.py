@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,19 @@ from agentwatch._fakellm import FakeLLMServer, Reply
 from graphs._support import Preferences, attrs, get_weather, make_agent, one
 from graphs.conftest import Instrument
 
+Config = Callable[[str], None]
 
-def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    path = tmp_path / "agentwatch.toml"
-    path.write_text(text)
-    monkeypatch.setenv("AGENTWATCH_CONFIG", str(path))
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """``config(toml)``: the file ``AGENTWATCH_CONFIG`` names, for this test."""
+
+    def write(text: str) -> None:
+        path = tmp_path / "agentwatch.toml"
+        path.write_text(text)
+        monkeypatch.setenv("AGENTWATCH_CONFIG", str(path))
+
+    return write
 
 
 def _call(name: str, call_id: str = "call_1", **args: Any) -> dict[str, Any]:
@@ -49,12 +58,8 @@ def _tool(fn: Any, name: str = "get_user_preferences") -> StructuredTool:
     return StructuredTool.from_function(fn, name=name, description="The user's preferences.")
 
 
-def test_retries_from_the_config_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instrument: Instrument
-) -> None:
-    _config(
-        tmp_path, monkeypatch, "[tools.get_user_preferences]\nretry = { attempts = 3, backoff = 0.001 }\n"
-    )
+def test_retries_from_the_config_file(config: Config, instrument: Instrument) -> None:
+    config("[tools.get_user_preferences]\nretry = { attempts = 3, backoff = 0.001 }\n")
     signals = instrument()
     flaky = Flaky(failures=2)
 
@@ -68,13 +73,12 @@ def test_retries_from_the_config_file(
 
 
 def test_a_timeout_degrades_an_optional_tool_in_a_run(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    config: Config,
     instrument: Instrument,
     fake_llm: FakeLLMServer,
     chat_openai: ChatOpenAI,
 ) -> None:
-    _config(tmp_path, monkeypatch, "[tools.get_user_preferences]\ntimeout = 0.2\ncritical = false\n")
+    config("[tools.get_user_preferences]\ntimeout = 0.2\ncritical = false\n")
     signals = instrument()
     release = threading.Event()
 
@@ -99,10 +103,8 @@ def test_a_timeout_degrades_an_optional_tool_in_a_run(
     assert attrs(one(signals, "invoke_agent weather-agent"))["agentwatch.session.outcome"] == "completed"
 
 
-def test_an_async_tool_times_out_by_cancellation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instrument: Instrument
-) -> None:
-    _config(tmp_path, monkeypatch, "[tools.slow_search]\ntimeout = 0.1\ncritical = false\n")
+def test_an_async_tool_times_out_by_cancellation(config: Config, instrument: Instrument) -> None:
+    config("[tools.slow_search]\ntimeout = 0.1\ncritical = false\n")
     signals = instrument()
     cancelled: list[bool] = []
 
@@ -123,12 +125,8 @@ def test_an_async_tool_times_out_by_cancellation(
     assert attrs(one(signals, "execute_tool slow_search"))["error.type"] == "timeout"
 
 
-def test_a_breaker_opens_and_rejects_without_calling(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instrument: Instrument
-) -> None:
-    _config(
-        tmp_path,
-        monkeypatch,
+def test_a_breaker_opens_and_rejects_without_calling(config: Config, instrument: Instrument) -> None:
+    config(
         "[tools.get_user_preferences]\ncritical = false\nbreaker = { failure_threshold = 2, break_duration = 60 }\n",
     )
     signals = instrument()
@@ -145,12 +143,8 @@ def test_a_breaker_opens_and_rejects_without_calling(
     assert errors == ["ConnectionError", "ConnectionError", "circuit_open"]
 
 
-def test_a_bulkhead_rejects_the_call_over_the_cap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instrument: Instrument
-) -> None:
-    _config(
-        tmp_path,
-        monkeypatch,
+def test_a_bulkhead_rejects_the_call_over_the_cap(config: Config, instrument: Instrument) -> None:
+    config(
         "[tools.get_user_preferences]\ncritical = false\nbulkhead = { max_concurrent = 1 }\n",
     )
     signals = instrument()
@@ -183,13 +177,12 @@ def test_a_bulkhead_rejects_the_call_over_the_cap(
 
 
 def test_a_critical_tool_raises_after_its_retries_and_the_run_ends_in_error(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    config: Config,
     instrument: Instrument,
     fake_llm: FakeLLMServer,
     chat_openai: ChatOpenAI,
 ) -> None:
-    _config(tmp_path, monkeypatch, '[tools."*"]\nretry = { attempts = 2, backoff = 0.001 }\n')
+    config('[tools."*"]\nretry = { attempts = 2, backoff = 0.001 }\n')
     signals = instrument()
     prefs = Preferences()
     agent = make_agent(chat_openai, [prefs.tool()], "weather-agent")
@@ -206,10 +199,8 @@ def test_a_critical_tool_raises_after_its_retries_and_the_run_ends_in_error(
     assert run["agentwatch.session.tool_errors"] == 1
 
 
-def test_a_policy_in_code_wins_over_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instrument: Instrument
-) -> None:
-    _config(tmp_path, monkeypatch, "[tools.get_user_preferences]\ncritical = true\n")
+def test_a_policy_in_code_wins_over_the_file(config: Config, instrument: Instrument) -> None:
+    config("[tools.get_user_preferences]\ncritical = true\n")
     instrument(tool_policies={"get_user_preferences": Policy(critical=False)})
     message = _tool(Flaky(failures=1).call).invoke(_call("get_user_preferences", user_id="u"))
     assert json.loads(str(message.content))["status"] == "unavailable"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from agentwatch._fakellm import FakeLLMServer, Reply
+from support import json_documents
 
 pytestmark = pytest.mark.slow
 
@@ -53,16 +54,6 @@ timeout = 5.0
 retry = { attempts = 2, backoff = 0.001 }
 breaker = { failure_threshold = 2, break_duration = 60.0 }
 """
-
-
-def _documents(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    found, index = [], stdout.find("{")
-    while index != -1:
-        document, end = decoder.raw_decode(stdout, index)
-        found.append(document)
-        index = stdout.find("{", end)
-    return found
 
 
 def _metrics(documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -115,7 +106,7 @@ def zero_code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         requests = [r.json for r in server.requests]
         assert server.errors == []
     assert result.returncode == 0, result.stderr
-    documents = _documents(result.stdout)
+    documents = json_documents(result.stdout)
     spans = [d for d in documents if "context" in d and "name" in d]
     return {"stderr": result.stderr, "spans": spans, "metrics": _metrics(documents), "requests": requests}
 

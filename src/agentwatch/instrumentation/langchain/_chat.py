@@ -126,23 +126,83 @@ def _first_message(result: Any) -> Any:
     return getattr(generations[0], "message", None) if generations else None
 
 
+def _nested() -> bool:
+    """Inside another model call (a model delegating to another): that call owns the span."""
+    return framework_model_call.get() is not None or not instrumentation_enabled()
+
+
+class _Generation:
+    """One call of ``_generate_with_cache``/``_agenerate_with_cache``: the marker is in context while
+    it runs; on exit, a call no provider instrumentor marked gets its span."""
+
+    __slots__ = (
+        "_args",
+        "_asynchronous",
+        "_kwargs",
+        "_marker",
+        "_model",
+        "_models",
+        "_started",
+        "_token",
+        "result",
+    )
+
+    def __init__(
+        self,
+        models: ChatModels,
+        model: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        asynchronous: bool,
+    ) -> None:
+        self._models = models
+        self._model = model
+        self._args = args
+        self._kwargs = kwargs
+        self._asynchronous = asynchronous
+        self._marker = ModelCall()
+        self._started = _started()
+        self._token = framework_model_call.set(self._marker)
+        self.result: Any = None
+
+    def __enter__(self) -> _Generation:
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        framework_model_call.reset(self._token)
+        if self._marker.covered:
+            return
+        model = self._model
+        try:
+            if _uses_llm_cache(model):
+                return
+            messages, stop, run_manager, call_kwargs = _split(self._args, self._kwargs, _GENERATE_ARGS)
+            message = _first_message(self.result) if error is None else None
+            streamed = _streamed(model, run_manager, call_kwargs, self._asynchronous)
+        except Exception:  # noqa: BLE001
+            report_internal_error("reading a LangChain chat model call")
+            return
+        self._models.record(
+            model,
+            stop,
+            call_kwargs,
+            self._started,
+            lambda: messages,
+            message=message,
+            error=error,
+            streamed=streamed,
+        )
+
+
 def _generate(models: ChatModels) -> Callable[..., Any]:
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if framework_model_call.get() is not None or not instrumentation_enabled():
+        if _nested():
             return wrapped(*args, **kwargs)
-        marker, started = ModelCall(), _started()
-        token = framework_model_call.set(marker)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            framework_model_call.reset(token)
-            _done(models, instance, args, kwargs, marker, started, None, exc, False)
-            raise
-        framework_model_call.reset(token)
-        _done(models, instance, args, kwargs, marker, started, result, None, False)
-        return result
+        with _Generation(models, instance, args, kwargs, False) as call:
+            call.result = wrapped(*args, **kwargs)
+        return call.result
 
     return traced
 
@@ -151,55 +211,13 @@ def _agenerate(models: ChatModels) -> Callable[..., Any]:
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if framework_model_call.get() is not None or not instrumentation_enabled():
+        if _nested():
             return await wrapped(*args, **kwargs)
-        marker, started = ModelCall(), _started()
-        token = framework_model_call.set(marker)
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            framework_model_call.reset(token)
-            _done(models, instance, args, kwargs, marker, started, None, exc, True)
-            raise
-        framework_model_call.reset(token)
-        _done(models, instance, args, kwargs, marker, started, result, None, True)
-        return result
+        with _Generation(models, instance, args, kwargs, True) as call:
+            call.result = await wrapped(*args, **kwargs)
+        return call.result
 
     return traced
-
-
-def _done(
-    models: ChatModels,
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    marker: ModelCall,
-    started: tuple[float, int],
-    result: Any,
-    error: BaseException | None,
-    asynchronous: bool,
-) -> None:
-    if marker.covered:
-        return
-    try:
-        if _uses_llm_cache(instance):
-            return
-        messages, stop, run_manager, call_kwargs = _split(args, kwargs, _GENERATE_ARGS)
-        message = _first_message(result) if error is None else None
-        streamed = _streamed(instance, run_manager, call_kwargs, asynchronous)
-    except Exception:  # noqa: BLE001
-        report_internal_error("reading a LangChain chat model call")
-        return
-    models.record(
-        instance,
-        stop,
-        call_kwargs,
-        started,
-        lambda: messages,
-        message=message,
-        error=error,
-        streamed=streamed,
-    )
 
 
 def _streamed(model: Any, run_manager: Any, call_kwargs: Mapping[str, Any], asynchronous: bool) -> bool:
@@ -241,8 +259,7 @@ class _StreamCall:
     def enter(self) -> object:
         if not self._begun:
             self._begun = True
-            # Inside another model call (a model delegating to another): that call owns the span.
-            self._nested = framework_model_call.get() is not None or not instrumentation_enabled()
+            self._nested = _nested()
             self._started = _started()
         return None if self._nested else framework_model_call.set(self._marker)
 

@@ -41,7 +41,7 @@ from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import error_type
 from agentwatch.instrumentation._base import Patch
-from agentwatch.instrumentation._steps import async_steps, sync_steps
+from agentwatch.instrumentation._steps import Steps, async_steps, sync_steps
 
 __all__ = ["patches"]
 
@@ -240,7 +240,9 @@ def _run_for(runs: GraphRuns, graph: Any, args: tuple[Any, ...], kwargs: Mapping
     return _GraphRun(runs, name, _thread_id(_config_value(sources, "thread_id")))
 
 
-def _stream(runs: GraphRuns) -> Callable[..., Any]:
+def _runner(runs: GraphRuns, steps: Callable[[Any, Steps], Any]) -> Callable[..., Any]:
+    """The wrapper of ``stream`` (``steps=sync_steps``) or ``astream`` (``async_steps``)."""
+
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -249,26 +251,12 @@ def _stream(runs: GraphRuns) -> Callable[..., Any]:
         except Exception:  # noqa: BLE001
             report_internal_error("reading a LangGraph run's config")
             return wrapped(*args, **kwargs)
-        return sync_steps(wrapped(*args, **kwargs), run)
-
-    return traced
-
-
-def _astream(runs: GraphRuns) -> Callable[..., Any]:
-    def traced(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        try:
-            run = _run_for(runs, instance, args, kwargs)
-        except Exception:  # noqa: BLE001
-            report_internal_error("reading a LangGraph run's config")
-            return wrapped(*args, **kwargs)
-        return async_steps(wrapped(*args, **kwargs), run)
+        return steps(wrapped(*args, **kwargs), run)
 
     return traced
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
     runs = GraphRuns(telemetry)
-    yield "langgraph.pregel", "Pregel.stream", _stream(runs)
-    yield "langgraph.pregel", "Pregel.astream", _astream(runs)
+    yield "langgraph.pregel", "Pregel.stream", _runner(runs, sync_steps)
+    yield "langgraph.pregel", "Pregel.astream", _runner(runs, async_steps)
