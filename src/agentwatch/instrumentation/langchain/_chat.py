@@ -27,7 +27,7 @@ from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import as_str
-from agentwatch.instrumentation._steps import async_steps, sync_steps
+from agentwatch.instrumentation._steps import Steps, async_steps, sync_steps
 from agentwatch.instrumentation.langchain._extract import (
     StreamState,
     input_content,
@@ -293,20 +293,13 @@ class _StreamCall:
         )
 
 
-def _stream(models: ChatModels) -> Callable[..., Any]:
+def _streamer(models: ChatModels, steps: Callable[[Any, Steps], Any]) -> Callable[..., Any]:
+    """The wrapper of ``stream`` (``steps=sync_steps``) or ``astream`` (``async_steps``)."""
+
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        return sync_steps(wrapped(*args, **kwargs), _StreamCall(models, instance, args, kwargs))
-
-    return traced
-
-
-def _astream(models: ChatModels) -> Callable[..., Any]:
-    def traced(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        return async_steps(wrapped(*args, **kwargs), _StreamCall(models, instance, args, kwargs))
+        return steps(wrapped(*args, **kwargs), _StreamCall(models, instance, args, kwargs))
 
     return traced
 
@@ -315,5 +308,5 @@ def chat_patches(telemetry: Telemetry) -> Iterable[Patch]:
     models = ChatModels(telemetry)
     yield _MODULE, "BaseChatModel._generate_with_cache", _generate(models)
     yield _MODULE, "BaseChatModel._agenerate_with_cache", _agenerate(models)
-    yield _MODULE, "BaseChatModel.stream", _stream(models)
-    yield _MODULE, "BaseChatModel.astream", _astream(models)
+    yield _MODULE, "BaseChatModel.stream", _streamer(models, sync_steps)
+    yield _MODULE, "BaseChatModel.astream", _streamer(models, async_steps)
