@@ -301,3 +301,22 @@ def test_a_fault_in_agentwatch_never_reaches_the_application(
     assert [attrs(s).get("gen_ai.usage.input_tokens") for s in lg.finished("chat")] == [None, None]
     assert session.iterations == 2
     assert internal_faults() == ["reading a LangChain chat model response"]
+
+
+def test_a_stream_dropped_unclosed_keeps_the_parent_and_session_of_its_start(
+    lg: Signals, fake_llm: FakeLLMServer, groq: ChatGroq
+) -> None:
+    import gc
+
+    fake_llm.enqueue(Reply.text("one two three four", chunks=4))
+    with agentwatch.session("conv-drop"):
+        stream = groq.stream("count")
+        next(stream)
+    del stream
+    gc.collect()  # the stream is closed by the garbage collector, outside the session
+
+    span = one(lg, f"chat {GROQ_MODEL}")
+    parent = one(lg, "invoke_agent")
+    assert span.parent is not None and span.parent.span_id == parent.context.span_id
+    assert attrs(span)["gen_ai.conversation.id"] == "conv-drop"
+    assert attrs(span)["agentwatch.stream.outcome"] == "closed"

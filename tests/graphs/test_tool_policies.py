@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -250,3 +251,18 @@ def _retry(attempts: int) -> Any:
     from agentwatch import Retry
 
     return Retry(attempts=attempts, backoff=0.001)
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ({"search": "fast"}, "tool_policies['search']"),
+        ({"search": Policy(fallback_models=["gpt-4o-mini"])}, "tool_policies['search']"),
+        (["search"], "tool_policies"),
+    ],
+)
+def test_a_bad_tool_policies_argument_names_itself(value: Any, named: str) -> None:
+    import agentwatch
+
+    with pytest.raises(ValueError, match=re.escape(named)):
+        agentwatch.instrument(tool_policies=value, configure_sdk=False)

@@ -16,6 +16,7 @@ without streaming is the same call, not a second one).
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -236,6 +237,7 @@ class _StreamCall:
     __slots__ = (
         "_args",
         "_begun",
+        "_context",
         "_kwargs",
         "_marker",
         "_model",
@@ -255,12 +257,16 @@ class _StreamCall:
         self._begun = False
         self._nested = False
         self._started = (0.0, 0)
+        self._context: contextvars.Context | None = None
 
     def enter(self) -> object:
         if not self._begun:
             self._begun = True
             self._nested = _nested()
             self._started = _started()
+            # The span is made at the end, which may come from the garbage collector (a stream
+            # dropped unclosed) in any thread: give it the parent and session of the start.
+            self._context = contextvars.copy_context()
         return None if self._nested else framework_model_call.set(self._marker)
 
     def leave(self, token: object) -> None:
@@ -281,7 +287,9 @@ class _StreamCall:
             report_internal_error("reading a LangChain chat model stream")
             return
         closed = isinstance(error, GeneratorExit)
-        self._models.record(
+        context = self._context or contextvars.copy_context()
+        context.run(
+            self._models.record,
             model,
             stop,
             call_kwargs,
