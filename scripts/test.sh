@@ -19,13 +19,14 @@ scripts/setup-stack.sh
 # SDK compatibility: the same instrumentation tests on older SDK majors: the previous ones (openai
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
-# `proxies`, so the oldest set pins httpx as that release did.
+# `proxies`, so the oldest set pins httpx as that release did. The openai 1.x sets install `dev-base`:
+# no langchain-openai release for langchain-core 1.x runs on openai 1.x.
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
 ensure_venv .venv-compat-previous --unpin "openai anthropic" -e ".[dev]" "openai==2.54.0" "anthropic==1.17.0"
 .venv-compat-previous/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev]" "openai==1.91.0" "anthropic==0.125.0"
+ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev-base]" "openai==1.91.0" "anthropic==0.125.0"
 .venv-compat-1x/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
+ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev-base]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
 .venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py
 
 # LangChain/LangGraph: the oldest supported set. langgraph 0.2.17 is the first release that runs on
