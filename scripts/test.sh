@@ -1,40 +1,73 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the project and its test dependencies into
-# .venv, sets up the native observability stack (Debian's prometheus; Jaeger v2 built from the
-# Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
+# .venv, sets up the native observability stack (Jaeger v2, Prometheus 3 and the ocb Collector
+# built from the Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
 # instrumentation tests against the oldest and the previous major versions of the LLM SDKs, and the
-# LangChain/LangGraph tests against the oldest supported langgraph and langchain-core.
+# framework tests against the oldest supported OpenAI Agents SDK, langgraph and langchain-core.
+# Each stage is announced on stderr ("==> ...") with the time the previous one took; long
+# installs and builds say every 15 s that they are still running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 
-ensure_venv .venv -e ".[dev]"
-scripts/setup-stack.sh
+trap 'status=$?; if [ "$status" -ne 0 ]; then echo "test.sh: FAILED in stage: $_stage_name (exit $status)" >&2; fi' EXIT
 
+stage "Python environment (.venv)"
+ensure_venv .venv -e ".[dev]"
+stage "observability stack (Prometheus, Jaeger build)"
+scripts/setup-stack.sh
+scripts/setup-redis.sh
+
+stage "lint (ruff check, ruff format --check)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+stage "types (mypy --strict)"
 .venv/bin/mypy
+stage "tests (pytest)"
 .venv/bin/pytest "$@"
 
 # SDK compatibility: the same instrumentation tests on older SDK majors: the previous ones (openai
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
-# `proxies`, so the oldest set pins httpx as that release did. The openai 1.x sets install `dev-base`:
-# no langchain-openai release for langchain-core 1.x runs on openai 1.x.
+# `proxies`, so the oldest set pins httpx as that release did. They install `.[test]`, which is
+# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26) and
+# langchain-openai (its releases for langchain-core 1.x require openai >= 2).
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
-ensure_venv .venv-compat-previous --unpin "openai anthropic" -e ".[dev]" "openai==2.54.0" "anthropic==1.17.0"
-.venv-compat-previous/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev-base]" "openai==1.91.0" "anthropic==0.125.0"
-.venv-compat-1x/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev-base]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
-.venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py
-
-# LangChain/LangGraph: the oldest supported set. langgraph 0.2.17 is the first release that runs on
-# langchain-core 0.3, the oldest core the LangChain instrumentation supports, with the first
-# langchain-openai/langchain-groq of that core. langchain-core 0.3.0 caps packaging, tenacity and
+# compat TITLE DIR UNPIN PIN... -- TEST...: one compatibility run, named with the versions it pins
+# and then with those its environment really holds.
+compat() {
+  local title=$1 dir=$2 unpin=$3
+  shift 3
+  local pins=()
+  while [ "$1" != "--" ]; do
+    pins+=("$1")
+    shift
+  done
+  shift
+  stage "SDK compatibility: $title (${pins[*]})"
+  ensure_venv "$dir" --unpin "$unpin" -e ".[test]" "${pins[@]}"
+  "$dir/bin/python" - "${pins[@]}" <<'PY' >&2
+import importlib.metadata as m, re, sys
+names = dict.fromkeys(["openai", "anthropic", "httpx", *(re.split(r"[=<>!~ ]", p)[0] for p in sys.argv[1:])])
+print("    testing " + ", ".join(f"{n} {m.version(n)}" for n in names))
+PY
+  "$dir/bin/pytest" -q "$@"
+}
+compat "previous majors" .venv-compat-previous "openai anthropic" "openai==2.54.0" "anthropic==1.17.0" -- "${compat_tests[@]}"
+compat "openai 1.x, parse() under beta" .venv-compat-1x "openai anthropic" "openai==1.91.0" "anthropic==0.125.0" -- "${compat_tests[@]}"
+compat "oldest supported" .venv-compat-oldest "openai anthropic httpx" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28" -- tests/instrumentation tests/test_trace_headers.py
+# The OpenAI Agents SDK at the oldest supported release: 0.11.0, the first whose function tools run
+# through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
+compat "oldest openai-agents" .venv-compat-agents "openai openai-agents griffelib mcp mcp-types websockets" \
+  "openai-agents==0.11.0" "openai==2.26.0" -- tests/openai_agents
+# LangChain/LangGraph at the oldest supported set: langgraph 0.2.17, the first release that runs on
+# langchain-core 0.3, the oldest core the LangChain integration supports, with the first
+# langchain-openai/langchain-groq of that core (langchain-openai is not in `.[test]`: its releases
+# for langchain-core 1.x need openai >= 2). langchain-core 0.3.0 caps packaging, tenacity and
 # langsmith below our pins, and reads pydantic's model_fields the way pydantic 2.11 deprecated.
-langchain_tests=(tests/graphs/test_agent_runs.py tests/graphs/test_chat_models.py tests/graphs/test_tool_policies.py tests/tools/test_langchain.py)
-ensure_venv .venv-compat-langgraph \
-  --unpin "langgraph langgraph-checkpoint langgraph-prebuilt langgraph-sdk langchain langchain-core langchain-openai langchain-groq langchain-protocol groq openai langsmith packaging tenacity" \
-  -e ".[dev]" "langgraph==0.2.17" "langchain-core==0.3.0" "langchain-openai==0.2.0" "langchain-groq==0.2.0" "openai==1.91.0"
-.venv-compat-langgraph/bin/pytest -q -W "ignore::pydantic.warnings.PydanticDeprecatedSince211" "${langchain_tests[@]}"
+compat "oldest langgraph and langchain-core" .venv-compat-langgraph \
+  "langgraph langgraph-checkpoint langgraph-prebuilt langgraph-sdk langchain langchain-core langchain-openai langchain-groq langchain-protocol groq openai langsmith packaging tenacity" \
+  "langgraph==0.2.17" "langchain-core==0.3.0" "langchain-openai==0.2.0" "langchain-groq==0.2.0" "openai==1.91.0" -- \
+  -W "ignore::pydantic.warnings.PydanticDeprecatedSince211" \
+  tests/graphs/test_agent_runs.py tests/graphs/test_chat_models.py tests/graphs/test_tool_policies.py tests/tools/test_langchain.py
+stage "done"

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
 from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
+from hypothesis import settings
 
 import agentwatch
+from _redis import redis_server, redis_url
+from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
+
+__all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
+# Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
+# example database in the working tree; HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("agentwatch", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "agentwatch"))
 
 _AGENTWATCH_ENV = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
@@ -20,6 +32,8 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_OPENAI_INCLUDE_USAGE",
     "AGENTWATCH_PRICES_FILE",
     "AGENTWATCH_CONFIG",
+    "AGENTWATCH_ADMIN_TOKEN",
+    "AGENTWATCH_CACHE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )
@@ -79,3 +93,12 @@ def anthropic_client(fake_llm: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
         base_url=fake_llm.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
     ) as client:
         yield client
+
+
+@pytest.fixture
+def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if agentwatch reported a fault of its own (``report_internal_error``) during it."""
+    monkeypatch.setattr(_internal, "_reported", set())
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    yield
+    assert internal_faults(caplog) == []

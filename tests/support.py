@@ -133,6 +133,17 @@ def json_documents(text: str) -> list[Any]:
     return documents
 
 
+def internal_faults(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """agentwatch's internal-error reports of the test's setup and call (at teardown,
+    ``caplog.records`` would hold the teardown's records only)."""
+    return [
+        r.getMessage()
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
+        if r.name == "agentwatch" and "internal error" in r.getMessage()
+    ]
+
+
 def make_signals(sampler: Sampler | None = None) -> Signals:
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
@@ -144,3 +155,48 @@ def make_signals(sampler: Sampler | None = None) -> Signals:
     return Signals(
         spans, reader, logs, tracer_provider, MeterProvider(metric_readers=[reader]), logger_provider
     )
+
+
+# -- streams that fail mid-way, as the providers send them -----------------------------------------
+
+
+def openai_chunk(content: object) -> str:
+    """One chat completion chunk (SSE data) carrying ``content``."""
+    return json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": OPENAI_MODEL,
+            "created": 1,
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        }
+    )
+
+
+def openai_stream_error(message: str, *, content: str = "Hel", code: str | None = None) -> Any:
+    """A chat stream that sends one chunk, then an error object (the SDK raises ``APIError``)."""
+    from agentwatch._fakellm import Reply
+
+    error = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    return Reply.sse([(None, openai_chunk(content)), (None, json.dumps(error))])
+
+
+def anthropic_stream_error(error_type: str, message: str) -> Any:
+    """A messages stream that starts, then sends an ``error`` event (the SDK raises ``APIStatusError``)."""
+    from agentwatch._fakellm import Reply
+
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": ANTHROPIC_MODEL,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 3, "output_tokens": 1},
+        },
+    }
+    error = {"type": "error", "error": {"type": error_type, "message": message}}
+    return Reply.sse([("message_start", json.dumps(start)), ("error", json.dumps(error))])

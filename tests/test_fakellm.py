@@ -534,6 +534,12 @@ def responses_text(event: ResponseStreamEvent) -> str | None:
     return event.delta if event.type == "response.output_text.delta" else None
 
 
+def anthropic_text(event: RawMessageStreamEvent) -> str | None:
+    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+        return event.delta.text
+    return None
+
+
 def anthropic_json(event: RawMessageStreamEvent) -> str | None:
     if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
         return event.delta.partial_json
@@ -568,6 +574,24 @@ def test_mid_stream_error_anthropic(server: FakeLLMServer, ant: anthropic.Anthro
     assert error.status_code == 200
     assert error.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     assert len(received) == after
+
+
+def test_disconnect_after_chunks_cuts_the_stream(
+    server: FakeLLMServer, oai: openai.OpenAI, ant: anthropic.Anthropic
+) -> None:
+    server.enqueue(
+        Reply.text("one two three four", disconnect_after_chunks=2),
+        Reply.text("one two three", disconnect_after_chunks=1),
+    )
+    with oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True) as stream:
+        received, error = read_until_error(stream, chat_content)
+    assert received == ["one ", "two "]
+    assert type(error) is openai.APIConnectionError  # no error event: the connection just ended
+    with ant.messages.create(model="claude-x", max_tokens=8, messages=MESSAGES, stream=True) as raw:
+        pieces, cut = read_until_error(raw, anthropic_text)
+    assert pieces == ["one "]
+    assert "incomplete chunked read" in str(cut)
+    assert oai.chat.completions.create(model="m", messages=MESSAGES).choices  # the server carries on
 
 
 # --- Scripting and recording -----------------------------------------------------------------------
@@ -806,6 +830,10 @@ def test_reply_validation() -> None:
         Reply.text(model="a", response_model="b")
     with pytest.raises(ValueError, match="at least one"):
         Reply.tool_calls([])
+    with pytest.raises(ValueError, match="exclude each other"):
+        Reply.text(error_after_chunks=1, disconnect_after_chunks=1)
+    with pytest.raises(TypeError, match="bytes"):
+        Reply.frames(["not bytes"])  # type: ignore[list-item]
     server = FakeLLMServer()
     with pytest.raises(TypeError, match="unpack"):
         server.enqueue([Reply.text()])  # type: ignore[arg-type]

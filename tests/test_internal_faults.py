@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 import agentwatch
 from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer, Reply
+from agentwatch._telemetry._core import set_default_telemetry
 from support import OPENAI_MODEL, Signals, user
 
 # The SDK builds responses without validating them, so these reach the application as they
@@ -62,7 +63,9 @@ def test_parser_fault_is_logged_once_and_swallowed(
         "reading a chat response",
         "reading a stream chunk",
     ]
-    assert all(r.exc_info for r in warnings)
+    # The stack of the fault, its class, never its message (capture is off).
+    assert all("Traceback (most recent call last)" in r.getMessage() for r in warnings)
+    assert all("(message withheld: content capture is off)" in r.getMessage() for r in warnings)
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "internal error" in r.getMessage()]
     assert len(debug) >= 2
     # Every call still has its span, ended.
@@ -120,4 +123,28 @@ def test_a_failing_span_processor_does_not_reach_the_app(
     assert started.choices[0].message.content and ended.choices[0].message.content and streamed
     # Metrics are recorded before the span is ended, so the failing processor loses no numbers.
     (duration,) = signals.points("gen_ai.client.operation.duration")
-    assert duration.count == 2  # the call whose span could not start is left untouched
+    assert duration.count == 3  # the call whose span could not start is still measured
+
+
+@pytest.mark.parametrize("capture", [None, "SPAN_ONLY"])
+def test_an_internal_error_report_withholds_the_faults_message_unless_capture_is_on(
+    signals: Signals, caplog: pytest.LogCaptureFixture, capture: str | None
+) -> None:
+    """A fault reading a response can quote the response: with capture off the report has the
+    exception's class and stack, not its text."""
+    agentwatch.instrument(**signals.providers, configure_sdk=False, capture_message_content=capture)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="agentwatch"):
+            response_text = "PROMPT-QUOTED-" + "IN-A-FAULT"  # not in the source lines of the stack
+            try:
+                int(response_text)
+            except ValueError:
+                _internal.report_internal_error("a test site")
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    (record,) = [r for r in caplog.records if r.name == "agentwatch"]
+    logged = caplog.text
+    assert "builtins.ValueError" in logged or "ValueError" in logged
+    assert ("PROMPT-QUOTED-IN-A-FAULT" in logged) is (capture is not None)
+    assert record.levelno == logging.WARNING

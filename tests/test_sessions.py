@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -15,11 +14,11 @@ from typing import Any
 import openai
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentwatch import _internal
+import agentwatch
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._session import (
     ITERATION_BUCKETS,
@@ -42,13 +41,8 @@ def tele(signals: Signals) -> Iterator[Signals]:
 
 
 @pytest.fixture(autouse=True)
-def _no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_internal, "_reported", set())
-    caplog.set_level(logging.DEBUG, logger="agentwatch")
-    yield
-    # caplog.records here would hold the teardown's records only: read the test's own.
-    records = [r for when in ("setup", "call") for r in caplog.get_records(when)]
-    assert [r for r in records if r.name == "agentwatch" and "internal error" in r.getMessage()] == []
+def _no_internal_faults(no_internal_faults: None) -> None:
+    """Every session test: agentwatch reports no fault of its own (tests/conftest.py)."""
 
 
 @tool
@@ -531,4 +525,53 @@ def test_a_telemetry_fault_never_reaches_the_agent(caplog: pytest.LogCaptureFixt
     ]
     assert len(faults) == 2
     assert "starting a session span" in faults[0] and "ending a session span" in faults[1]
+    caplog.clear()  # the expected faults: the autouse guard must not flag them
+
+
+# -- totals do not depend on spans (issue 11, item 11) ----------------------------------------------
+
+
+class _RaisingSampler(Sampler):
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("sampler failed")
+
+    def get_description(self) -> str:
+        return "raising"
+
+
+class _RaisingOnStart(SpanProcessor):
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if not span.name.startswith("invoke_agent"):
+            raise RuntimeError("on_start failed")
+
+
+@pytest.mark.parametrize("fault", ["sampler", "on_start"])
+def test_session_totals_count_calls_whose_span_could_not_start(
+    fault: str, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    signals = make_signals(sampler=_RaisingSampler() if fault == "sampler" else None)
+    if fault == "on_start":
+        signals.tracer_provider.add_span_processor(_RaisingOnStart())
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    fake_llm.enqueue(Reply.text(input_tokens=10, output_tokens=5), Reply.error(500))
+    try:
+        with (
+            openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="sk-test", max_retries=0) as client,
+            session(agent_name="resilient") as s,
+        ):
+            reply = client.chat.completions.create(model=OPENAI_MODEL, messages=user())
+            with pytest.raises(openai.InternalServerError):
+                client.chat.completions.create(model=OPENAI_MODEL, messages=user())
+            assert lookup("x") == "X"
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    assert reply.choices[0].message.content
+    assert (s.iterations, s.input_tokens, s.output_tokens, s.tool_calls) == (2, 10, 5, 1)
+    # The calls' metrics are recorded too: they never depended on spans either.
+    assert [p.count for p in signals.points("gen_ai.client.operation.duration")] == [1, 1]
+    assert [p.count for p in signals.points("gen_ai.execute_tool.duration")] == [1]
+    assert [p["value"] for p in session_points(signals, "agentwatch.session.iterations")] == [1]
+    faults = {r.getMessage().split(";")[0] for r in caplog.records if "internal error" in r.getMessage()}
+    assert faults  # reported, once per site
     caplog.clear()  # the expected faults: the autouse guard must not flag them

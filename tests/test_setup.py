@@ -20,6 +20,7 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
+from agentwatch.instrumentation._registry import load_registry
 from support import OPENAI_KEY, OPENAI_MODEL, Signals, json_documents, user
 
 # (module, owner in it, attribute): every place agentwatch patches, in any supported SDK version;
@@ -40,13 +41,20 @@ _PATCH_POINTS = [
     ("openai.resources.embeddings", "AsyncEmbeddings", "create"),
     ("openai._base_client", "BaseClient", "_build_request"),
     *(
-        ("anthropic.resources.messages", owner, name)
+        (module, owner, name)
+        for module in ("anthropic.resources.messages", "anthropic.resources.beta.messages")
         for owner in ("Messages", "AsyncMessages")
-        for name in ("create", "stream")
+        for name in ("create", "stream", "parse")
     ),
     ("anthropic._base_client", "BaseClient", "_build_request"),
     ("anthropic._base_client", None, "start_api_call_span"),
     ("anthropic._base_client", None, "finish_api_call_span"),
+    # Closing a raw response ends its span.
+    *(
+        (f"{sdk}._response", owner, "close")
+        for sdk in ("openai", "anthropic")
+        for owner in ("APIResponse", "AsyncAPIResponse")
+    ),
 ]
 
 
@@ -67,6 +75,11 @@ PATCHED: list[tuple[Any, str]] = [
 
 def _originals() -> list[object]:
     return [vars(owner)[name] for owner, name in PATCHED]
+
+
+def _same(now: list[object], before: list[object]) -> bool:
+    # By identity: a wrapt wrapper compares equal to the function it wraps.
+    return all(n is b for n, b in zip(now, before, strict=True))
 
 
 def test_uninstrument_restores_every_original(signals: Signals) -> None:
@@ -91,7 +104,7 @@ def test_instrumenting_twice_is_harmless(signals: Signals, openai_client: openai
         agentwatch.uninstrument()
         set_default_telemetry()
     assert len(signals.finished()) == 1
-    assert _originals() == before
+    assert _same(_originals(), before)
     agentwatch.uninstrument()  # and uninstrumenting twice too
 
 
@@ -130,7 +143,7 @@ def test_bad_setting_is_refused_before_anything_is_patched(
     with pytest.raises(ValueError, match=variable) as raised:
         agentwatch.instrument(**signals.providers, configure_sdk=False)
     assert accepted in str(raised.value)
-    assert _originals() == before
+    assert _same(_originals(), before)
 
 
 def test_prices_from_code_and_file(
@@ -316,5 +329,178 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core", "langgraph"})
+    # Every other library of a registered integration missing too: nothing left to instrument.
+    missing.update(i.library for i in load_registry().integrations)
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
+
+
+# -- arguments are checked before anything changes (issue 11, items 6 and 9) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "accepted"),
+    [
+        ("tracer_provider", object(), "get_tracer"),
+        ("meter_provider", object(), "get_meter"),
+        ("logger_provider", "not a provider", "get_logger"),
+        ("configure_sdk", "false", "a bool"),
+        ("configure_sdk", None, "a bool"),
+        ("openai_include_usage", "false", "a bool"),
+    ],
+)
+def test_a_wrong_argument_is_refused_and_changes_nothing(
+    signals: Signals, openai_client: openai.OpenAI, argument: str, value: object, accepted: str
+) -> None:
+    before = _originals()
+    arguments: dict[str, Any] = {**signals.providers, "configure_sdk": False, argument: value}
+    with pytest.raises(agentwatch.ConfigError, match=argument) as raised:
+        agentwatch.instrument(**arguments)
+    assert accepted in str(raised.value)
+    assert _same(_originals(), before)
+
+    # Nothing was marked instrumented: a corrected call takes effect, and tools work.
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    try:
+
+        @agentwatch.tool
+        def echo(text: str) -> str:
+            return text
+
+        assert echo(text="hi") == "hi"
+        openai_client.chat.completions.create(model=OPENAI_MODEL, messages=user())
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    assert sorted(s.name for s in signals.finished()) == ["chat gpt-4o-mini", "execute_tool echo"]
+
+
+def test_the_instrumentor_api_refuses_a_wrong_provider_and_stays_uninstrumented() -> None:
+    from agentwatch.instrumentation.openai import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+    with pytest.raises(agentwatch.ConfigError, match="tracer_provider"):
+        instrumentor.instrument(tracer_provider=object())
+    assert not instrumentor.is_instrumented_by_opentelemetry
+
+
+def test_a_fault_half_way_through_instrument_undoes_what_it_did(
+    signals: Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentwatch.instrumentation.anthropic import AnthropicInstrumentor
+
+    def broken(self: object, **kwargs: object) -> None:
+        raise RuntimeError("instrumentor failed")
+
+    # OpenAI is instrumented first, then anthropic fails.
+    monkeypatch.setattr(AnthropicInstrumentor, "_instrument", broken)
+    before = _originals()
+    with pytest.raises(RuntimeError, match="instrumentor failed"):
+        agentwatch.instrument(**signals.providers, configure_sdk=False)
+    assert _same(_originals(), before)
+    monkeypatch.undo()
+    agentwatch.instrument(**signals.providers, configure_sdk=False)
+    try:
+        assert all(n is not b for n, b in zip(_originals(), before, strict=True))
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+
+
+# -- exporters chosen as opentelemetry-instrument does (issue 11, item 1) -------------------------
+# tests/stack/test_otlp_http.py sends to a real OTLP/HTTP receiver; these pin the selection rules.
+
+GRPC, HTTP = "otlp_proto_grpc", "otlp_proto_http"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, {"traces": [GRPC], "metrics": [GRPC], "logs": [GRPC]}),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+            {"traces": [HTTP], "metrics": [HTTP], "logs": [HTTP]},
+        ),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": " grpc "}, {"traces": [GRPC], "metrics": [GRPC], "logs": [GRPC]}),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"},
+            {"traces": [GRPC], "metrics": [HTTP], "logs": [GRPC]},
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf", "OTEL_TRACES_EXPORTER": "console"},
+            {"traces": [], "metrics": [GRPC], "logs": [HTTP]},
+        ),
+        # A variable the SDK reads itself: it resolves "otlp" by the same protocol rules.
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp,console", "OTEL_METRICS_EXPORTER": "none"},
+            {"traces": [], "metrics": [], "logs": [GRPC]},
+        ),
+    ],
+)
+def test_exporters_follow_the_otlp_protocol_variables(
+    environ: dict[str, str], expected: dict[str, list[str]]
+) -> None:
+    from agentwatch._config import sdk_exporter_names
+
+    assert sdk_exporter_names(environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "accepted"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "'grpc', 'http/protobuf'",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "'http/protobuf'",
+        ),
+        (
+            {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "HTTP/protobuf"},
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "'grpc', 'http/protobuf'",
+        ),
+        ({"OTEL_LOGS_EXPORTER": "otlp,consoel"}, "OTEL_LOGS_EXPORTER", "console"),
+    ],
+)
+def test_an_exporter_the_sdk_cannot_load_is_a_config_error(
+    environ: dict[str, str], variable: str, accepted: str
+) -> None:
+    from agentwatch._config import sdk_exporter_names
+
+    with pytest.raises(agentwatch.ConfigError, match=variable) as raised:
+        sdk_exporter_names(environ)
+    assert accepted in str(raised.value)
+
+
+def test_instrument_refuses_a_bad_otlp_protocol_before_configuring_anything(
+    tmp_path: Path, fake_llm: FakeLLMServer
+) -> None:
+    result = _run(
+        tmp_path,
+        fake_llm,
+        APP_INSTRUMENT="1",
+        OTEL_TRACES_EXPORTER="",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/json",
+    )
+    assert result.returncode == 1
+    assert "ConfigError: invalid value 'http/json' for OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr
+    assert "'grpc', 'http/protobuf'" in result.stderr
+    assert fake_llm.requests == []
+
+
+@pytest.mark.parametrize("variable", ["AGENTWATCH_CONFIG", "AGENTWATCH_PRICES_FILE"])
+def test_zero_code_start_up_stops_on_a_file_that_is_not_utf8(
+    tmp_path: Path, fake_llm: FakeLLMServer, variable: str
+) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_bytes("# réglages\n".encode("latin-1"))
+    bindir = Path(sys.executable).parent
+    result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"), **{variable: str(path)})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("agentwatch: invalid configuration, not starting:")
+    assert variable in line and str(path) in line and "UTF-8" in line
+    assert fake_llm.requests == []

@@ -9,7 +9,9 @@ not record) content.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +32,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-__all__ = ["ContentCapture", "HostPolicy", "ModelPrices", "Settings", "parse_bool", "resolve_settings"]
+__all__ = [
+    "ContentCapture",
+    "HostPolicy",
+    "ModelPrices",
+    "Settings",
+    "check_instrument_arguments",
+    "finite_number",
+    "otlp_protocol",
+    "parse_bool",
+    "resolve_settings",
+    "sdk_exporter_names",
+]
 
 _CAPTURE_MODES = {
     "no_content": (False, False),
@@ -122,6 +135,14 @@ def _capture(value: object, setting: str) -> ContentCapture:
     return ContentCapture(*mode)
 
 
+# Dot-separated labels (letters, digits, "-", "_"), optionally after a leading "*." wildcard.
+_HOST_PATTERN = re.compile(r"(?:\*\.)?[\w-]+(?:\.[\w-]+)*")
+_HOSTS_ACCEPTED = (
+    "'*', 'none', or comma-separated host names such as 'api.openai.com' or '*.internal' "
+    "(a leading '*.' matches subdomains; no spaces, schemes, ports or paths)"
+)
+
+
 def _host_policy(value: object, setting: str) -> HostPolicy:
     if isinstance(value, HostPolicy):
         return value
@@ -135,27 +156,48 @@ def _host_policy(value: object, setting: str) -> HostPolicy:
     elif isinstance(value, Iterable):
         items = value
     else:
-        raise ConfigError(setting, value, "'*', 'none', or a list of host names")
+        raise ConfigError(setting, value, _HOSTS_ACCEPTED)
     hosts: set[str] = set()
     suffixes: list[str] = []
+    every = False
     for item in items:
-        if not isinstance(item, str) or not item.strip() or "/" in item or ":" in item:
-            raise ConfigError(
-                setting, value, "'*', 'none', or host names such as 'api.openai.com' or '*.internal'"
-            )
-        host = item.strip().lower()
+        host = item.strip().lower() if isinstance(item, str) else ""
         if host == "*":
-            return HostPolicy()
+            every = True
+            continue
+        # What could never match a request's host is refused rather than kept: "a.com b.com"
+        # (one name with a space), "*." (an empty suffix), "api.*.com", "https://...".
+        if not _HOST_PATTERN.fullmatch(host):
+            raise ConfigError(setting, value, _HOSTS_ACCEPTED)
         if host.startswith("*."):
             suffixes.append(host[1:])
         else:
             hosts.add(host)
+    if every:
+        return HostPolicy()
     return HostPolicy(allow_all=False, hosts=frozenset(hosts), suffixes=tuple(suffixes))
+
+
+def finite_number(value: object) -> float | None:
+    """``value`` as a float if it is an int or float (not a bool) with a finite float value.
+
+    NaN and infinities (``nan``/``inf`` in TOML, ``NaN``/``Infinity``/``1e999`` in JSON, all of
+    which the parsers accept) compare false with every bound, so a ``< 0`` check lets them
+    through; an int too large for a float raises ``OverflowError`` on conversion.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _model_prices(model: str, value: object, setting: str) -> ModelPrices:
     if isinstance(value, ModelPrices):
-        return value
+        # Built in code, unchecked: the same rules as a table.
+        value = {key: getattr(value, key) for key in PRICE_KEYS if getattr(value, key) is not None}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{setting}.{model}", value, f"a table with keys {', '.join(PRICE_KEYS)}")
     unknown = set(value) - set(PRICE_KEYS)
@@ -163,12 +205,17 @@ def _model_prices(model: str, value: object, setting: str) -> ModelPrices:
         raise ConfigError(f"{setting}.{model}.{sorted(unknown)[0]}", value[sorted(unknown)[0]], PRICE_KEYS)
     numbers: dict[str, float] = {}
     for key, raw in value.items():
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
-            raise ConfigError(f"{setting}.{model}.{key}", raw, "a number >= 0 (USD per million tokens)")
-        numbers[key] = float(raw)
+        number = finite_number(raw)
+        if number is None or number < 0:
+            raise ConfigError(
+                f"{setting}.{model}.{key}", raw, "a finite number >= 0 (USD per million tokens)"
+            )
+        numbers[key] = number
     for required in ("input_mtok", "output_mtok"):
         if required not in numbers:
-            raise ConfigError(f"{setting}.{model}.{required}", None, "a number >= 0 (USD per million tokens)")
+            raise ConfigError(
+                f"{setting}.{model}.{required}", None, "a finite number >= 0 (USD per million tokens)"
+            )
     return ModelPrices(**numbers)
 
 
@@ -185,14 +232,102 @@ def load_prices_file(path: str) -> dict[str, ModelPrices]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(setting, path, f"a readable TOML or JSON file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(setting, path, f"a UTF-8 TOML or JSON file ({exc})") from None
     data: Any
     try:
         data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(setting, path, f"valid TOML or JSON ({exc})") from None
     if not isinstance(data, dict) or set(data) - {"models"}:
         raise ConfigError(setting, path, 'a single top-level table "models"')
     return _prices(data.get("models", {}), f"{setting}:models")
+
+
+# -- the SDK configuration instrument() does, as opentelemetry-instrument would ----------------------
+
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+_OTLP_EXPORTER_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_SIGNALS = ("traces", "metrics", "logs")
+
+
+def otlp_protocol(signal: str, environ: Mapping[str, str] | None = None) -> str:
+    """The OTLP protocol of ``signal`` (``traces``, ``metrics``, ``logs``): ``grpc`` or ``http/protobuf``.
+
+    Read as the SDK's configurator does (``opentelemetry.sdk._configuration``): the per-signal
+    ``OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`` if set, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
+    ``grpc`` (the distro's default). A value the SDK would refuse with a bare ``RuntimeError`` is a
+    :class:`ConfigError` naming the variable that gave it.
+    """
+    env = os.environ if environ is None else environ
+    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    for name in (specific, "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = env.get(name)
+        if raw:
+            value = raw.strip()
+            if value not in OTLP_PROTOCOLS:
+                raise ConfigError(name, raw, OTLP_PROTOCOLS)
+            return value
+    return "grpc"
+
+
+def sdk_exporter_names(environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """The exporters ``opentelemetry-instrument`` (with the default distro) would set up, by signal.
+
+    The distro makes ``otlp`` the default of ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` and the SDK
+    turns ``otlp`` into ``otlp_proto_grpc`` or ``otlp_proto_http`` by the signal's OTLP protocol.
+    The list is what to pass to ``_OTelSDKConfigurator().configure`` for a signal whose variable is
+    unset (the SDK reads a set variable itself, adding to this list, so it gets ``[]`` then). Every
+    name the SDK would load is checked first, so that a typo is a :class:`ConfigError` naming the
+    variable and the accepted values rather than a ``RuntimeError`` half-way through start-up.
+    """
+    from importlib.metadata import entry_points
+
+    env = os.environ if environ is None else environ
+    names: dict[str, list[str]] = {}
+    for signal in _SIGNALS:
+        variable = f"OTEL_{signal.upper()}_EXPORTER"
+        raw = env.get(variable)
+        if not raw:
+            names[signal] = [_OTLP_EXPORTER_BY_PROTOCOL[otlp_protocol(signal, env)]]
+            continue
+        names[signal] = []
+        if raw.strip().lower() == "none":
+            continue
+        installed = {point.name for point in entry_points(group=f"opentelemetry_{signal}_exporter")}
+        for name in (n.strip() for n in raw.split(",")):
+            if name == "otlp":
+                otlp_protocol(signal, env)
+            elif name not in installed:
+                raise ConfigError(
+                    variable,
+                    raw,
+                    f"comma-separated installed exporters ({', '.join(sorted(installed))}) or 'none'",
+                )
+    return names
+
+
+_PROVIDER_METHODS = {
+    "tracer_provider": ("get_tracer", "an OpenTelemetry TracerProvider (with get_tracer), or None"),
+    "meter_provider": ("get_meter", "an OpenTelemetry MeterProvider (with get_meter), or None"),
+    "logger_provider": ("get_logger", "an OpenTelemetry LoggerProvider (with get_logger), or None"),
+}
+
+
+def check_instrument_arguments(*, providers: Mapping[str, object], flags: Mapping[str, object]) -> None:
+    """Refuse a provider without its factory method (``None`` is fine), or a flag that is not a bool.
+
+    ``configure_sdk="false"`` is a true string, and a provider without ``get_tracer`` fails only
+    when the first tracer is made, after agentwatch has patched half the clients: both must stop
+    ``instrument()`` before anything changes, naming the argument.
+    """
+    for name, value in providers.items():
+        method, accepted = _PROVIDER_METHODS[name]
+        if value is not None and not callable(getattr(value, method, None)):
+            raise ConfigError(name, value, accepted)
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(name, value, "True or False (a bool)")
 
 
 def check_propagators(environ: Mapping[str, str] | None = None) -> None:
@@ -265,7 +400,8 @@ def resolve_settings(
         propagate = HostPolicy()
 
     if openai_include_usage is not None:
-        include_usage = parse_bool("openai_include_usage", openai_include_usage)
+        check_instrument_arguments(providers={}, flags={"openai_include_usage": openai_include_usage})
+        include_usage = bool(openai_include_usage)
     else:
         include_usage = parse_bool(
             ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "")
@@ -283,9 +419,9 @@ def resolve_settings(
     policies = config_from_env(env)
     tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
-    # Code is more specific than the file: a name set in both takes the code's policy.
-    tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
+    # Code is more specific than the file: a tool or model set in both takes the code's policy.
     llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
+    tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
 
     return Settings(
         capture=capture,

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 import threading
+import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context
 
-__all__ = ["instrumentation_enabled", "is_async_callable", "logger", "report_internal_error"]
+__all__ = [
+    "at_fork_in_child",
+    "instrumentation_enabled",
+    "is_async_callable",
+    "logger",
+    "renew_locks_at_fork",
+    "report_internal_error",
+    "reset_in_forked_child",
+]
 
 logger = logging.getLogger("agentwatch")
 
@@ -23,20 +35,59 @@ def report_internal_error(site: str) -> None:
     """Log the exception being handled as an agentwatch fault, once per `site`.
 
     Call only from an ``except`` block. Later faults at the same site go to DEBUG so that a
-    malformed stream of responses cannot flood the application's logs.
+    malformed stream of responses cannot flood the application's logs. The exception's message
+    is left out (its class and stack are kept) unless content capture is on: an agentwatch fault
+    reading a response can quote that response (``invalid literal for int(): '<content>'``), and
+    logs are exported like any other signal.
     """
     with _lock:
         first = site not in _reported
         _reported.add(site)
+    exc = sys.exc_info()[1]
+    details: dict[str, Any]
+    if exc is None or _messages_allowed():
+        details = {"exc_info": True}
+        stack = ""
+    else:
+        details = {}
+        stack = "\n" + _stack_without_messages(exc)
     if first:
         logger.warning(
             "agentwatch: internal error in %s; the application call is unaffected and this "
-            "telemetry is incomplete (further errors here are logged at DEBUG)",
+            "telemetry is incomplete (further errors here are logged at DEBUG)%s",
             site,
-            exc_info=True,
+            stack,
+            **details,
         )
     else:
-        logger.debug("agentwatch: internal error in %s", site, exc_info=True)
+        logger.debug("agentwatch: internal error in %s%s", site, stack, **details)
+
+
+def _messages_allowed() -> bool:
+    try:
+        from agentwatch._telemetry._core import current_settings
+
+        return current_settings().capture.enabled
+    except Exception:  # noqa: BLE001 - an unusable setting: withhold, as by default
+        return False
+
+
+def _stack_without_messages(exc: BaseException) -> str:
+    """The traceback of ``exc`` and of the exceptions it chains, each ending with its class only."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts: list[str] = []
+    for error in reversed(chain):
+        cls = type(error)
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(error.__traceback__))
+        parts.append(f"{cls.__module__}.{cls.__qualname__} (message withheld: content capture is off)\n")
+    return "".join(parts).rstrip("\n")
 
 
 # The two keys opentelemetry.instrumentation.utils.is_instrumentation_enabled reads. That module is
@@ -57,3 +108,61 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
     return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+# -- fork: what a child must not inherit ---------------------------------------------------------
+# os.fork() copies the memory of every thread but keeps only the one that forked: a lock another
+# thread held stays locked forever, a worker thread waiting for jobs is gone, a bulkhead slot or a
+# half-open circuit's probe held by another thread is never given back. Prefork servers (gunicorn,
+# uWSGI) and multiprocessing's fork start method all fork after the parent made calls. State that
+# must not be inherited is registered here and reset in the child only.
+
+_module_resets: list[Callable[[], None]] = []
+_instances: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def at_fork_in_child(reset: Callable[[], None]) -> Callable[[], None]:
+    """Run ``reset`` in the child after ``os.fork()`` (a decorator for module-level state)."""
+    _module_resets.append(reset)
+    return reset
+
+
+def renew_locks_at_fork(namespace: dict[str, Any], *names: str) -> None:
+    """Give the module whose ``globals()`` is ``namespace`` new locks ``names`` in a forked child."""
+
+    def renew() -> None:
+        for name in names:
+            namespace[name] = threading.Lock()
+
+    _module_resets.append(renew)
+
+
+def reset_in_forked_child(instance: Any, *locks: str) -> None:
+    """In a forked child, give ``instance`` new locks in the attributes ``locks`` and call its
+    ``_reset_after_fork()`` if it has one; for as long as ``instance`` lives."""
+    _instances[instance] = locks
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    # Each reset only replaces state: none can fail in a way worth more than skipping it, and an
+    # exception escaping a fork hook is printed into the child's stderr.
+    for reset in _module_resets:
+        try:
+            reset()
+        except Exception:  # noqa: BLE001
+            pass
+    for instance, locks in list(_instances.items()):
+        try:
+            for name in locks:
+                setattr(instance, name, threading.Lock())
+            hook = getattr(instance, "_reset_after_fork", None)
+            if hook is not None:
+                hook()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

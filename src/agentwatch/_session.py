@@ -26,7 +26,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import is_async_callable, report_internal_error
+from agentwatch._internal import (
+    is_async_callable,
+    renew_locks_at_fork,
+    report_internal_error,
+    reset_in_forked_child,
+)
 from agentwatch._telemetry._context import current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import error_type
@@ -36,7 +41,7 @@ from agentwatch._telemetry._pricing import put_cost
 if TYPE_CHECKING:
     from agentwatch._telemetry._usage import Usage
 
-__all__ = ["Session", "SessionInstruments", "session"]
+__all__ = ["FrameworkSession", "Session", "SessionInstruments", "session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,6 +87,7 @@ class SessionInstruments:
 
 
 _cache_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_cache_lock")
 _cache: tuple[Telemetry, SessionInstruments] | None = None
 
 
@@ -123,6 +129,7 @@ class Session:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cost",
         "_given_id",
         "_input_reported",
@@ -132,7 +139,6 @@ class Session:
         "_outcome",
         "_output_reported",
         "_output_tokens",
-        "_own_signals",
         "_priced_calls",
         "_span",
         "_start",
@@ -155,6 +161,7 @@ class Session:
         self.user_id = _check_text("user_id", user_id)
         self.agent_name = _check_text("agent_name", agent_name)
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
         self._iterations = 0
         self._input_tokens = 0
         self._output_tokens = 0
@@ -170,8 +177,6 @@ class Session:
         self._span: Span | None = None
         self._tokens: tuple[object, object] | None = None
         self._start = 0.0
-        # An instrumentor's own providers (framework runs); None: those of agentwatch.instrument().
-        self._own_signals: tuple[Telemetry, SessionInstruments] | None = None
 
     def __repr__(self) -> str:
         return f"<agentwatch.Session {self.session_id!r} agent={self.agent_name!r}>"
@@ -306,14 +311,14 @@ class Session:
     def _finish(self, exc: BaseException | None) -> None:
         if self._state != _ACTIVE:
             return
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            self._leave_context(tokens)
+        self._leave()
         self._close(exc)
 
-    # The steps of _begin/_finish, for integrations whose run is not one `with` block (a stream
-    # is resumed once per item: the session is current only while it runs, see
-    # instrumentation/langgraph).
+    # The steps of _begin/_finish, for integrations whose run is not one `with` block:
+    # _open/_close start and end it; _enter_context/_leave_context make it current around each
+    # step of a run resumed piecewise (a LangGraph stream, once per item); _leave ends what
+    # _begin made current early, for a run that goes on in tasks that copied the context (a
+    # streamed OpenAI Agents run), the session ended by _finish when the run ends.
 
     def _open(self) -> None:
         """Start the run and its span, without making them current."""
@@ -324,7 +329,7 @@ class Session:
         self._state = _ACTIVE
         self._start = time.perf_counter()
         try:
-            telemetry, _ = self._signals()
+            telemetry, _ = self._instruments()
             attributes: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_INVOKE_AGENT,
                 sc.CONVERSATION_ID: self.session_id,
@@ -360,6 +365,12 @@ class Session:
             except Exception:  # noqa: BLE001
                 report_internal_error("leaving a session")
 
+    def _leave(self) -> None:
+        """Stop being the current session and span of the context :meth:`_begin` entered."""
+        tokens, self._tokens = self._tokens, None
+        if tokens is not None:
+            self._leave_context(tokens)
+
     def _close(self, exc: BaseException | None) -> None:
         """End the run once: totals on the span, the session metrics."""
         if self._state != _ACTIVE:
@@ -377,8 +388,10 @@ class Session:
                 except Exception:  # noqa: BLE001
                     pass
 
-    def _signals(self) -> tuple[Telemetry, SessionInstruments]:
-        return self._own_signals or _telemetry()
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        """Where the span and metrics go: ``agentwatch.instrument()``'s providers (see
+        :class:`FrameworkSession` for an instrumentor's own)."""
+        return _telemetry()
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
         if exc is None:
@@ -396,7 +409,7 @@ class Session:
             inputs = self._input_tokens if self._input_reported else None
             outputs = self._output_tokens if self._output_reported else None
 
-        _, instruments = self._signals()
+        _, instruments = self._instruments()
         metric_attrs: dict[str, AttributeValue] = {sc.SESSION_OUTCOME: outcome}
         if self.agent_name:
             metric_attrs[sc.AGENT_NAME] = self.agent_name
@@ -427,6 +440,27 @@ class Session:
             if etype is not None:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
+
+
+class FrameworkSession(Session):
+    """A session an instrumentor opens for a framework's run (a LangGraph graph run, an OpenAI
+    Agents ``Runner`` run): it reports to that instrumentor's providers, given once at instrument
+    time, rather than to ``agentwatch.instrument()``'s."""
+
+    __slots__ = ("_signals",)
+
+    def __init__(
+        self,
+        signals: tuple[Telemetry, SessionInstruments],
+        session_id: str | None = None,
+        *,
+        agent_name: str | None = None,
+    ) -> None:
+        super().__init__(session_id, agent_name=agent_name)
+        self._signals = signals
+
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        return self._signals
 
 
 def session(

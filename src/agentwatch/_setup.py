@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 
-from agentwatch._config import check_propagators, resolve_settings
-from agentwatch._internal import logger
+from agentwatch._config import (
+    check_instrument_arguments,
+    check_propagators,
+    resolve_settings,
+    sdk_exporter_names,
+)
+from agentwatch._internal import logger, renew_locks_at_fork
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
+from agentwatch.instrumentation._registry import load_registry
 from agentwatch.resilience import Policy, configure_resilience_telemetry
 
 __all__ = ["instrument", "uninstrument"]
 
-# (distribution that must be importable, module, class). Each instrumentor still checks its own
-# version range through instrumentation_dependencies().
-_INSTRUMENTORS: tuple[tuple[str, str, str], ...] = (
-    ("openai", "agentwatch.instrumentation.openai", "OpenAIInstrumentor"),
-    ("anthropic", "agentwatch.instrumentation.anthropic", "AnthropicInstrumentor"),
-    ("mcp", "agentwatch.instrumentation.mcp", "MCPInstrumentor"),
-    ("langchain_core", "agentwatch.instrumentation.langchain", "LangChainInstrumentor"),
-    ("langgraph", "agentwatch.instrumentation.langgraph", "LangGraphInstrumentor"),
-)
-
 _lock = threading.Lock()
+renew_locks_at_fork(globals(), "_lock")
 # Set by instrument(), cleared by uninstrument(): a second instrument() must change nothing, not
 # give tools and sessions new settings while the LLM clients keep the first ones.
 _instrumented = False
@@ -41,21 +35,20 @@ def _sdk_configured() -> bool:
     )
 
 
-def _configure_sdk_from_environment() -> None:
+def _configure_sdk_from_environment(exporters: Mapping[str, list[str]]) -> None:
     """Set up global SDK providers from the ``OTEL_*`` variables, as ``opentelemetry-instrument``
-    with the default distro does: OTLP exporters unless ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER``
-    say otherwise, resource from ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, sampler from
-    ``OTEL_TRACES_SAMPLER``. The providers shut down (flushing) at interpreter exit.
+    with the default distro does: OTLP exporters (gRPC or HTTP by ``OTEL_EXPORTER_OTLP_PROTOCOL``
+    and its per-signal forms) unless ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` say otherwise,
+    resource from ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES``, sampler from
+    ``OTEL_TRACES_SAMPLER``. ``exporters`` comes from :func:`sdk_exporter_names`, checked before
+    anything changed. The providers shut down (flushing) at interpreter exit.
     """
     from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-    def default(variable: str) -> list[str]:
-        return [] if os.environ.get(variable) else ["otlp"]
-
     _OTelSDKConfigurator().configure(  # type: ignore[no-untyped-call]
-        trace_exporter_names=default("OTEL_TRACES_EXPORTER"),
-        metric_exporter_names=default("OTEL_METRICS_EXPORTER"),
-        log_exporter_names=default("OTEL_LOGS_EXPORTER"),
+        trace_exporter_names=exporters["traces"],
+        metric_exporter_names=exporters["metrics"],
+        log_exporter_names=exporters["logs"],
     )
 
 
@@ -85,14 +78,25 @@ def instrument(
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
     ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
-    :class:`agentwatch.Policy`, merged over its ``[tools]`` section: the policies of framework
-    tools such as LangChain's, and of ``@agentwatch.tool`` tools given none of their own).
-    An invalid value raises :class:`ValueError` naming the setting and the accepted values,
-    before anything is configured or patched.
+    :class:`agentwatch.Policy`, merged over its ``[tools]`` section: tools called by name, such as
+    LangChain's and the OpenAI Agents SDK's function tools, and ``@agentwatch.tool`` functions
+    without a policy of their own).
+    An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
+    a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
+    cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and
+    the accepted values, before anything is configured or patched.
 
     Calling it again is harmless (already instrumented clients are left as they are); call
     :func:`uninstrument` first to change settings.
     """
+    providers: dict[str, Any] = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "logger_provider": logger_provider,
+    }
+    # Every argument and setting is checked before anything changes: a refused call leaves
+    # agentwatch uninstrumented, so a corrected call afterwards still takes effect.
+    check_instrument_arguments(providers=providers, flags={"configure_sdk": configure_sdk})
     check_propagators()
     settings = resolve_settings(
         capture_message_content=capture_message_content,
@@ -107,26 +111,41 @@ def instrument(
         if _instrumented:
             logger.debug("agentwatch: already instrumented; call uninstrument() first to change settings")
             return
-        _instrumented = True
         if configure_sdk and tracer_provider is None and meter_provider is None and not _sdk_configured():
-            _configure_sdk_from_environment()
+            _configure_sdk_from_environment(sdk_exporter_names())
         pricer = Pricer(settings.prices)
-        providers: dict[str, Any] = {
-            "tracer_provider": tracer_provider,
-            "meter_provider": meter_provider,
-            "logger_provider": logger_provider,
-        }
-        set_default_telemetry(**providers, settings=settings, pricer=pricer)
-        configure_resilience_telemetry(meter_provider)
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
-                continue
-            instrumentor = getattr(importlib.import_module(module), name)()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                continue
-            instrumentor.instrument(**providers, settings=settings, pricer=pricer)
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                logger.info("agentwatch: %s not instrumented (installed version out of range)", distribution)
+        done: list[Any] = []
+        try:
+            set_default_telemetry(**providers, settings=settings, pricer=pricer)
+            configure_resilience_telemetry(meter_provider)
+            # The integrations are agentwatch's entry points (instrumentation/_registry.py); one
+            # whose library is not installed is skipped without importing anything. Each
+            # instrumentor still checks its own version range through instrumentation_dependencies().
+            registry = load_registry()
+            for problem in registry.problems:
+                logger.warning("agentwatch: %s", problem)
+            for integration in registry.integrations:
+                if not integration.installed():
+                    continue
+                instrumentor = integration.instrumentor()
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    continue
+                instrumentor.instrument(**providers, settings=settings, pricer=pricer)
+                done.append(instrumentor)
+                if not instrumentor.is_instrumented_by_opentelemetry:
+                    logger.info(
+                        "agentwatch: %s not instrumented (installed version out of range)",
+                        integration.library,
+                    )
+        except BaseException:
+            # Half-instrumented is the worst state: undo what was done, so that the error is the
+            # only effect and a later call starts afresh.
+            for instrumentor in done:
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    instrumentor.uninstrument()
+            set_default_telemetry()
+            raise
+        _instrumented = True
 
 
 def uninstrument() -> None:
@@ -134,9 +153,13 @@ def uninstrument() -> None:
     global _instrumented
     with _lock:
         _instrumented = False
-        for distribution, module, name in _INSTRUMENTORS:
-            if importlib.util.find_spec(distribution) is None:
-                continue
-            instrumentor = getattr(importlib.import_module(module), name)()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.uninstrument()
+        _uninstrument_all()
+
+
+def _uninstrument_all() -> None:
+    for integration in load_registry().integrations:
+        if not integration.installed():
+            continue
+        instrumentor = integration.instrumentor()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()

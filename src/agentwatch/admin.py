@@ -1,11 +1,17 @@
 """A small ASGI app to look at circuits and switch tools off and on while the application runs.
 
-**Internal use only.** It has no authentication and changes behaviour live: never expose it on a
-public interface. It is off unless you mount it, e.g. behind your own authentication::
+**Internal use only.** It changes behaviour live: never expose it on a public interface. It is off
+unless you mount it::
 
     from agentwatch.admin import app as agentwatch_admin
-    # Starlette: Mount("/ops", app=require_auth(agentwatch_admin)); or serve it on 127.0.0.1 only:
+    # Starlette: Mount("/ops", app=agentwatch_admin); or serve it on 127.0.0.1 only:
     # uvicorn.run(agentwatch_admin, host="127.0.0.1", port=9464)
+
+Every route needs ``Authorization: Bearer <token>``, the token being the ``AGENTWATCH_ADMIN_TOKEN``
+environment variable (or ``make_app(token=...)``); with no token configured every route answers
+403. 401 answers carry ``WWW-Authenticate: Bearer``. Each request is logged on the
+``agentwatch.admin`` logger and counted (``agentwatch.admin.requests``) with who, what and the
+answer, never the token. See ``agentwatch._admin_auth``.
 
 It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount point:
 
@@ -15,17 +21,20 @@ It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount 
 - ``POST /admin/circuits/{key}/open``, ``/close`` and ``/reset``: the circuit's snapshot, 404 if
   no circuit has that key.
 
-Path segments are percent-decoded, so ``openai%3Agpt-4o`` names the circuit ``openai:gpt-4o``.
-Other paths answer 404, other methods 405.
+Path segments are percent-decoded, then decoded as UTF-8, so ``openai%3Agpt-4o`` names the circuit
+``openai:gpt-4o`` and ``caf%C3%A9`` the tool ``café``; an invalid escape (``%zz``) or bytes that
+are not UTF-8 answer 400 and change nothing. Other paths answer 404, other methods 405.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
+from agentwatch._admin_auth import audit, authenticate
 from agentwatch.resilience._registry import Registry, default_registry
 
 __all__ = ["app", "make_app"]
@@ -40,8 +49,12 @@ _CIRCUIT_ACTIONS = ("open", "close", "reset")
 _TOOL_ACTIONS = ("disable", "enable")
 
 
-def make_app(registry: Registry | None = None) -> ASGIApp:
-    """An admin app over ``registry`` (default: the process-wide one, which ``app`` uses)."""
+def make_app(registry: Registry | None = None, *, token: str | None = None) -> ASGIApp:
+    """An admin app over ``registry`` (default: the process-wide one, which ``app`` uses).
+
+    ``token``: the bearer token requests must carry (default: ``AGENTWATCH_ADMIN_TOKEN``, read at
+    each request).
+    """
 
     def resolve() -> Registry:
         return registry or default_registry()
@@ -52,24 +65,57 @@ def make_app(registry: Registry | None = None) -> ASGIApp:
             return
         if scope["type"] != "http":
             return
-        segments = _segments(scope)
         method = scope.get("method", "GET")
+        segments = _segments(scope)
+        # Authentication comes first, so that an unauthenticated client learns nothing about the
+        # routes (not even which paths would decode).
+        denial = authenticate(scope, token)
+        if denial is not None:
+            audit(scope, method, segments or [], denial.status, denial)
+            await _respond(send, denial.status, denial.body, allow=None, extra=denial.headers)
+            return
+        if segments is None:
+            audit(scope, method, [], 400, None)
+            await _respond(send, 400, {"error": "invalid percent-escape or UTF-8 in the path"}, allow=None)
+            return
         status, body = _route(resolve(), method, segments)
+        audit(scope, method, segments, status, None)
         await _respond(send, status, body, allow=_allowed(segments))
 
     return admin_app
 
 
-def _segments(scope: Scope) -> list[str]:
+def _segments(scope: Scope) -> list[str] | None:
+    """The path's segments, each percent-decoded and then UTF-8 decoded; ``None`` if it cannot be.
+
+    Decoded from ``raw_path`` (the bytes on the wire) so that an encoded "/" inside a tool name
+    stays in its segment and ``caf%C3%A9`` and a raw ``caf\xc3\xa9`` both name ``café``. An
+    escape that is not ``%`` plus two hex digits, or bytes that are not UTF-8, make the request
+    invalid: acting on a literal ``%zz`` or on a mojibake name would switch off the wrong tool.
+    """
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if isinstance(raw, bytes) else scope.get("path", "")
-    path = path.split("?", 1)[0]
-    root = scope.get("root_path", "")
-    # Servers and mounts disagree on whether ``path`` still contains the mount prefix.
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    # Split before decoding so that an encoded "/" inside a tool name stays in its segment.
-    return [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
+    if isinstance(raw, bytes):
+        path = raw.split(b"?", 1)[0]
+        if _BAD_ESCAPE.search(path):
+            return None
+        try:
+            segments = [unquote_to_bytes(s).decode("utf-8") for s in path.strip(b"/").split(b"/")]
+        except UnicodeDecodeError:
+            return None
+    else:
+        # No raw_path (it is optional in ASGI): ``path`` is already decoded, so not again.
+        text = scope.get("path", "")
+        segments = text.strip("/").split("/")
+    if segments == [""]:
+        segments = []
+    # Servers and mounts disagree on whether the path still contains the mount prefix.
+    root = [s for s in scope.get("root_path", "").strip("/").split("/") if s]
+    if root and segments[: len(root)] == root:
+        segments = segments[len(root) :]
+    return segments
+
+
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def _allowed(segments: list[str]) -> str | None:
@@ -112,12 +158,20 @@ def _route(registry: Registry, method: str, segments: list[str]) -> tuple[int, o
     return 404, {"error": "not found"}
 
 
-async def _respond(send: Send, status: int, body: object, *, allow: str | None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: object,
+    *,
+    allow: str | None,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
         (b"cache-control", b"no-store"),
+        *extra,
     ]
     if status == 405 and allow:
         headers.append((b"allow", allow.encode()))
@@ -136,4 +190,5 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 app: ASGIApp = make_app()
-"""The admin app over the process-wide registry. Internal use only: see the module docstring."""
+"""The admin app over the process-wide registry, authenticated by ``AGENTWATCH_ADMIN_TOKEN``.
+Internal use only: see the module docstring."""

@@ -48,3 +48,24 @@ AGENTWATCH_CONFIG = "AGENTWATCH_CONFIG"
 
 Path of a TOML file of resilience policies for tools and LLM calls. See the README, "Resilience".
 """
+
+AGENTWATCH_CACHE_REDIS_URL = "AGENTWATCH_CACHE_REDIS_URL"
+"""
+.. envvar:: AGENTWATCH_CACHE_REDIS_URL
+
+URL of the Redis that tool-result caches with ``backend="redis"`` and no ``redis_url`` of their
+own use (``Policy(cache=Cache(backend="redis"))``, ``cache = { backend = "redis" }`` in
+``AGENTWATCH_CONFIG``): ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) or
+``unix://``. Read when the cache is defined; unset or invalid is a configuration error. Its
+password never appears in errors or logs.
+"""
+
+AGENTWATCH_ADMIN_TOKEN = "AGENTWATCH_ADMIN_TOKEN"
+"""
+.. envvar:: AGENTWATCH_ADMIN_TOKEN
+
+The bearer token every request to ``agentwatch.admin.app`` must carry
+(``Authorization: Bearer <token>``), reads included; read at each request. Unset or empty: every
+route answers 403. Use a long random value (``python -c "import secrets;
+print(secrets.token_urlsafe(32))"``); it is compared in constant time and never logged.
+"""

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from agentwatch.instrumentation._registry import load_registry
 from cli._support import AGENTWATCH, PYTHON_M, run
 
-CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "langgraph")
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "openai-agents", "langgraph")
 
 
 @pytest.fixture
@@ -58,7 +59,9 @@ def test_json_output(tmp_path: Path, collector: str) -> None:
     assert result.returncode == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["problems"] == []
-    assert {c["library"] for c in report["clients"]} == set(CLIENTS)
+    # Every registered integration (a new one needs no edit here), the known ones among them.
+    libraries = {c["library"] for c in report["clients"]}
+    assert libraries == {i.library for i in load_registry().integrations} >= set(CLIENTS)
     openai = next(c for c in report["clients"] if c["library"] == "openai")
     assert openai["activates"] is True and openai["instrumentor"] == "agentwatch_openai"
     assert openai["supported"] == "openai >= 1.26.0, < 4"
@@ -128,16 +131,22 @@ def test_disabled_instrumentation(tmp_path: Path, collector: str) -> None:
     assert openai["reason"] == "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
-def _install_other_instrumentor(site: Path) -> None:
-    """A distribution registering a second OpenAI instrumentor, as opentelemetry-instrumentation-openai-v2 does."""
-    info = site / "otel_openai_v2_standin-2.0b0.dist-info"
+def _install_other_instrumentor(
+    site: Path,
+    distribution: str = "otel-openai-v2-standin",
+    requirement: str = "openai>=1.26.0",
+    entry_point: str = "openai_v2",
+) -> None:
+    """A distribution registering a second instrumentor of a library (by default OpenAI's, as
+    opentelemetry-instrumentation-openai-v2 does)."""
+    info = site / f"{distribution.replace('-', '_')}-2.0b0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: otel-openai-v2-standin\nVersion: 2.0b0\n"
-        'Provides-Extra: instruments\nRequires-Dist: openai>=1.26.0; extra == "instruments"\n'
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 2.0b0\n"
+        f'Provides-Extra: instruments\nRequires-Dist: {requirement}; extra == "instruments"\n'
     )
     (info / "entry_points.txt").write_text(
-        "[opentelemetry_instrumentor]\nopenai_v2 = standin_module:Instrumentor\n"
+        f"[opentelemetry_instrumentor]\n{entry_point} = standin_module:Instrumentor\n"
     )
 
 
@@ -166,3 +175,23 @@ def test_x_trace_id_propagator_is_noted(tmp_path: Path, collector: str) -> None:
     result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "x-trace-id: agentwatch: agentwatch.propagation:XTraceIdPropagator" in result.stdout
+
+
+def test_openai_agents_client_and_a_second_agents_instrumentor(tmp_path: Path, collector: str) -> None:
+    """openinference-instrumentation-openai-agents and the like would add a span per agent, tool and
+    model call of every run next to agentwatch's."""
+    _install_other_instrumentor(
+        tmp_path / "site", "agents-tracing-standin", "openai-agents>=0.1", "openai_agents"
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "PYTHONPATH": str(tmp_path / "site")}
+    result = run([AGENTWATCH, "doctor", "--json"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    agents = next(c for c in report["clients"] if c["library"] == "openai-agents")
+    assert agents["activates"] is True and agents["instrumentor"] == "agentwatch_openai_agents"
+    assert agents["supported"] == "openai-agents >= 0.11.0"
+    (problem,) = report["problems"]
+    assert problem.startswith(
+        "instrumentor openai_agents (agents-tracing-standin) also instruments openai-agents"
+    )
+    assert "tokens and cost counted twice" in problem

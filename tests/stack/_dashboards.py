@@ -82,3 +82,15 @@ def parse_label_values(definition: str) -> tuple[str | None, str]:
     if m is None:
         raise ValueError(f"unsupported variable query {definition!r}")
     return m.group("match"), m.group("label")
+
+
+def panel_query(uid: str, title: str, values: Mapping[str, str]) -> str:
+    """The (only) query of the panel ``title`` on the dashboard ``uid``, variables substituted."""
+    for dashboard in load_dashboards().values():
+        if dashboard["uid"] != uid:
+            continue
+        exprs = [target["expr"] for panel, target in iter_targets(dashboard) if panel["title"] == title]
+        if len(exprs) != 1:
+            raise KeyError(f"{uid}: {len(exprs)} queries in panel {title!r}")
+        return substitute(exprs[0], values)
+    raise KeyError(f"no dashboard {uid}")

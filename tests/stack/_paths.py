@@ -1,11 +1,15 @@
 """Where the stack's files and binaries are: the single place the tests compute them.
 
-Mirrors ``scripts/setup-stack.sh``: the Jaeger binary lives in
-``${AGENTWATCH_OTELSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentwatch/otelstack}/<pin>/jaeger``
-where ``<pin>`` is ``jaeger-<version>-<digest>``: ``<version>`` is the ``github.com/jaegertracing/jaeger``
-requirement in ``collector/jaeger-build/go.mod``, ``<digest>`` the first 12 hex digits of
-sha256(go.mod + go.sum), so any change to the wrapper module means a fresh build; ``prometheus`` and ``promtool`` are Debian's (on ``PATH`` or in
-``/usr/bin``). A missing binary is an error naming the set-up script, never a skip.
+Mirrors ``scripts/setup-stack.sh``: every binary is built from the Go module proxy into
+``${AGENTWATCH_OTELSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentwatch/otelstack}/<pin>/``
+where ``<pin>`` is ``<name>-<version>-<digest>``, ``<digest>`` the first 12 hex digits of the
+sha256 of the files that pin the build (so any change to them means a fresh build):
+
+* ``jaeger-<github.com/jaegertracing/jaeger requirement>-<go.mod+go.sum of collector/jaeger-build>/jaeger``;
+* ``prometheus-<github.com/prometheus/prometheus requirement>-<go.mod+go.sum of collector/prometheus-build>/{prometheus,promtool}``;
+* ``otelcol-<dist version of the ocb manifest>-<manifest + generated go.mod/go.sum + builder go.mod/go.sum>/otelcol-agentwatch``.
+
+A missing binary is an error naming the set-up script, never a skip.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +25,10 @@ DASHBOARDS_DIR = REPO_ROOT / "dashboards"
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup-stack.sh"
 
 WRAPPER_GO_MOD = COLLECTOR_DIR / "jaeger-build" / "go.mod"
+PROMETHEUS_GO_MOD = COLLECTOR_DIR / "prometheus-build" / "go.mod"
+OTELCOL_BUILD_DIR = COLLECTOR_DIR / "otelcol-build"
+OCB_MANIFEST = OTELCOL_BUILD_DIR / "manifest.yaml"
+OTELCOL_DIST = "otelcol-agentwatch"
 COLLECTOR_CONFIG = COLLECTOR_DIR / "otel-collector.yaml"
 JAEGER_CONFIG = COLLECTOR_DIR / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = COLLECTOR_DIR / "prometheus" / "prometheus.yml"
@@ -29,19 +36,51 @@ PROMETHEUS_RULES_DIR = COLLECTOR_DIR / "prometheus" / "rules"
 COMPOSE_FILE = COLLECTOR_DIR / "docker-compose.yaml"
 GRAFANA_DATASOURCES = COLLECTOR_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 
-_JAEGER_REQUIREMENT = re.compile(r"^\s*(?:require\s+)?github\.com/jaegertracing/jaeger\s+(\S+)", re.MULTILINE)
+FLEET_DIR = COLLECTOR_DIR / "fleet"
+FLEET_AGENT_CONFIG = FLEET_DIR / "agent.yaml"
+FLEET_AGENT_STATIC_RESOLVER = FLEET_DIR / "agent-resolver-static.yaml"
+FLEET_AGENT_DNS_RESOLVER = FLEET_DIR / "agent-resolver-dns.yaml"
+FLEET_GATEWAY_CONFIG = FLEET_DIR / "gateway.yaml"
+FLEET_COMPOSE_FILE = FLEET_DIR / "docker-compose.yaml"
+FLEET_PROMETHEUS_CONFIG = FLEET_DIR / "prometheus.yml"
+FLEET_KUSTOMIZATION = FLEET_DIR / "kustomization.yaml"
+
+# Loopback addresses for every address variable of the shipped Collector configs (validation only).
+LOOPBACK_COLLECTOR_ENV = {
+    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
+    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
+    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
+    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
+    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+    "OTELCOL_TELEMETRY_PORT": "18888",
+    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
+    "OTELCOL_INSTANCE": "static-check",
+    "OTELCOL_GATEWAYS": "[127.0.0.1:24317, 127.0.0.1:34317]",
+    "JAEGER_OTLP_ENDPOINT": "127.0.0.1:24317",
+    "TEMPO_OTLP_ENDPOINT": "127.0.0.1:34317",
+    "TRACES_OTLP_ENDPOINT": "127.0.0.1:44317",
+}
+
+# The feature flag the shipped Prometheus runs with (compose files, tests/stack).
+PROMETHEUS_FEATURES = ("created-timestamp-zero-ingestion",)
 
 
 class MissingBinaryError(RuntimeError):
     """A binary the stack tests need is not installed/built."""
 
 
+def required_version(go_mod: Path, module: str) -> str:
+    """The version of ``module``'s requirement in ``go_mod`` (the rule setup-stack.sh applies)."""
+    pattern = re.compile(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(\S+)", re.MULTILINE)
+    match = pattern.search(go_mod.read_text(encoding="utf-8"))
+    if match is None:
+        raise RuntimeError(f"no {module} requirement in {go_mod}")
+    return match.group(1)
+
+
 def jaeger_version() -> str:
     """The Jaeger module version the wrapper module pins (e.g. ``v1.76.0``)."""
-    match = _JAEGER_REQUIREMENT.search(WRAPPER_GO_MOD.read_text(encoding="utf-8"))
-    if match is None:
-        raise RuntimeError(f"no github.com/jaegertracing/jaeger requirement in {WRAPPER_GO_MOD}")
-    return match.group(1)
+    return required_version(WRAPPER_GO_MOD, "github.com/jaegertracing/jaeger")
 
 
 def cache_root() -> Path:
@@ -52,43 +91,65 @@ def cache_root() -> Path:
     return Path(xdg) / "agentwatch" / "otelstack"
 
 
+def _digest(*files: Path) -> str:
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+
+
 def jaeger_pin() -> str:
     wrapper = WRAPPER_GO_MOD.parent
-    digest = hashlib.sha256((wrapper / "go.mod").read_bytes() + (wrapper / "go.sum").read_bytes()).hexdigest()
-    return f"jaeger-{jaeger_version()}-{digest[:12]}"
+    return f"jaeger-{jaeger_version()}-{_digest(wrapper / 'go.mod', wrapper / 'go.sum')}"
 
 
 def jaeger_bin_dir() -> Path:
     return cache_root() / jaeger_pin()
 
 
+def prometheus_pin() -> str:
+    version = required_version(PROMETHEUS_GO_MOD, "github.com/prometheus/prometheus")
+    return f"prometheus-{version}-{_digest(PROMETHEUS_GO_MOD, PROMETHEUS_GO_MOD.with_name('go.sum'))}"
+
+
+def otelcol_version() -> str:
+    match = re.search(r"^\s+version:\s*([0-9.]+)", OCB_MANIFEST.read_text(encoding="utf-8"), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no dist version in {OCB_MANIFEST}")
+    return match.group(1)
+
+
+def otelcol_pin() -> str:
+    dist, builder = OTELCOL_BUILD_DIR / OTELCOL_DIST, OTELCOL_BUILD_DIR / "builder"
+    files = (OCB_MANIFEST, dist / "go.mod", dist / "go.sum", builder / "go.mod", builder / "go.sum")
+    return f"otelcol-{otelcol_version()}-{_digest(*files)}"
+
+
 def _missing(what: str, where: str) -> MissingBinaryError:
     return MissingBinaryError(
         f"{what} not found ({where}). Run `scripts/setup-stack.sh` (from the repository root: "
-        f"{SETUP_SCRIPT}) to apt-install Debian's prometheus and build Jaeger from the Go module proxy."
+        f"{SETUP_SCRIPT}) to build Jaeger, Prometheus and the Collector from the Go module proxy."
     )
 
 
-def jaeger_binary() -> Path:
-    path = jaeger_bin_dir() / "jaeger"
+def _built(pin: str, name: str, what: str) -> Path:
+    path = cache_root() / pin / name
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise _missing(f"Jaeger {jaeger_version()} binary", str(path))
+        raise _missing(what, str(path))
     return path
 
 
-def _debian_binary(name: str) -> Path:
-    found = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
-    if found is None:
-        raise _missing(f"`{name}`", "not on PATH nor in /usr/bin")
-    return Path(found)
+def jaeger_binary() -> Path:
+    return _built(jaeger_pin(), "jaeger", f"Jaeger {jaeger_version()} binary")
 
 
 def prometheus_binary() -> Path:
-    return _debian_binary("prometheus")
+    return _built(prometheus_pin(), "prometheus", "Prometheus 3 binary")
 
 
 def promtool_binary() -> Path:
-    return _debian_binary("promtool")
+    return _built(prometheus_pin(), "promtool", "promtool 3 binary")
+
+
+def otelcol_binary() -> Path:
+    return _built(otelcol_pin(), OTELCOL_DIST, "the ocb-built Collector")
 
 
 def rule_files() -> list[Path]:

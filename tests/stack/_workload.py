@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,6 +122,56 @@ def _check_plan(sessions: int) -> None:
     assert not problems, f"seed {SEED} no longer scripts the stack workload: {'; '.join(problems)}"
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without OTEL_*/AGENTWATCH_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``agentwatch demo --json`` run: its JSON document and when it ran (epoch seconds)."""
+
+    document: dict[str, Any]
+    started_at: float
+    finished_at: float
+    stderr: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.document["summary"]
+        return summary
+
+    @property
+    def instance(self) -> str:
+        return str(self.document["service_instance_id"])
+
+
+def _python(*args: str, env: dict[str, str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in a subprocess (this interpreter); fails with its stderr unless it exits 0."""
+    completed = subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"{what} failed ({completed.returncode}):\n{completed.stderr[-5000:]}")
+    return completed
+
+
+def run_demo_cli(*args: str, env: dict[str, str], timeout: float = 180.0) -> DemoRun:
+    """``agentwatch demo --json --no-progress *args`` as a user runs it, in a subprocess."""
+    started = time.time()
+    argv = ("-m", "agentwatch", "demo", "--json", "--no-progress", *args)
+    completed = _python(*argv, env=env, timeout=timeout, what="agentwatch demo")
+    return DemoRun(json.loads(completed.stdout), started, time.time(), completed.stderr)
+
+
 def run_workload(
     otlp_endpoint: str,
     service_name: str,
@@ -141,29 +192,16 @@ def run_workload(
         "arrival_interval": arrival_interval,
         "faults": FAULTS,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
-    env.update(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_SERVICE_NAME": service_name,
-            "OTEL_METRIC_EXPORT_INTERVAL": "500",
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_SERVICE_NAME=service_name,
+        OTEL_METRIC_EXPORT_INTERVAL="500",
+        OTEL_BSP_SCHEDULE_DELAY="200",
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(settings)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
+    completed = _python(
+        "-c", _SCRIPT, json.dumps(settings), env=env, timeout=timeout, what="the demo workload"
     )
-    if completed.returncode != 0:
-        raise AssertionError(
-            f"the demo workload failed ({completed.returncode}):\n{completed.stderr[-5000:]}"
-        )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["otlp_endpoint"] == otlp_endpoint and result["output"] is None, result
     summary = result["summary"]

@@ -1,14 +1,16 @@
 """Fixtures shared by the stack tests: the native binaries (a missing one FAILS, naming
-scripts/setup-stack.sh) and log attachment for failed tests."""
+scripts/setup-stack.sh), the example stack (one per session: the e2e modules share it, each
+filtering by its own service name) and log attachment for failed tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from . import _paths
+from ._stack import Stack, running_stack
 
 
 def _require(getter: Callable[[], Path]) -> Path:
@@ -32,6 +34,21 @@ def prometheus_bin() -> Path:
 @pytest.fixture(scope="session")
 def promtool_bin() -> Path:
     return _require(_paths.promtool_binary)
+
+
+@pytest.fixture(scope="session")
+def otelcol_bin() -> Path:
+    return _require(_paths.otelcol_binary)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, jaeger_bin: Path, otelcol_bin: Path, prometheus_bin: Path
+) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("otelstack"), jaeger_bin, otelcol_bin, prometheus_bin
+    ) as running:
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,7 +1,7 @@
 """The Prometheus names of agentwatch's telemetry after the collector's Prometheus exporter.
 
-Observed with the real binaries (Jaeger v2.13.0 = collector contrib v0.140.1 prometheus exporter
-and spanmetrics connector, default settings): dots become underscores; unit ``s`` adds
+Observed with the real binaries (the ocb-built Collector: contrib v0.140.1 prometheus exporter and
+spanmetrics connector, default settings; Prometheus 3.16): dots become underscores; unit ``s`` adds
 ``_seconds``, ``USD`` adds ``_USD`` (case kept); ``{...}`` annotation units add nothing; counters
 get ``_total``; histograms are ``_bucket``/``_sum``/``_count``. ``job`` is service.name (or
 service.namespace/service.name), ``instance`` is service.instance.id, every series also carries

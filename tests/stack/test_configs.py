@@ -1,13 +1,16 @@
 """Static checks of the shipped observability stack, with the real validators.
 
-* the collector and Jaeger configs pass ``jaeger validate`` (Jaeger v2 is a Collector distribution
-  with the same component versions as the pinned otelcol-contrib image), with the compose defaults
-  and with the loopback addresses the e2e test uses;
-* ``promtool check config`` / ``check rules`` pass, and ``promtool test rules`` proves every alert
-  fires on one side of its threshold only;
+* the collector config passes ``validate`` of the ocb-built Collector (and uses exactly the
+  components of its manifest, with the fleet configs: test_fleet_configs.py), the Jaeger config
+  passes ``jaeger validate``, with the compose defaults and with the loopback addresses the e2e
+  tests use;
+* ``promtool check config`` / ``check rules`` (Prometheus 3, the shipped version) pass, and
+  ``promtool test rules`` proves every alert fires on one side of its threshold only and that the
+  SLO rules record nothing once traffic stops;
 * the compose file parses, pins its images and mounts only files that exist, wired consistently
-  with the configs; every dashboard parses, uses only provisioned data sources, defines the
-  variables it uses and names only metrics the stack really exposes.
+  with the configs, and starts Prometheus with the feature flag the stack relies on; every
+  dashboard parses, uses only provisioned data sources, defines the variables it uses and names
+  only metrics the stack really exposes.
 
 Each validator also gets a broken input once (negative control), so these tests cannot pass
 because a validator silently accepts anything.
@@ -32,18 +35,6 @@ from .metric_names import KNOWN_LABELS, KNOWN_METRICS, RECORDED_METRICS
 
 VALIDATE_TIMEOUT = 60.0
 
-LOOPBACK_COLLECTOR_ENV = {
-    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
-    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
-    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:13134",
-    "OTELCOL_PROMETHEUS_ENDPOINT": "127.0.0.1:18889",
-    "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-    "OTELCOL_TELEMETRY_PORT": "18888",
-    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
-    "JAEGER_OTLP_ENDPOINT": "127.0.0.1:24317",
-    "TEMPO_OTLP_ENDPOINT": "127.0.0.1:34317",
-}
-
 
 def _load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -52,14 +43,14 @@ def _load_yaml(path: Path) -> Any:
 # ----------------------------------------------------------------------------- collector / jaeger
 
 
-@pytest.mark.parametrize("env", [{}, LOOPBACK_COLLECTOR_ENV], ids=["compose-defaults", "loopback-env"])
-def test_collector_config_validates(jaeger_bin: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("env", [{}, _paths.LOOPBACK_COLLECTOR_ENV], ids=["compose-defaults", "loopback-env"])
+def test_collector_config_validates(otelcol_bin: Path, env: dict[str, str]) -> None:
     result = run_bounded(
-        [str(jaeger_bin), "validate", "--config", str(_paths.COLLECTOR_CONFIG)],
+        [str(otelcol_bin), "validate", "--config", str(_paths.COLLECTOR_CONFIG)],
         timeout=VALIDATE_TIMEOUT,
         env=env,
     )
-    assert result.returncode == 0, f"jaeger validate failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"otelcol validate failed:\n{result.stdout}\n{result.stderr}"
 
 
 def test_jaeger_config_validates(jaeger_bin: Path) -> None:
@@ -81,14 +72,14 @@ def test_jaeger_config_validates(jaeger_bin: Path) -> None:
     ids=["unknown-key", "undefined-component"],
 )
 def test_validate_rejects_a_broken_collector_config(
-    jaeger_bin: Path, tmp_path: Path, old: str, new: str
+    otelcol_bin: Path, tmp_path: Path, old: str, new: str
 ) -> None:
     text = _paths.COLLECTOR_CONFIG.read_text(encoding="utf-8")
     assert old in text, "negative control out of date with collector/otel-collector.yaml"
     broken = tmp_path / "broken.yaml"
     broken.write_text(text.replace(old, new), encoding="utf-8")
-    result = run_bounded([str(jaeger_bin), "validate", "--config", str(broken)], timeout=VALIDATE_TIMEOUT)
-    assert result.returncode != 0, "jaeger validate accepted a broken config"
+    result = run_bounded([str(otelcol_bin), "validate", "--config", str(broken)], timeout=VALIDATE_TIMEOUT)
+    assert result.returncode != 0, "otelcol validate accepted a broken config"
 
 
 def test_collector_config_uses_only_env_addresses() -> None:
@@ -107,9 +98,14 @@ def test_collector_config_uses_only_env_addresses() -> None:
     pipelines = config["service"]["pipelines"]
     assert pipelines["traces"]["processors"][0] == "memory_limiter"
     assert pipelines["metrics"]["processors"][0] == "memory_limiter"
+    assert pipelines["logs"]["processors"][0] == "memory_limiter"
     assert set(pipelines["traces"]["exporters"]) == {"otlp/jaeger", "otlp/tempo", "spanmetrics"}
     assert set(pipelines["metrics"]["receivers"]) == {"otlp", "spanmetrics"}
     assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    # Every signal the SDK exports over OTLP has a pipeline: an OTLP logs export to a Collector
+    # without one fails with UNIMPLEMENTED and the records are lost.
+    assert {"traces", "metrics", "logs"} == {name.split("/")[0] for name in pipelines}
+    assert "otlp" in pipelines["logs"]["receivers"]
     dims = {d["name"] for d in config["connectors"]["spanmetrics"]["dimensions"]}
     assert {"gen_ai.operation.name", "gen_ai.request.model", "gen_ai.tool.name", "error.type"} <= dims
 
@@ -293,13 +289,40 @@ def test_compose_hostnames_in_configs_are_compose_services() -> None:
     assert set(hosts) <= services, f"unknown hosts: {set(hosts) - services}"
 
 
-def test_prometheus_keeps_the_exporters_job_and_instance_labels() -> None:
-    jobs = {j["job_name"]: j for j in _load_yaml(_paths.PROMETHEUS_CONFIG)["scrape_configs"]}
+@pytest.mark.parametrize(
+    ("config", "targets"),
+    [
+        (_paths.PROMETHEUS_CONFIG, ["otel-collector:8889"]),
+        (_paths.FLEET_PROMETHEUS_CONFIG, ["otel-agent:8889", "otel-gateway-1:8889", "otel-gateway-2:8889"]),
+    ],
+    ids=["example", "fleet"],
+)
+def test_prometheus_keeps_the_exporters_labels_and_created_timestamps(
+    config: Path, targets: list[str]
+) -> None:
+    scrape = _load_yaml(config)
+    assert scrape["global"]["scrape_interval"] == "15s"
+    jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
     app = jobs["otel-collector"]
     assert app.get("honor_labels") is True, (
         "without honor_labels, job/instance become exported_job/exported_instance"
     )
-    assert app["static_configs"][0]["targets"] == ["otel-collector:8889"]
+    assert app["static_configs"][0]["targets"] == targets
+    # The protobuf format carries the created timestamps that count a new series from zero.
+    assert app["scrape_protocols"][0] == "PrometheusProto"
+
+
+@pytest.mark.parametrize(
+    "compose", [_paths.COMPOSE_FILE, _paths.FLEET_COMPOSE_FILE], ids=["example", "fleet"]
+)
+def test_compose_prometheus_is_the_tested_release_with_its_feature_flag(
+    compose: Path, prometheus_bin: Path
+) -> None:
+    prometheus = _load_yaml(compose)["services"]["prometheus"]
+    version = run_bounded([str(prometheus_bin), "--version"], timeout=VALIDATE_TIMEOUT).stdout.split()[2]
+    assert prometheus["image"] == f"prom/prometheus:v{version}"
+    for feature in _paths.PROMETHEUS_FEATURES:
+        assert f"--enable-feature={feature}" in prometheus["command"]
 
 
 # ----------------------------------------------------------------------------- dashboards
@@ -397,11 +420,12 @@ def test_dashboard_json_is_stable_formatting() -> None:
 
 
 def test_setup_script_and_tests_agree_on_binary_paths(
-    jaeger_bin: Path, prometheus_bin: Path, promtool_bin: Path
+    jaeger_bin: Path, prometheus_bin: Path, promtool_bin: Path, otelcol_bin: Path
 ) -> None:
-    result = run_bounded(["bash", str(_paths.SETUP_SCRIPT), "--no-apt"], timeout=60)
+    result = run_bounded(["bash", str(_paths.SETUP_SCRIPT)], timeout=60)
     assert result.returncode == 0, result.stderr
     printed = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert Path(printed["JAEGER"]) == jaeger_bin
     assert Path(printed["PROMETHEUS"]) == prometheus_bin
     assert Path(printed["PROMTOOL"]) == promtool_bin
+    assert Path(printed["OTELCOL"]) == otelcol_bin

@@ -142,7 +142,8 @@ async def test_json_rpc_errors_raise_unchanged_and_are_named_by_code(
     (span,) = tool_spans(instrumented_mcp)
     assert attrs(span)["error.type"] == "-32602"
     assert span.status.status_code is StatusCode.ERROR
-    assert span.status.description == "city is required"
+    # The server's message is free text that may quote the arguments: not exported with capture off.
+    assert span.status.description is None
     assert [p["error.type"] for p in duration_points(instrumented_mcp)] == ["-32602"]
 
 

@@ -22,6 +22,7 @@ from agentwatch import (
 from agentwatch.instrumentation.anthropic import AnthropicInstrumentor
 from agentwatch.instrumentation.langgraph import LangGraphInstrumentor
 from agentwatch.instrumentation.openai import OpenAIInstrumentor
+from agentwatch.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 
 agentwatch.instrument()
 agentwatch.instrument(
@@ -37,6 +38,7 @@ agentwatch.uninstrument()
 LangGraphInstrumentor().instrument()
 OpenAIInstrumentor().instrument()
 AnthropicInstrumentor().uninstrument()
+OpenAIAgentsInstrumentor().instrument(keep_openai_trace_export=True)
 
 policy = Policy(
     timeout=5.0,

@@ -25,24 +25,8 @@ __all__ = ["Report", "add_parser", "diagnose", "run"]
 _INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
 _PROPAGATOR_GROUP = "opentelemetry_propagator"
 _DISABLED = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
-# agentwatch's instrumentors: (library distribution, entry point name).
-_CLIENTS = (
-    ("openai", "agentwatch_openai"),
-    ("anthropic", "agentwatch_anthropic"),
-    ("mcp", "agentwatch_mcp"),
-    ("langchain-core", "agentwatch_langchain"),
-    ("langgraph", "agentwatch_langgraph"),
-)
-# What another instrumentor of these libraries does next to agentwatch's.
-_OVERLAP = {
-    "openai": "a second span for every OpenAI call (double the chat spans and metrics)",
-    "anthropic": "a second span for every Anthropic call (double the chat spans and metrics)",
-    "mcp": "a second span for every MCP tool call",
-    "langchain-core": "a second span for every LangChain tool and model call",
-    "langchain": "a second span for every LangChain tool and model call",
-    "langgraph": "a second agent span for every LangGraph run",
-    "httpx": "an HTTP span under every LLM call (the SDKs use httpx), plus its own HTTP metrics",
-}
+# Libraries other than an integration's own whose instrumentors would duplicate agentwatch's spans
+# are declared by each integration (its package.py, _duplicated_by); see instrumentation/_registry.py.
 _EXPORTER_VARIABLES = (
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
@@ -166,32 +150,32 @@ def _clients(report: Report, environ: Mapping[str, str]) -> None:
         get_dist_dependency_conflicts,
     )
 
+    from agentwatch.instrumentation._registry import load_registry
+
     disabled = _disabled(environ)
-    points = {ep.name: ep for ep in _instrumentor_points() if _dist_name(ep) == "agentwatch"}
-    for library, name in _CLIENTS:
+    registry = load_registry()
+    report.problems.extend(registry.problems)
+    for integration in registry.integrations:
+        library, name, point = integration.library, integration.name, integration.entry_point
         installed = _version_of(library)
-        point = points.get(name)
         supported, activates, reason = "", False, ""
-        if point is None:
-            reason = f"entry point {name} is not registered (is agentwatch installed, not just on sys.path?)"
+        try:
+            dependencies = list(point.load()().instrumentation_dependencies())
+            supported = ", ".join(dependencies)
+            conflict = get_dist_dependency_conflicts(point.dist) if point.dist is not None else None
+            conflict = conflict or get_dependency_conflicts(dependencies)
+        except Exception as exc:  # noqa: BLE001 - a broken install is a finding, not a crash
+            reason = f"cannot load {point.value}: {type(exc).__name__}: {exc}"
+            report.problems.append(f"{name}: {reason}")
         else:
-            try:
-                dependencies = list(point.load()().instrumentation_dependencies())
-                supported = ", ".join(dependencies)
-                conflict = get_dist_dependency_conflicts(point.dist) if point.dist is not None else None
-                conflict = conflict or get_dependency_conflicts(dependencies)
-            except Exception as exc:  # noqa: BLE001 - a broken install is a finding, not a crash
-                reason = f"cannot load {point.value}: {type(exc).__name__}: {exc}"
-                report.problems.append(f"{name}: {reason}")
+            if "*" in disabled or name in disabled:
+                reason = f"disabled by {_DISABLED}"
+            elif installed is None:
+                reason = f"{library} is not installed"
+            elif conflict is not None:
+                reason = f"{library} {installed} is outside the supported range {supported}"
             else:
-                if "*" in disabled or name in disabled:
-                    reason = f"disabled by {_DISABLED}"
-                elif installed is None:
-                    reason = f"{library} is not installed"
-                elif conflict is not None:
-                    reason = f"{library} {installed} is outside the supported range {supported}"
-                else:
-                    activates, reason = True, "activates"
+                activates, reason = True, "activates"
         report.clients.append(Client(library, installed, supported, name, activates, reason))
 
 
@@ -214,9 +198,20 @@ def _requirement_names(dist: Distribution | None) -> list[str]:
     return names
 
 
+def _duplicates() -> dict[str, str]:
+    """Library -> what another instrumentor of it does next to agentwatch, from every integration."""
+    from agentwatch.instrumentation._registry import load_registry
+
+    effects: dict[str, str] = {}
+    for integration in load_registry().integrations:
+        for library, effect in integration.duplicated_by.items():
+            effects.setdefault(library, effect)
+    return effects
+
+
 def _others(report: Report, environ: Mapping[str, str]) -> None:
     disabled = _disabled(environ)
-    installed = {library for library, _ in _CLIENTS if _version_of(library) is not None}
+    duplicates = _duplicates()
     for point in _instrumentor_points():
         distribution = _dist_name(point)
         if distribution == "agentwatch":
@@ -225,16 +220,19 @@ def _others(report: Report, environ: Mapping[str, str]) -> None:
         if not names:
             # No metadata to go by: the entry point names its library by convention (openai_v2...).
             names = [
-                lib for lib in _OVERLAP if point.name.split("_")[0].replace("-", "_") == lib.replace("-", "_")
+                lib
+                for lib in duplicates
+                if point.name.split("_")[0].replace("-", "_") == lib.replace("-", "_")
             ]
-        overlaps = sorted(lib for lib in names if lib in _OVERLAP)
+        overlaps = sorted(lib for lib in names if lib in duplicates)
         off = "*" in disabled or point.name in disabled
         dist_version = _version_of(distribution) or "?"
-        effect = "; ".join(_OVERLAP[lib] for lib in overlaps)
+        effect = "; ".join(duplicates[lib] for lib in overlaps)
         report.other_instrumentors.append(
             OtherInstrumentor(point.name, f"{distribution} {dist_version}", names, overlaps, off, effect)
         )
-        live = [lib for lib in overlaps if lib in installed or lib in ("httpx", "langchain")]
+        # An instrumentor of a library that is not installed never activates, so it doubles nothing.
+        live = [lib for lib in overlaps if _version_of(lib) is not None]
         if live and not off:
             report.problems.append(
                 f"instrumentor {point.name} ({distribution}) also instruments {', '.join(live)}: {effect}; "

@@ -14,7 +14,7 @@ from typing import Any
 
 from agentwatch._demo._plan import PREFERENCES, RELATED, SEARCH, PlannedCall
 from agentwatch._demo._world import World, current_call
-from agentwatch.resilience import Bulkhead, CircuitBreaker, Policy, Retry
+from agentwatch.resilience import Bulkhead, Cache, CircuitBreaker, Policy, Retry
 from agentwatch.tools import ToolRegistry
 
 __all__ = ["POLICIES", "REGISTRY", "TOOL_SCHEMAS", "bound_world"]
@@ -24,12 +24,14 @@ SLOW_ATTEMPT = 0.8
 
 POLICIES: dict[str, Policy] = {
     # Critical: without it the task fails. Flaky: transient failures are retried; five failed
-    # attempts in a row open the breaker so a broken knowledge base is not hammered.
+    # attempts in a row open the breaker so a broken knowledge base is not hammered. Articles
+    # change rarely: the same search within a minute is answered from the cache.
     SEARCH: Policy(
         timeout=5.0,
         attempt_timeout=2.0,
         retry=Retry(attempts=3, backoff=0.05, max_delay=0.4),
         breaker=CircuitBreaker(failure_threshold=5, break_duration=2.0, max_break_duration=10.0),
+        cache=Cache(ttl=60.0),
     ),
     # Optional and slow: an attempt may take 0.5 s, one retry, then the model proceeds without it.
     PREFERENCES: Policy(

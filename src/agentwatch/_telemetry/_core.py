@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from opentelemetry import _logs, metrics, trace
 
 from agentwatch._config import Settings, resolve_settings
+from agentwatch._internal import renew_locks_at_fork
 from agentwatch._telemetry._instruments import InferenceInstruments
 from agentwatch._telemetry._pricing import Pricer
 from agentwatch._version import __version__
@@ -44,6 +45,7 @@ class Telemetry:
 
 _default: dict[str, Telemetry] = {}
 _default_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_default_lock")
 _default_kwargs: Mapping[str, object] = {}
 _env_settings: Settings | None = None
 

@@ -26,7 +26,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_call, current_session, framework_model_call
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._errors import client_secrets, describe_error, error_type, is_code
 from agentwatch._telemetry._pricing import put_cost
 from agentwatch._telemetry._usage import Usage
 
@@ -43,6 +43,7 @@ class InferenceCall:
 
     __slots__ = (
         "_ended",
+        "_faulted",
         "_owns_span",
         "_start_ns",
         "_start_perf",
@@ -50,11 +51,13 @@ class InferenceCall:
         "attributes",
         "before_end",
         "chunk_gaps",
+        "client",
         "error_typer",
         "finish_reasons",
         "first_chunk_at",
         "input_messages",
         "last_chunk_at",
+        "metric_attributes",
         "operation",
         "output_messages",
         "provider",
@@ -67,6 +70,7 @@ class InferenceCall:
         "stream",
         "system_instructions",
         "telemetry",
+        "tool_definitions",
         "usage",
     )
 
@@ -96,21 +100,28 @@ class InferenceCall:
         self.finish_reasons: list[str] | None = None
         self.usage = _NO_USAGE
         self.response_attributes: dict[str, AttributeValue] | None = None
+        # Response attributes a provider's conventions also put on the duration and token-usage
+        # metrics (v1.41 openai.md: the service tier and the system fingerprint).
+        self.metric_attributes: dict[str, AttributeValue] | None = None
         self.first_chunk_at: float | None = None
         self.last_chunk_at: float | None = None
         self.chunk_gaps: list[float] | None = None
         self.input_messages: Content | None = None
         self.system_instructions: Content | None = None
+        self.tool_definitions: Content | None = None
         self.output_messages: Content | None = None
         # Set by stream handlers that accumulate content: turns the accumulation into output
         # messages once, at the end, rather than on every chunk.
         self.before_end: Callable[[InferenceCall], None] | None = None
         self._ended = False
+        self._faulted = False
         self._tokens: tuple[object, object] | None = None
         self._owns_span = owns_span
         # Where the SDK owns the span (Anthropic's native tracing) its error.type convention is
         # used for the metric too, so span and metric agree.
         self.error_typer: Callable[[BaseException], str] = error_type
+        # The SDK client that made the call: the key it holds is scrubbed from error descriptions.
+        self.client: object = None
 
         attributes[sc.OPERATION_NAME] = operation
         attributes[sc.PROVIDER_NAME] = provider
@@ -136,9 +147,23 @@ class InferenceCall:
         self._start_perf, self._start_ns = started or (time.perf_counter(), time.time_ns())
         self.span: Span | None = None
         if owns_span:
-            self.span = telemetry.tracer.start_span(
-                self.span_name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self._start_ns
-            )
+            try:
+                self.span = telemetry.tracer.start_span(
+                    self.span_name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self._start_ns
+                )
+            except Exception:  # noqa: BLE001 - a sampler or span processor that raises
+                # Metrics and session totals do not depend on the span: the call is still measured.
+                self.fault("starting an inference span")
+
+    def fault(self, site: str) -> None:
+        """Report the exception being handled as this call's agentwatch fault (from an ``except``).
+
+        Only a call's first fault is reported: one says its telemetry is incomplete, and a reader
+        that trips on a malformed stream would otherwise report every chunk.
+        """
+        if not self._faulted:
+            self._faulted = True
+            report_internal_error(site)
 
     @property
     def span_name(self) -> str:
@@ -210,7 +235,7 @@ class InferenceCall:
         try:
             self._end(error, outcome, at_last_activity)
         except Exception:  # noqa: BLE001 - a telemetry fault must not reach the app
-            report_internal_error("ending an inference span")
+            self.fault("ending an inference span")
             span = self.span
             if span is not None and self._owns_span and span.is_recording():
                 span.end()
@@ -240,17 +265,20 @@ class InferenceCall:
         if self.response_model:
             metric_attrs[sc.RESPONSE_MODEL] = self.response_model
 
+        # Only the duration and token-usage metrics carry the provider's extra attributes.
+        extra = self.metric_attributes
+        response_attrs = {**metric_attrs, **extra} if extra else metric_attrs
         etype = None
         if error is not None and isinstance(error, Exception):
-            etype = self.error_typer(error)
-            inst.duration.record(duration, {**metric_attrs, sc.ERROR_TYPE: etype})
+            etype = self._error_type(error)
+            inst.duration.record(duration, {**response_attrs, sc.ERROR_TYPE: etype})
         else:
-            inst.duration.record(duration, metric_attrs)
+            inst.duration.record(duration, response_attrs)
 
         if usage.input_tokens is not None:
-            inst.token_usage.record(usage.input_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
+            inst.token_usage.record(usage.input_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
         if usage.output_tokens is not None:
-            inst.token_usage.record(usage.output_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
+            inst.token_usage.record(usage.output_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
 
         cost: float | None = None
         unpriced = False
@@ -275,7 +303,7 @@ class InferenceCall:
             try:
                 session.record_inference(usage, cost, priced=not unpriced, failed=etype is not None)
             except Exception:  # noqa: BLE001
-                report_internal_error("session accounting")
+                self.fault("session accounting")
 
         span = self.span
         recording = span is not None and span.is_recording()
@@ -291,14 +319,30 @@ class InferenceCall:
                 self._write_response(span, response)
         if span is None:
             return
-        if recording and etype is not None:
+        if recording and etype is not None and error is not None:
             span.set_attribute(sc.ERROR_TYPE, etype)
-            span.set_status(Status(StatusCode.ERROR, scrub(str(error))))
+            description = describe_error(
+                error, capture=tel.settings.capture.span, etype=etype, secrets=client_secrets(self.client)
+            )
+            span.set_status(Status(StatusCode.ERROR, description))
         if self._owns_span:
             if at_last_activity:
                 span.end(end_time=self._start_ns + int(duration * 1e9))
             else:
                 span.end()
+
+    def _error_type(self, error: Exception) -> str:
+        typer = self.error_typer
+        if typer is error_type:
+            return typer(error)
+        try:
+            value = typer(error)
+        except Exception:  # noqa: BLE001 - the SDK's convention failed on this error: ours then
+            self.fault("reading an error's type")
+            return error_type(error)
+        # anthropic's convention is the error envelope's "type", which the server chooses: as a
+        # metric attribute it must be a short token, not whatever text a server sends.
+        return value if isinstance(value, str) and is_code(value) else error_type(error)
 
     @property
     def owns_span(self) -> bool:
@@ -357,6 +401,8 @@ class InferenceCall:
                 out[sc.INPUT_MESSAGES] = _json(self.input_messages)
             if self.system_instructions:
                 out[sc.SYSTEM_INSTRUCTIONS] = _json(self.system_instructions)
+            if self.tool_definitions:
+                out[sc.TOOL_DEFINITIONS] = _json(self.tool_definitions)
             if self.output_messages is not None:
                 out[sc.OUTPUT_MESSAGES] = _json(self.output_messages)
         if out:
@@ -374,6 +420,8 @@ class InferenceCall:
             attributes[sc.INPUT_MESSAGES] = self.input_messages
         if self.system_instructions:
             attributes[sc.SYSTEM_INSTRUCTIONS] = self.system_instructions
+        if self.tool_definitions:
+            attributes[sc.TOOL_DEFINITIONS] = self.tool_definitions
         if self.output_messages is not None:
             attributes[sc.OUTPUT_MESSAGES] = self.output_messages
         self.telemetry.event_logger.emit(
@@ -385,11 +433,3 @@ class InferenceCall:
 
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def guarded(site: str, fn: Callable[..., None], *args: Any) -> None:
-    """Run telemetry code that must never raise into the application."""
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001
-        report_internal_error(site)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._inference import InferenceCall
 
 __all__ = [
@@ -39,6 +38,10 @@ if TYPE_CHECKING:
 else:
     # wrapt 1.x, which the package still supports, cannot subscript ObjectProxy at runtime.
     _Proxy = wrapt.ObjectProxy
+
+
+def _skip(call: InferenceCall, item: Any) -> None:
+    pass
 
 
 def _abandon(call: InferenceCall) -> None:
@@ -79,7 +82,7 @@ def _chunk_timeout(call: InferenceCall, limits: Limits, *, sync: bool = False) -
             attributes={"agentwatch.timeout.scope": scope, "agentwatch.timeout.seconds": error.timeout},
         )
     except Exception:  # noqa: BLE001
-        report_internal_error("recording a stream timeout")
+        call.fault("recording a stream timeout")
     return error
 
 
@@ -104,7 +107,10 @@ class _StreamProxyBase(_Proxy):
         try:
             self._self_on_item(call, item)
         except Exception:  # noqa: BLE001 - a chunk we cannot parse is still the app's chunk
-            report_internal_error("reading a stream chunk")
+            call.fault("reading a stream chunk")
+            # What was read so far is kept; a reader whose state may now be inconsistent reads
+            # no more of this stream (timing is still measured).
+            self._self_on_item = _skip
 
     def _self_failed(self, exc: BaseException) -> None:
         self._self_end(exc, "error" if isinstance(exc, Exception) else "closed")
@@ -182,7 +188,7 @@ class AsyncStreamProxy(_StreamProxyBase):
         try:
             await self.__wrapped__.close()
         except Exception:  # noqa: BLE001
-            report_internal_error("closing a timed-out stream")
+            call.fault("closing a timed-out stream")
         raise timeout
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -251,7 +257,7 @@ class _ManagerProxyBase(_Proxy):
         try:
             helper._raw_stream = proxy(raw, call, self._self_on_item(call.capture_content))
         except Exception:  # noqa: BLE001 - without the swap the call still ends at exit
-            report_internal_error("observing a stream helper")
+            call.fault("observing a stream helper")
 
     def _self_finish(self) -> None:
         raw = getattr(self._self_helper, "_raw_stream", None)

@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from agentwatch._config import Settings, resolve_settings
+from agentwatch._config import Settings, check_instrument_arguments, resolve_settings
 from agentwatch._errors import ConfigError
 from agentwatch._telemetry._core import Telemetry
 
@@ -53,12 +53,24 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """The wrappers to install, built once from ``telemetry``."""
 
     def _instrument(self, **kwargs: Any) -> None:
+        """Keywords: the providers, ``settings`` (given by ``agentwatch.instrument()``), or else
+        ``tool_policies`` (tool name or ``"*"`` -> ``agentwatch.Policy``, merged over the
+        ``[tools]`` section of ``AGENTWATCH_CONFIG``) for the tools of a framework instrumented
+        on its own, e.g. ``LangChainInstrumentor().instrument(tool_policies=...)``."""
+        # BaseInstrumentor marks itself instrumented only after this returns: refusing here
+        # leaves it uninstrumented, as instrument() does.
+        check_instrument_arguments(
+            providers={
+                name: kwargs.get(name) for name in ("tracer_provider", "meter_provider", "logger_provider")
+            },
+            flags={},
+        )
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
             # Nothing passes settings under opentelemetry-instrument (or a bare .instrument()):
             # read the environment.
             try:
-                settings = resolve_settings()
+                settings = resolve_settings(tool_policies=kwargs.get("tool_policies"))
             except ConfigError as exc:
                 if _under_opentelemetry_instrument():
                     _stop_start_up(exc)

@@ -1,5 +1,9 @@
-"""LLM calls through the resilience policy of their model (``instrument(llm_policies=...)``,
-``[llm."model"]`` in ``AGENTWATCH_CONFIG``).
+"""Framework tool calls through the resilience policy of their name (``instrument(tool_policies=...)``,
+``[tools.NAME]`` in ``AGENTWATCH_CONFIG``), and LLM calls through the policy of their model
+(``instrument(llm_policies=...)``, ``[llm."model"]``).
+
+A tool's pipeline is built once per name and policy: its circuit, bulkhead and retry budget are
+shared by all its calls, whichever framework makes them (LangChain, the OpenAI Agents SDK).
 
 The call's span (agentwatch's own: with a policy it always owns one, see the anthropic patch)
 covers every attempt and fallback. Exactly one layer retries: when the policy retries, each
@@ -15,14 +19,48 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, reset_in_forked_child
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
 
 if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
 
-__all__ = ["LLMPolicies"]
+__all__ = ["LLMPolicies", "ToolPolicies"]
+
+
+class ToolPolicies:
+    """Per-instrumentor: the pipeline of each tool name that has a policy, built once per (name, policy)."""
+
+    def __init__(self, policies: Mapping[str, Policy]) -> None:
+        self._policies = policies
+        self._pipelines: dict[str, tuple[Policy, Pipeline]] = {}
+        self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline of tool ``name``, or None: no policy, or one that failed to build (a policy
+        validated at start-up; the call runs without it rather than fail)."""
+        if not self._policies:
+            return None
+        try:
+            from agentwatch.resilience import Pipeline
+            from agentwatch.resilience._file import lookup_policy
+
+            policy = lookup_policy(self._policies, name)
+            if policy is None:
+                return None
+            cached = self._pipelines.get(name)
+            if cached is None or cached[0] is not policy:
+                with self._lock:
+                    cached = self._pipelines.get(name)
+                    if cached is None or cached[0] is not policy:
+                        cached = (policy, Pipeline(policy, name=name, kind="tool"))
+                        self._pipelines[name] = cached
+            return cached[1]
+        except Exception:  # noqa: BLE001 - no policy is better than a failed tool call
+            report_internal_error("building a tool policy pipeline")
+            return None
 
 
 class LLMPolicies:
@@ -33,6 +71,7 @@ class LLMPolicies:
         self._pipelines: dict[tuple[str, str], Pipeline] = {}
         self._no_retry: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     @property
     def active(self) -> bool:

@@ -8,7 +8,6 @@ stream) and re-raises exactly what it raised.
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._inference import InferenceCall, guarded
+from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
@@ -46,9 +46,11 @@ class Operation:
     stream_types: tuple[type, ...] = ()
     adjust_kwargs: Callable[[Telemetry, dict[str, Any]], dict[str, Any]] | None = None
     streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True
-    native_span: Callable[[Any], bool] | None = None
-    """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
+    native_span: Callable[[Any, Mapping[str, Any]], bool] | None = None
+    """(instance, kwargs) -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    raw: RawResponses | None = None
+    """The SDK's raw-response classes (``with_raw_response``/``with_streaming_response``)."""
 
 
 def start_call(
@@ -56,9 +58,13 @@ def start_call(
 ) -> InferenceCall | None:
     try:
         provider, host, port = op.client_info(instance)
-        model = kwargs.get("model")
+        # The SDKs merge ``extra_body`` into the JSON body over the named arguments (OpenAI-
+        # compatible servers take top_k, seed ... that way): read the request that is sent.
+        extra = kwargs.get("extra_body")
+        params = {**kwargs, **extra} if isinstance(extra, Mapping) and extra else kwargs
+        model = params.get("model")
         # A policy's span must cover every attempt, so it is always agentwatch's own.
-        native = not own_span and op.native_span is not None and op.native_span(instance)
+        native = not own_span and op.native_span is not None and op.native_span(instance, kwargs)
         call = InferenceCall(
             telemetry,
             operation=op.name,
@@ -66,19 +72,32 @@ def start_call(
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
-            attributes=op.request(kwargs),
+            attributes=_request_attributes(op, params),
             stream=op.streams(kwargs),
             owns_span=not native,
         )
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
+        call.client = getattr(instance, "_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
-            guarded(f"reading {op.name} request content", op.content, call, kwargs)
+            try:
+                op.content(call, params)
+            except Exception:  # noqa: BLE001
+                call.fault(f"reading {op.name} request content")
         return call
     except Exception:  # noqa: BLE001
         report_internal_error(f"starting a {op.name} span")
         return None
+
+
+def _request_attributes(op: Operation, kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    # A request agentwatch cannot read is still a call: measured and counted, without attributes.
+    try:
+        return op.request(kwargs)
+    except Exception:  # noqa: BLE001
+        report_internal_error(f"reading a {op.name} request")
+        return {}
 
 
 # Request arguments the SDKs accept as any iterable (messages, Responses input items, system
@@ -119,35 +138,22 @@ def finish_call(
     proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
     limits: tuple[float | None, float | None] | None = None,
 ) -> Any:
+    raw = op.raw
+    if raw is not None and isinstance(result, raw.types):
+        return raw.finish(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
         except Exception:  # noqa: BLE001
-            report_internal_error("wrapping a stream")
+            call.fault("wrapping a stream")
             call.end()
             return result
     try:
-        op.response(call, _parsed_raw_response(result) if not call.stream else result)
+        op.response(call, result)
     except Exception:  # noqa: BLE001
-        report_internal_error(f"reading a {op.name} response")
+        call.fault(f"reading a {op.name} response")
     call.end()
     return result
-
-
-def _parsed_raw_response(result: Any) -> Any:
-    """The response inside ``with_raw_response`` (LangChain's ``ChatOpenAI`` calls the SDK that
-    way): the SDK caches what ``parse()`` returns, so the application's own ``parse()`` gets the
-    very same object (or, if parsing fails, raises the same error itself)."""
-    if type(result).__name__ != "LegacyAPIResponse":
-        return result
-    try:
-        parsed = result.parse()
-    except Exception:  # noqa: BLE001 - the application's parse() will say why
-        return None
-    if inspect.isawaitable(parsed):  # a future SDK whose async parse() is a coroutine
-        getattr(parsed, "close", lambda: None)()
-        return None
-    return parsed
 
 
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
@@ -209,6 +215,10 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate()
+        raw = op.raw
+        if raw is not None and isinstance(result, raw.types):
+            # AsyncAPIResponse.parse() is a coroutine.
+            return await raw.afinish(call, op, result, AsyncStreamProxy, stream_limits(policy))
         return finish_call(call, op, result, AsyncStreamProxy, stream_limits(policy))
 
     return traced

@@ -1,5 +1,5 @@
-"""Resilience policies for tool and LLM calls: timeouts, retries, circuit breakers, bulkheads and
-graceful degradation, each decision visible as span events and metrics.
+"""Resilience policies for tool and LLM calls: timeouts, retries, circuit breakers, bulkheads,
+graceful degradation and a tool-result cache, each decision visible as span events and metrics.
 
 Configure with :class:`Policy`; integrations run calls through a :class:`Pipeline`. See
 ``agentwatch.resilience._pipeline`` for the integration contract.
@@ -13,11 +13,22 @@ from agentwatch.resilience._classify import (
     default_classifier,
     parse_retry_after,
 )
-from agentwatch.resilience._config import Bulkhead, CircuitBreaker, Duration, Policy, Retry, RetryBudget
+from agentwatch.resilience._config import (
+    AGENTWATCH_CACHE_REDIS_URL,
+    Bulkhead,
+    Cache,
+    CircuitBreaker,
+    Duration,
+    Policy,
+    Retry,
+    RetryBudget,
+)
 from agentwatch.resilience._errors import (
     BulkheadFullError,
     CallKind,
     CircuitOpenError,
+    FieldProblem,
+    InvalidArgumentsError,
     ResilienceError,
     TimeoutScope,
     ToolDisabledError,
@@ -30,7 +41,13 @@ from agentwatch.resilience._file import (
     load_config,
     lookup_policy,
 )
-from agentwatch.resilience._pipeline import AttemptContext, Pipeline, ToolUnavailable, error_type_of
+from agentwatch.resilience._pipeline import (
+    AttemptContext,
+    InvalidArguments,
+    Pipeline,
+    ToolUnavailable,
+    error_type_of,
+)
 from agentwatch.resilience._registry import (
     Registry,
     circuit,
@@ -49,11 +66,13 @@ from agentwatch.resilience._telemetry import (
 )
 
 __all__ = [
+    "AGENTWATCH_CACHE_REDIS_URL",
     "AGENTWATCH_CONFIG",
     "AttemptContext",
     "BreakerSpanProcessor",
     "Bulkhead",
     "BulkheadFullError",
+    "Cache",
     "CallKind",
     "Circuit",
     "CircuitBreaker",
@@ -64,6 +83,9 @@ __all__ = [
     "Classifier",
     "Duration",
     "ErrorCategory",
+    "FieldProblem",
+    "InvalidArguments",
+    "InvalidArgumentsError",
     "Pipeline",
     "Policy",
     "Registry",

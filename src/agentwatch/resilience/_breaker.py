@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentwatch._internal import reset_in_forked_child
 from agentwatch.resilience._config import CircuitBreaker, seconds
 from agentwatch.resilience._errors import CallKind, CircuitOpenError
 from agentwatch.resilience._window import SlidingCounts
@@ -156,6 +157,12 @@ class Circuit:
         self._successes = 0
         self._failures = 0
         self._rejections = 0
+        reset_in_forked_child(self, "_lock")
+
+    def _reset_after_fork(self) -> None:
+        # The state is still true of the dependency; a probe in flight in another thread is not:
+        # it will never report in the child, which would reject every call while half-open.
+        self._probe_in_flight = False
 
     @property
     def state(self) -> CircuitState:

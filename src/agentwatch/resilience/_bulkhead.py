@@ -13,6 +13,7 @@ import functools
 import threading
 from collections.abc import Callable
 
+from agentwatch._internal import reset_in_forked_child
 from agentwatch.resilience._config import Bulkhead, seconds
 from agentwatch.resilience._errors import BulkheadFullError, CallKind
 
@@ -42,6 +43,13 @@ class BulkheadGate:
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: collections.deque[_Waiter] = collections.deque()
+        reset_in_forked_child(self, "_lock")
+
+    def _reset_after_fork(self) -> None:
+        # In a forked child only the forking thread exists: the slots and queue places of every
+        # other thread are free.
+        self._active = 0
+        self._waiters = collections.deque()
 
     @property
     def active(self) -> int:
@@ -118,4 +126,7 @@ class BulkheadGate:
                 except RuntimeError:
                     # Its event loop is closed: nobody is left to use the slot; try the next waiter.
                     continue
-            self._active -= 1
+            # Never below zero: a call that was running in the thread that forked leaves in the
+            # child too, after the child's count started afresh.
+            if self._active > 0:
+                self._active -= 1

@@ -33,6 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._errors import http_status, provider_error_codes
+
 __all__ = [
     "Classification",
     "Classifier",
@@ -124,7 +127,17 @@ def default_classifier(exc: BaseException) -> Classification:
     """
     if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
         return _CANCELLED
-    status = _status_code(exc)
+    try:
+        return _classify(exc)
+    except Exception:  # noqa: BLE001 - a hostile exception (a property or __str__ that raises)
+        # Classifying must never replace the call's own exception: nobody understood this
+        # failure, which is what "unknown" means.
+        report_internal_error("classifying an exception")
+        return _UNKNOWN
+
+
+def _classify(exc: Exception) -> Classification:
+    status = http_status(exc)
     if status is not None:
         return _classify_status(exc, status)
     mro_names = {cls.__name__ for cls in type(exc).__mro__}
@@ -138,15 +151,6 @@ def default_classifier(exc: BaseException) -> Classification:
     if isinstance(exc, (ValueError, TypeError, KeyError)):
         return _VALIDATION
     return _UNKNOWN
-
-
-def _status_code(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
-        return status
-    return None
 
 
 def _classify_status(exc: BaseException, status: int) -> Classification:
@@ -182,20 +186,7 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
 
 def _error_codes(exc: BaseException) -> set[str]:
     """The provider's ``code``/``type`` strings, from the exception or its JSON body."""
-    found: set[str] = set()
-    sources: list[object] = [exc]
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        sources.append(body)
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            sources.append(inner)
-    for source in sources:
-        for field in ("code", "type"):
-            value = source.get(field) if isinstance(source, Mapping) else getattr(source, field, None)
-            if isinstance(value, str):
-                found.add(value.lower())
-    return found
+    return {code.lower() for code in provider_error_codes(exc)}
 
 
 def _mentions(exc: BaseException, phrases: tuple[str, ...]) -> bool:

@@ -7,16 +7,33 @@ object is built, i.e. at start-up, naming the setting (``Retry.attempts``) and t
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Literal, TypeAlias
+from urllib.parse import urlsplit
 
+from agentwatch._config import finite_number
 from agentwatch._errors import ConfigError
 from agentwatch.resilience._classify import Classifier
 
-__all__ = ["Bulkhead", "CircuitBreaker", "Duration", "Policy", "Retry", "RetryBudget", "seconds"]
+__all__ = [
+    "AGENTWATCH_CACHE_REDIS_URL",
+    "Bulkhead",
+    "Cache",
+    "CircuitBreaker",
+    "Duration",
+    "Policy",
+    "Retry",
+    "RetryBudget",
+    "check_redis_url",
+    "redacted_url",
+    "redis_url_from_env",
+    "seconds",
+]
 
 Duration: TypeAlias = float | timedelta
 
@@ -35,13 +52,8 @@ def _optional_seconds(setting: str, value: object) -> float | None:
 def _seconds(setting: str, value: object, *, zero: bool = False, accepted: str = _SECONDS) -> float:
     if zero:
         accepted = accepted.replace("positive", "non-negative")
-    if isinstance(value, timedelta):
-        result = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        result = float(value)
-    else:
-        raise ConfigError(setting, value, accepted)
-    if not math.isfinite(result) or result < 0 or (result == 0 and not zero):
+    result = value.total_seconds() if isinstance(value, timedelta) else finite_number(value)
+    if result is None or not math.isfinite(result) or result < 0 or (result == 0 and not zero):
         raise ConfigError(setting, value, accepted)
     return result
 
@@ -53,9 +65,10 @@ def _integer(setting: str, value: object, minimum: int) -> int:
 
 
 def _number(setting: str, value: object, accepted: str, ok: Callable[[float], bool]) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(float(value)):
+    number = finite_number(value)
+    if number is None or not ok(number):
         raise ConfigError(setting, value, accepted)
-    return float(value)
+    return number
 
 
 def _flag(setting: str, value: object) -> bool:
@@ -214,12 +227,97 @@ class Bulkhead:
         _set(self, "queue_timeout", _seconds("Bulkhead.queue_timeout", self.queue_timeout))
 
 
+AGENTWATCH_CACHE_REDIS_URL = "AGENTWATCH_CACHE_REDIS_URL"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(setting: str, url: object) -> str:
+    """A Redis URL as redis-py accepts it, or ``ConfigError`` (its password never shown)."""
+    if not isinstance(url, str) or urlsplit(url.strip()).scheme not in _REDIS_SCHEMES:
+        shown = redacted_url(url) if isinstance(url, str) else url
+        raise ConfigError(setting, shown, "a redis://, rediss:// or unix:// URL")
+    return url.strip()
+
+
+def redis_url_from_env() -> str:
+    """The URL in ``AGENTWATCH_CACHE_REDIS_URL``; ``ConfigError`` when it is unset or invalid."""
+    url = os.environ.get(AGENTWATCH_CACHE_REDIS_URL, "").strip()
+    if not url:
+        raise ConfigError(
+            "Cache.redis_url",
+            None,
+            f"a redis:// URL, given in code or in the {AGENTWATCH_CACHE_REDIS_URL} environment variable",
+        )
+    return check_redis_url(AGENTWATCH_CACHE_REDIS_URL, url)
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password, for errors and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return parts._replace(netloc=user + host).geturl()
+    except ValueError:
+        return "<unparsable URL>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cache:
+    """Cache successful results of a tool for ``ttl`` seconds (``Policy(cache=Cache(ttl=300))``).
+
+    Attributes:
+        ttl: how long a result is served, in seconds (or a ``timedelta``).
+        max_entries: the in-process LRU's size per tool (``backend="memory"``).
+        backend: ``"memory"`` (default: per process) or ``"redis"`` (shared by replicas; needs
+            ``pip install agentwatch[redis]``).
+        redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``None`` reads the
+            ``AGENTWATCH_CACHE_REDIS_URL`` environment variable when the tool's pipeline is built.
+        redis_timeout: the longest a Redis command may take before the call goes on uncached.
+        key_prefix: prefix of every key (change it to invalidate every entry at once).
+    """
+
+    ttl: Duration = 300.0
+    max_entries: int = 1024
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    redis_timeout: Duration = 0.25
+    key_prefix: str = "agentwatch:cache:"
+
+    def __post_init__(self) -> None:
+        _set(self, "ttl", _seconds("Cache.ttl", self.ttl))
+        _integer("Cache.max_entries", self.max_entries, 1)
+        if self.backend not in ("memory", "redis"):
+            raise ConfigError("Cache.backend", self.backend, ["memory", "redis"])
+        if self.redis_url is not None:
+            if self.backend != "redis":
+                raise ConfigError(
+                    "Cache.redis_url", redacted_url(self.redis_url), "None unless Cache.backend is 'redis'"
+                )
+            _set(self, "redis_url", check_redis_url("Cache.redis_url", self.redis_url))
+        if self.backend == "redis":
+            # Checked here, at start-up, rather than at a tool's first call.
+            if importlib.util.find_spec("redis") is None:
+                raise ConfigError(
+                    "Cache.backend",
+                    self.backend,
+                    "'memory', or 'redis' once the Redis client is installed (pip install 'agentwatch[redis]')",
+                )
+            if self.redis_url is None:
+                redis_url_from_env()
+        _set(self, "redis_timeout", _seconds("Cache.redis_timeout", self.redis_timeout))
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError("Cache.key_prefix", self.key_prefix, "a string")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """The resilience policy of one tool or model.
 
-    Layers, outermost first: fallback → total timeout → retry (+ budget) → circuit breaker →
-    bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
+    Layers, outermost first: (argument validation →) disabled tool → cache → fallback → total
+    timeout → retry (+ budget) → circuit breaker → bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
     else: retries, breaker and bulkhead are opt-in because only the owner knows whether a tool is
     idempotent and how much traffic it sees. LLM calls that generate long outputs need a larger
     ``timeout`` (or ``None``).
@@ -241,6 +339,8 @@ class Policy:
             the stream wrapper, which enforces them; the pipeline's attempt ends when the stream
             object is returned.
         classifier: maps an exception to a ``Classification`` (``None``: ``default_classifier``).
+        cache: for tools, cache successful results (``None``: no cache). Only for tools whose
+            result depends on their arguments alone (reads): a cached call does not run.
     """
 
     timeout: Duration | None = 30.0
@@ -253,6 +353,7 @@ class Policy:
     first_chunk_timeout: Duration | None = None
     idle_timeout: Duration | None = None
     classifier: Classifier | None = None
+    cache: Cache | None = None
 
     def __post_init__(self) -> None:
         total = _optional_seconds("Policy.timeout", self.timeout)
@@ -297,6 +398,7 @@ class Policy:
             raise ConfigError(
                 "Policy.classifier", self.classifier, "a callable(exception) -> Classification, or None"
             )
+        _optional("Policy.cache", self.cache, Cache)
 
 
 _LLM_ONLY = ("fallback_models", "first_chunk_timeout", "idle_timeout")
@@ -320,6 +422,12 @@ def check_policy_kind(policy: Policy, kind: str, where: str) -> None:
             f"{where}.critical",
             policy.critical,
             "True for an LLM policy (an optional call degrades only for tools; use fallback_models)",
+        )
+    elif policy.cache is not None:
+        raise ConfigError(
+            f"{where}.cache",
+            policy.cache,
+            "None for an LLM policy (the cache stores tool results; LLM responses are not cached)",
         )
 
 

@@ -8,6 +8,8 @@ unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from agentwatch.resilience._classify import ErrorCategory
@@ -16,6 +18,8 @@ __all__ = [
     "BulkheadFullError",
     "CallKind",
     "CircuitOpenError",
+    "FieldProblem",
+    "InvalidArgumentsError",
     "ResilienceError",
     "TimeoutScope",
     "ToolDisabledError",
@@ -47,6 +51,9 @@ class ResilienceError(Exception):
     """
 
     error_type: ClassVar[str] = "resilience_error"
+    # The message is agentwatch's own (a tool or model name, a limit): no content, so it is the
+    # status description even with content capture off (see _telemetry._errors.describe_error).
+    _agentwatch_own_message: ClassVar[bool] = True
 
     @property
     def otel_error_type(self) -> str:
@@ -150,3 +157,45 @@ class ToolDisabledError(ResilienceError):
             kind="tool",
             category=ErrorCategory.DEPENDENCY,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One bad argument: its path (``city``, ``items.0.name``; ``""`` for the whole object), the
+    kind of problem (``missing``, ``unexpected``, ``int_parsing``, ...) and a message that never
+    quotes the value."""
+
+    field: str
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "kind": self.kind, "message": self.message}
+
+
+class InvalidArgumentsError(ResilienceError, TypeError, ValueError):
+    """A tool's arguments do not match its schema; the tool was not called.
+
+    Also a :class:`TypeError` and a :class:`ValueError`, so handlers written for what Python or
+    the tool would have raised keep working. ``problems`` names each bad field; no message
+    contains an argument value. Never retried, never counted by a circuit breaker, never turned
+    into an optional tool's degradation result: the caller (or the model, through
+    ``ToolRegistry.call_tool_call``) must correct the arguments.
+    """
+
+    error_type: ClassVar[str] = "invalid_arguments"
+
+    def __init__(self, *, name: str, problems: Sequence[FieldProblem]) -> None:
+        listed = "; ".join(f"{p.field or '(arguments)'}: {p.message}" for p in problems)
+        super().__init__(
+            f"invalid arguments for tool {name!r}: {listed}",
+            name=name,
+            kind="tool",
+            category=ErrorCategory.VALIDATION,
+        )
+        self.problems = tuple(problems)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The bad fields' paths, each once, in order."""
+        return tuple(dict.fromkeys(p.field for p in self.problems))

@@ -10,12 +10,13 @@ The file is named by the ``AGENTWATCH_CONFIG`` environment variable::
     breaker = { failure_threshold = 5, break_duration = 30.0 }
     [tools.get_user_preferences]
     critical = false
+    cache = { ttl = 300 }             # or { ttl = 300, backend = "redis" } (AGENTWATCH_CACHE_REDIS_URL)
     [llm."gpt-4o"]
     retry = { attempts = 3 }
     fallback_models = ["gpt-4o-mini"]
 
 Keys are the keyword arguments of ``Policy``, ``Retry`` (with ``budget`` a ``RetryBudget`` table),
-``CircuitBreaker`` and ``Bulkhead``, with durations in seconds. TOML has no null: ``false`` stands
+``CircuitBreaker``, ``Bulkhead`` and ``Cache``, with durations in seconds. TOML has no null: ``false`` stands
 for ``None`` (``timeout = false``: no deadline; ``retry = false``: no retry) and ``true`` for a
 sub-table with every default (``breaker = true``). A named table inherits each key it does not set
 from the ``"*"`` table of its section (sub-tables such as ``retry`` are replaced, not merged). Any
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 from agentwatch._errors import ConfigError
 from agentwatch.resilience._config import (
     Bulkhead,
+    Cache,
     CircuitBreaker,
     Policy,
     Retry,
@@ -63,6 +65,7 @@ _POLICY_KEYS = (
     "fallback_models",
     "first_chunk_timeout",
     "idle_timeout",
+    "cache",
 )
 _NULLABLE = frozenset({"timeout", "attempt_timeout", "first_chunk_timeout", "idle_timeout"})
 _S = TypeVar("_S")
@@ -102,7 +105,9 @@ def load_config(path: str | os.PathLike[str]) -> ResilienceConfig:
         raise ConfigError(
             AGENTWATCH_CONFIG, os.fspath(path), f"the path of a readable TOML file ({exc.strerror or exc})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(AGENTWATCH_CONFIG, os.fspath(path), f"a UTF-8 TOML file ({exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(AGENTWATCH_CONFIG, os.fspath(path), f"a valid TOML file ({exc})") from None
     for key, value in data.items():
         if key not in _SECTIONS:
@@ -144,6 +149,8 @@ def _policy(path: str, own: dict[str, Any], merged: dict[str, Any]) -> Policy:
             kwargs[key] = _sub(f"{path}.breaker", value, CircuitBreaker)
         elif key == "bulkhead":
             kwargs[key] = _sub(f"{path}.bulkhead", value, Bulkhead)
+        elif key == "cache":
+            kwargs[key] = _sub(f"{path}.cache", value, Cache)
         else:
             kwargs[key] = value
     return _build(path, Policy, kwargs)

@@ -18,8 +18,9 @@ every call through it, *inside* the call's span (the span is started before and 
 then each fallback model; the integrator must send *that* model), ``ctx.attempt_timeout`` and
 ``ctx.deadline_remaining`` (pass the former to the SDK as its per-request timeout).
 
-Layers, outermost first: fallback → total timeout → retry (+ budget) → circuit breaker →
-bulkhead → attempt timeout. ``call``/``acall`` return the attempt's result, or raise the call's own
+Layers, outermost first: disabled tool → cache (tools with ``Policy.cache``, when the caller passes
+the call's canonical ``arguments``) → fallback → total timeout → retry (+ budget) → circuit breaker
+→ bulkhead → attempt timeout. Argument validation happens before, in the tool layer. ``call``/``acall`` return the attempt's result, or raise the call's own
 exception unchanged (same object), or one of the structured errors (``CircuitOpenError``,
 ``ToolTimeoutError``, ``BulkheadFullError``, ``ToolDisabledError``). An optional tool
 (``Policy(critical=False)``) returns a :class:`ToolUnavailable` instead of raising when it is
@@ -42,7 +43,8 @@ attempt that failed, ``agentwatch.retry.delay`` in s, ``error.type``), ``retry_a
 ``agentwatch.timeout.seconds``), ``circuit_opened``/``circuit_half_opened``/``circuit_closed``/
 ``circuit_rejected`` (``agentwatch.circuit.name``), ``bulkhead_rejected``, ``tool_disabled``,
 ``fallback`` (``agentwatch.fallback.reason``, and ``gen_ai.request.model`` of the next model in an
-LLM chain); attribute ``agentwatch.resilience.attempts``; and ``error.type`` when the pipeline
+LLM chain), ``cache_hit``/``cache_miss``/``cache_shared``/``cache_unavailable``/``cache_bypassed``/
+``cache_not_stored``; attributes ``agentwatch.resilience.attempts`` and ``agentwatch.cache.result``; and ``error.type`` when the pipeline
 short-circuits (``circuit_open``, ``bulkhead_full``, ``timeout``, ``tool_disabled``) or degrades
 (the reason's error type). The caller sets the span status from the raised exception; a degraded
 call returns normally, so the ``error.type`` and the ``fallback`` event are its only marks. Every
@@ -55,8 +57,8 @@ from __future__ import annotations
 import asyncio
 import random as _random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GEN_AI_REQUEST_MODEL
@@ -68,12 +70,15 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._errors import error_type
 from agentwatch.resilience._breaker import Circuit, Permit, Transition
 from agentwatch.resilience._bulkhead import BulkheadGate
+from agentwatch.resilience._cache import ToolCache
 from agentwatch.resilience._classify import Classification, ErrorCategory, default_classifier
 from agentwatch.resilience._config import Policy, check_policy_kind, seconds
 from agentwatch.resilience._errors import (
     BulkheadFullError,
     CallKind,
     CircuitOpenError,
+    FieldProblem,
+    InvalidArgumentsError,
     ResilienceError,
     TimeoutScope,
     ToolDisabledError,
@@ -89,7 +94,7 @@ from agentwatch.resilience._telemetry import (
 )
 from agentwatch.resilience._timeout import run_async_with_timeout, run_sync_with_timeout
 
-__all__ = ["AttemptContext", "Pipeline", "ToolUnavailable", "error_type_of"]
+__all__ = ["AttemptContext", "InvalidArguments", "Pipeline", "ToolUnavailable", "error_type_of"]
 
 T = TypeVar("T")
 
@@ -137,18 +142,54 @@ class ToolUnavailable:
     tool: str
     reason: str
     message: str
+    # The error.type of the failure behind it, for the span and metric of every call that
+    # receives this result (calls sharing one execution through the cache included).
+    error_type: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def for_tool(cls, tool: str, reason: str) -> ToolUnavailable:
+    def for_tool(cls, tool: str, reason: str, *, error_type: str | None = None) -> ToolUnavailable:
         detail = _DETAILS.get(reason, reason.replace("_", " "))
         return cls(
             tool=tool,
             reason=reason,
             message=f"The tool {tool!r} is unavailable ({detail}); proceed without it.",
+            error_type=error_type,
         )
 
     def to_dict(self) -> dict[str, str]:
         return {"status": "unavailable", "tool": self.tool, "reason": self.reason, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvalidArguments:
+    """What the model reads instead of a tool result when its arguments were invalid.
+
+    ``ToolRegistry.call_tool_call`` returns it (the tool did not run); hand ``to_dict()`` to the
+    model as the tool result so that it can correct the named fields and call again. No argument
+    value appears in it.
+    """
+
+    tool: str
+    errors: tuple[FieldProblem, ...]
+    message: str
+
+    @classmethod
+    def from_error(cls, error: InvalidArgumentsError) -> InvalidArguments:
+        listed = "; ".join(f"{p.field or 'the arguments'}: {p.message}" for p in error.problems)
+        return cls(
+            tool=error.name,
+            errors=error.problems,
+            message=f"The arguments for tool {error.name!r} are invalid ({listed}). "
+            "Correct them and call the tool again.",
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "status": "invalid_arguments",
+            "tool": self.tool,
+            "errors": [p.to_dict() for p in self.errors],
+            "message": self.message,
+        }
 
 
 def error_type_of(exc: BaseException) -> str:
@@ -178,6 +219,12 @@ _REJECTED = Classification(
 _SHED = Classification(
     category=ErrorCategory.RATE_LIMIT, retryable=False, counts_as_failure=False, fallback=True
 )
+# Invalid arguments are the caller's (the model's) mistake: the same call fails again, it says
+# nothing about the dependency, and hiding it behind a degradation result would keep the model
+# from correcting it.
+_INVALID_ARGUMENTS = Classification(
+    category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=False
+)
 
 
 def _own_classification(exc: BaseException) -> Classification | None:
@@ -187,6 +234,8 @@ def _own_classification(exc: BaseException) -> Classification | None:
         return _REJECTED
     if isinstance(exc, BulkheadFullError):
         return _SHED
+    if isinstance(exc, InvalidArgumentsError):
+        return _INVALID_ARGUMENTS
     return None
 
 
@@ -277,6 +326,11 @@ class Pipeline:
         self._bulkhead = BulkheadGate(policy.bulkhead, name=name, kind=kind) if policy.bulkhead else None
         self._call_attributes: dict[str, AttributeValue] = {subject_attribute(kind): name}
         self._thread_name = f"agentwatch-{kind}-{name}"
+        self._cache = (
+            ToolCache(policy.cache, tool=name, kind=kind, clock=clock, telemetry=lambda: self._telemetry)
+            if policy.cache is not None and kind == "tool"
+            else None
+        )
         if kind == "tool":
             self._registry.register_tool(name)
 
@@ -286,6 +340,11 @@ class Pipeline:
         return self._retry is not None
 
     @property
+    def cached(self) -> bool:
+        """True when the policy caches results: pass ``arguments`` to :meth:`call`."""
+        return self._cache is not None
+
+    @property
     def circuits(self) -> dict[str, Circuit]:
         """The circuit of each model (or of the tool), by model or tool name."""
         return dict(self._circuits)
@@ -293,13 +352,42 @@ class Pipeline:
     # -- public entry points ---------------------------------------------------------------
 
     def call(
-        self, attempt: Callable[[AttemptContext], T], *, span: Span | None = None
+        self,
+        attempt: Callable[[AttemptContext], T],
+        *,
+        span: Span | None = None,
+        arguments: Mapping[str, object] | None = None,
     ) -> T | ToolUnavailable:
-        """Run a sync call; see the module docstring for the contract."""
+        """Run a sync call; see the module docstring for the contract.
+
+        ``arguments``: a tool call's canonical arguments (by name, defaults filled in), the key of
+        the policy's cache; without them the call is not cached.
+        """
+        if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
+            return self._disabled(span)
+        cache = self._cache
+        if cache is None or arguments is None:
+            return self._run_sync(attempt, span)
+        return cache.call(lambda: self._run_sync(attempt, span), span=span, arguments=arguments)
+
+    async def acall(
+        self,
+        attempt: Callable[[AttemptContext], Awaitable[T]],
+        *,
+        span: Span | None = None,
+        arguments: Mapping[str, object] | None = None,
+    ) -> T | ToolUnavailable:
+        """Run an async call; see the module docstring and :meth:`call`."""
+        if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
+            return self._disabled(span)
+        cache = self._cache
+        if cache is None or arguments is None:
+            return await self._run_async(attempt, span)
+        return await cache.acall(lambda: self._run_async(attempt, span), span=span, arguments=arguments)
+
+    def _run_sync(self, attempt: Callable[[AttemptContext], T], span: Span | None) -> T | ToolUnavailable:
         run = self._start(span)
         try:
-            if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
-                return self._disabled(run)
             index = 0
             while True:
                 model = self._models[index]
@@ -316,14 +404,11 @@ class Pipeline:
         finally:
             self._telemetry.attempts(span, run.attempts, self._call_attributes)
 
-    async def acall(
-        self, attempt: Callable[[AttemptContext], Awaitable[T]], *, span: Span | None = None
+    async def _run_async(
+        self, attempt: Callable[[AttemptContext], Awaitable[T]], span: Span | None
     ) -> T | ToolUnavailable:
-        """Run an async call; see the module docstring for the contract."""
         run = self._start(span)
         try:
-            if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
-                return self._disabled(run)
             index = 0
             while True:
                 model = self._models[index]
@@ -623,15 +708,20 @@ class Pipeline:
     def _degraded(self, run: _Call, reason: str, error_type: str, exc: Exception | None) -> ToolUnavailable:
         self._telemetry.mark_error(run.span, error_type)
         self._event(run, "fallback", "fallback", self.name, exc, {"agentwatch.fallback.reason": reason})
-        return ToolUnavailable.for_tool(self.name, reason)
+        return ToolUnavailable.for_tool(self.name, reason, error_type=error_type)
 
-    def _disabled(self, run: _Call) -> ToolUnavailable:
-        error = ToolDisabledError(name=self.name)
-        self._event(run, "tool_disabled", "admin", self.name, error)
-        if self.policy.critical:
-            self._telemetry.mark_error(run.span, error.error_type)
-            raise error
-        return self._degraded(run, error.error_type, error.error_type, None)
+    def _disabled(self, span: Span | None) -> ToolUnavailable:
+        # Before the cache: an operator who switched a tool off does not want its old results either.
+        run = _Call(span, None)
+        try:
+            error = ToolDisabledError(name=self.name)
+            self._event(run, "tool_disabled", "admin", self.name, error)
+            if self.policy.critical:
+                self._telemetry.mark_error(run.span, error.error_type)
+                raise error
+            return self._degraded(run, error.error_type, error.error_type, None)
+        finally:
+            self._telemetry.attempts(span, 0, self._call_attributes)
 
     def _event(
         self,

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, reset_in_forked_child
 from agentwatch.resilience._breaker import Circuit, CircuitSnapshot, Transition
 from agentwatch.resilience._config import CircuitBreaker
 from agentwatch.resilience._errors import CallKind
@@ -42,6 +42,7 @@ class Registry:
         # Replaced, never mutated, so that the per-call membership test needs no lock.
         self._disabled: frozenset[str] = frozenset()
         self._tools: frozenset[str] = frozenset()
+        reset_in_forked_child(self, "_lock")
 
     def circuit_for(
         self,

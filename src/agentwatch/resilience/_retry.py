@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from agentwatch._internal import reset_in_forked_child
 from agentwatch.resilience._classify import Classification
 from agentwatch.resilience._config import Retry, RetryBudget, seconds
 from agentwatch.resilience._window import SlidingCounts
@@ -45,6 +46,7 @@ class RetryBudgetTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts = SlidingCounts(seconds(budget.window))
+        reset_in_forked_child(self, "_lock")
 
     def record_call(self) -> None:
         with self._lock:

@@ -11,6 +11,8 @@ Names (``{event}``, ``{attempt}`` and ``{state}`` units follow the OTel conventi
 - counter ``agentwatch.resilience.events``: ``agentwatch.resilience.event``,
   ``agentwatch.resilience.policy``, ``gen_ai.tool.name`` or ``gen_ai.request.model``, ``error.type``.
 - histogram ``agentwatch.resilience.attempts``: attempts per call, by tool or model.
+- counter ``agentwatch.admin.requests``: ``agentwatch.admin.action``, ``agentwatch.admin.outcome``,
+  ``http.response.status_code``.
 - observable gauge ``agentwatch.circuit.state``: 0 closed, 1 half-open, 2 open, per circuit
   (``agentwatch.circuit.name`` plus the tool or model attribute).
 """
@@ -29,7 +31,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import renew_locks_at_fork, report_internal_error
 from agentwatch._version import __version__
 from agentwatch.resilience._breaker import Circuit, Transition
 from agentwatch.resilience._errors import CallKind
@@ -83,6 +85,11 @@ class ResilienceTelemetry:
             unit="{attempt}",
             description="Attempts made per tool or LLM call, retries and fallback models included.",
             explicit_bucket_boundaries_advisory=ATTEMPT_BUCKETS,
+        )
+        self._admin = meter.create_counter(
+            "agentwatch.admin.requests",
+            unit="{request}",
+            description="Requests to the agentwatch admin API, by action and answer (refused ones included).",
         )
         meter.create_observable_gauge(
             "agentwatch.circuit.state",
@@ -156,6 +163,20 @@ class ResilienceTelemetry:
         except Exception:  # noqa: BLE001 - a faulty meter must not change the call's outcome
             report_internal_error("resilience.attempts_metric")
 
+    def admin_request(self, action: str, status: int, outcome: str) -> None:
+        """Count one admin API request (``action``: ``tool.disable``, ``circuits.list``, ...)."""
+        try:
+            self._admin.add(
+                1,
+                {
+                    "agentwatch.admin.action": action,
+                    "agentwatch.admin.outcome": outcome,
+                    "http.response.status_code": status,
+                },
+            )
+        except Exception:  # noqa: BLE001 - a faulty meter must not change the answer
+            report_internal_error("admin.metric")
+
     @staticmethod
     def mark_error(span: Span | None, error_type: str) -> None:
         """Set ``error.type`` on a call the policy short-circuited or degraded."""
@@ -181,6 +202,7 @@ class ResilienceTelemetry:
 
 _lock = threading.Lock()
 _current: ResilienceTelemetry | None = None
+renew_locks_at_fork(globals(), "_lock")
 
 
 def current_telemetry() -> ResilienceTelemetry:

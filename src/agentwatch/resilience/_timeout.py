@@ -24,6 +24,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from agentwatch._internal import at_fork_in_child
+
 __all__ = ["run_async_with_timeout", "run_sync_with_timeout"]
 
 T = TypeVar("T")
@@ -56,6 +58,15 @@ class _Worker:
 
 _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
+
+
+@at_fork_in_child
+def _forget_workers() -> None:
+    # The idle workers' threads do not exist in a forked child: a job handed to one would never
+    # run, and the attempt would wait out its whole timeout.
+    global _idle, _idle_lock
+    _idle = []
+    _idle_lock = threading.Lock()
 
 
 def _release(worker: _Worker) -> bool:

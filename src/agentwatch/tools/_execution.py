@@ -34,19 +34,21 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import instrumentation_enabled, report_internal_error
+from agentwatch._internal import instrumentation_enabled, renew_locks_at_fork, report_internal_error
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
-from agentwatch._telemetry._errors import error_type, scrub
+from agentwatch._telemetry._errors import describe_error, error_type
 from agentwatch._telemetry._instruments import DURATION_BUCKETS
 from agentwatch.resilience import (
     BulkheadFullError,
     CircuitOpenError,
+    InvalidArgumentsError,
     Pipeline,
     ToolDisabledError,
     ToolTimeoutError,
     ToolUnavailable,
 )
+from agentwatch.resilience._telemetry import current_telemetry
 from agentwatch.tools._content import argument_keys, render, to_json
 
 __all__ = [
@@ -68,6 +70,8 @@ OTHER_TOOL = "_OTHER"
 """``gen_ai.tool.name`` on the metric of a call to a tool the registry does not know: the name
 comes from model output, so it must not become a metric dimension."""
 
+VALIDATION_FIELDS = "agentwatch.validation.fields"
+
 _log = logging.getLogger(LOGGER_NAME)
 _MISSING: Any = object()
 # error.type values of a call the resilience policy stopped; any other degradation reason is a
@@ -81,9 +85,7 @@ _POLICY_STOPS = frozenset(
 class ToolSpec:
     """What an integration knows about a tool before calling it.
 
-    ``error_message`` gives the span status description of an exception when content capture is
-    off (exception messages may quote argument values, so the default gives none); with capture
-    on it is the scrubbed message. ``result_error`` turns a returned value into an ``error.type``
+    ``result_error`` turns a returned value into an ``error.type``
     when the tool reports failure in its result (MCP ``isError``). ``present`` maps the result to
     what the model reads, for sizes and captured content (LangChain's ``ToolMessage.content``).
     """
@@ -92,7 +94,6 @@ class ToolSpec:
     description: str | None = None
     tool_type: str = sc.TOOL_TYPE_FUNCTION
     error_typer: Callable[[BaseException], str] = error_type
-    error_message: Callable[[BaseException], str | None] | None = None
     result_error: Callable[[Any], str | None] | None = None
     present: Callable[[Any], object] | None = None
 
@@ -114,6 +115,7 @@ class ToolTelemetry:
 
 
 _default_lock = threading.Lock()
+renew_locks_at_fork(globals(), "_default_lock")
 _default_cache: tuple[Telemetry, ToolTelemetry] | None = None
 
 
@@ -142,6 +144,7 @@ class ToolCall:
         "arguments",
         "call_id",
         "degraded_error",
+        "invalid",
         "keys",
         "last_error",
         "metric_name",
@@ -160,7 +163,10 @@ class ToolCall:
         call_id: str | None,
         attributes: Mapping[str, AttributeValue] | None = None,
         metric_name: str | None = None,
+        start_time: int | None = None,
     ) -> None:
+        """``start_time`` (ns since the epoch) records a call observed only once it is over, such
+        as an agent framework's handoff, from when it really started."""
         self.telemetry = telemetry
         self.spec = spec
         self.arguments = arguments
@@ -168,6 +174,8 @@ class ToolCall:
         self.metric_name = metric_name or spec.name
         self.last_error: BaseException | None = None
         self.degraded_error: str | None = None
+        # Set by an integration whose framework validated the arguments itself (LangChain).
+        self.invalid: InvalidArgumentsError | None = None
         self._ended = False
         self._token: object = None
         self.session: SessionSink | None = current_session.get()
@@ -195,9 +203,17 @@ class ToolCall:
                 attrs[sc.USER_ID] = user_id
         if attributes:
             attrs.update(attributes)
-        span = telemetry.tracer.start_span(
-            f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
-        )
+        try:
+            span = telemetry.tracer.start_span(
+                f"{sc.OP_EXECUTE_TOOL} {spec.name}",
+                kind=SpanKind.INTERNAL,
+                attributes=attrs,
+                start_time=start_time,
+            )
+        except Exception:  # noqa: BLE001 - a sampler or span processor that raises
+            # The call is still measured, logged and counted in its session, without a span.
+            report_internal_error("starting an execute_tool span")
+            span = trace.INVALID_SPAN
         self.span: Span = span
         # Set after the start so that a sampled-out call never pays for encoding its arguments.
         if telemetry.settings.capture.span and arguments is not None and span.is_recording():
@@ -205,6 +221,8 @@ class ToolCall:
             if text is not None:
                 span.set_attribute(sc.TOOL_CALL_ARGUMENTS, text)
         self._start = time.perf_counter()
+        if start_time is not None:
+            self._start -= max(0.0, (time.time_ns() - start_time) / 1e9)
 
     # -- context ---------------------------------------------------------------------------
 
@@ -222,13 +240,16 @@ class ToolCall:
 
     # -- outcome ---------------------------------------------------------------------------
 
-    def degraded(self, reason: str) -> None:
+    def degraded(self, reason: str, error_type: str | None = None) -> None:
         """The policy returned a degradation result (an optional tool that could not run)."""
         last = self.last_error
-        if reason in _POLICY_STOPS or last is None:
+        if reason in _POLICY_STOPS:
             self.degraded_error = reason
-        else:
+        elif last is not None:
             self.degraded_error = self.spec.error_typer(last)
+        else:
+            # Shared from an identical call in flight: that call's failure names the error.
+            self.degraded_error = error_type or reason
 
     def finish(self, result: object) -> None:
         """End a call that returned ``result`` (possibly a failure reported in the result)."""
@@ -263,6 +284,10 @@ class ToolCall:
         # Only an Exception is a failure: a cancelled call (CancelledError, KeyboardInterrupt)
         # says nothing about the tool's health, as for LLM calls and the resilience classifier.
         cancelled = error is not None and not isinstance(error, Exception)
+        invalid = error if isinstance(error, InvalidArgumentsError) else self.invalid
+        if invalid is not None and not cancelled:
+            etype = InvalidArgumentsError.error_type
+            self._rejected(invalid)
         if etype is None and error is not None and not cancelled:
             etype = spec.error_typer(error)
 
@@ -308,14 +333,31 @@ class ToolCall:
             self._log(duration, etype, size, text, cancelled)
         span.end()
 
+    def _rejected(self, invalid: InvalidArgumentsError) -> None:
+        """The validation decision: a span event naming the bad fields (never their values) and
+        a point of ``agentwatch.resilience.events``, like every policy decision."""
+        try:
+            current_telemetry().event(
+                self.span,
+                "arguments_invalid",
+                "validation",
+                kind="tool",
+                subject=self.metric_name,
+                error_type=InvalidArgumentsError.error_type,
+                attributes={VALIDATION_FIELDS: list(invalid.fields)},
+            )
+        except Exception:  # noqa: BLE001
+            report_internal_error("recording a validation decision")
+
     def _describe(self, error: BaseException | None, etype: str) -> str | None:
-        if error is None:
+        invalid = error if isinstance(error, InvalidArgumentsError) else self.invalid
+        if invalid is not None and not self.telemetry.settings.capture.enabled:
+            return str(invalid)  # field names and kinds of problems only
+        # Exception messages of tools (and MCP servers' JSON-RPC error messages) may quote
+        # argument values: with capture off the span has error.type and no description.
+        if error is None or not self.telemetry.settings.capture.span:
             return None
-        if self.telemetry.settings.capture.enabled:
-            return scrub(str(error))
-        if self.spec.error_message is not None:
-            return self.spec.error_message(error)
-        return None
+        return describe_error(error, capture=True, etype=etype)
 
     def _log(
         self, duration: float, etype: str | None, size: int | None, text: str | None, cancelled: bool
@@ -384,7 +426,12 @@ def _start(
 # -- the resilience pipeline: the one place a policy runs a tool call ----------------------------
 
 
-def _through_policy_sync(pipeline: Pipeline | None, fn: Callable[[], R], call: ToolCall | None) -> R:
+def _through_policy_sync(
+    pipeline: Pipeline | None,
+    fn: Callable[[], R],
+    call: ToolCall | None,
+    cache_arguments: Mapping[str, object] | None,
+) -> R:
     if pipeline is None:
         return fn()
 
@@ -396,14 +443,17 @@ def _through_policy_sync(pipeline: Pipeline | None, fn: Callable[[], R], call: T
                 call.last_error = exc
             raise
 
-    result = pipeline.call(attempt, span=call.span if call is not None else None)
+    result = pipeline.call(attempt, span=call.span if call is not None else None, arguments=cache_arguments)
     _note_degradation(result, call)
     # A ToolUnavailable stands in for the tool's result by contract.
     return result  # type: ignore[return-value]
 
 
 async def _through_policy_async(
-    pipeline: Pipeline | None, fn: Callable[[], Awaitable[R]], call: ToolCall | None
+    pipeline: Pipeline | None,
+    fn: Callable[[], Awaitable[R]],
+    call: ToolCall | None,
+    cache_arguments: Mapping[str, object] | None,
 ) -> R:
     if pipeline is None:
         return await fn()
@@ -416,7 +466,9 @@ async def _through_policy_async(
                 call.last_error = exc
             raise
 
-    result = await pipeline.acall(attempt, span=call.span if call is not None else None)
+    result = await pipeline.acall(
+        attempt, span=call.span if call is not None else None, arguments=cache_arguments
+    )
     _note_degradation(result, call)
     return result  # type: ignore[return-value]
 
@@ -426,7 +478,7 @@ def _note_degradation(result: object, call: ToolCall | None) -> None:
         return
     if isinstance(result, ToolUnavailable):
         try:
-            call.degraded(result.reason)
+            call.degraded(result.reason, result.error_type)
         except Exception:  # noqa: BLE001
             report_internal_error("reading a degradation result")
 
@@ -445,18 +497,20 @@ def run_sync(
     attributes: Mapping[str, AttributeValue] | None = None,
     metric_name: str | None = None,
     on_start: Callable[[ToolCall], None] | None = None,
+    cache_arguments: Mapping[str, object] | None = None,
 ) -> R:
     """Run ``fn()`` as one tool call (through ``pipeline`` if given); return or raise what it does.
 
     ``arguments`` are recorded (names always, values with content capture), not passed: ``fn``
     closes over them. ``attributes`` are added to the span at its start; ``metric_name`` replaces
-    the tool name on the metric; ``on_start`` receives the call once its span is current.
+    the tool name on the metric; ``on_start`` receives the call once its span is current;
+    ``cache_arguments`` (canonical: by name, defaults filled in) key the policy's cache.
     """
     call = _start(telemetry, spec, arguments, call_id, attributes, metric_name, on_start)
     if call is None:
-        return _through_policy_sync(pipeline, fn, None)
+        return _through_policy_sync(pipeline, fn, None, cache_arguments)
     try:
-        result = _through_policy_sync(pipeline, fn, call)
+        result = _through_policy_sync(pipeline, fn, call, cache_arguments)
     except BaseException as exc:
         call.end(error=exc)
         raise
@@ -478,13 +532,14 @@ async def run_async(
     attributes: Mapping[str, AttributeValue] | None = None,
     metric_name: str | None = None,
     on_start: Callable[[ToolCall], None] | None = None,
+    cache_arguments: Mapping[str, object] | None = None,
 ) -> R:
     """Await ``fn()`` as one tool call (through ``pipeline`` if given); return or raise what it does."""
     call = _start(telemetry, spec, arguments, call_id, attributes, metric_name, on_start)
     if call is None:
-        return await _through_policy_async(pipeline, fn, None)
+        return await _through_policy_async(pipeline, fn, None, cache_arguments)
     try:
-        result = await _through_policy_async(pipeline, fn, call)
+        result = await _through_policy_async(pipeline, fn, call, cache_arguments)
     except BaseException as exc:
         call.end(error=exc)
         raise

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from agentwatch import _semconv as sc
 from agentwatch._errors import ConfigError
+from agentwatch._internal import reset_in_forked_child
+from agentwatch.resilience._errors import InvalidArgumentsError
+from agentwatch.resilience._pipeline import InvalidArguments
 from agentwatch.tools._execution import OTHER_TOOL, ToolSpec, default_tool_telemetry, run_async, run_sync
 from agentwatch.tools._tool import Tool, get_tool, instrumented
 from agentwatch.tools._tool_calls import read_tool_call
@@ -54,6 +57,7 @@ class ToolRegistry:
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     # -- registration --------------------------------------------------------------------------
 
@@ -67,6 +71,7 @@ class ToolRegistry:
         description: str | None = None,
         policy: Policy | None = None,
         tool_type: str | None = None,
+        validate: bool | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -79,6 +84,7 @@ class ToolRegistry:
         description: str | None = None,
         policy: Policy | None = None,
         tool_type: str | None = None,
+        validate: bool | None = None,
     ) -> F: ...
 
     def register(
@@ -90,17 +96,19 @@ class ToolRegistry:
         description: str | None = None,
         policy: Policy | None = None,
         tool_type: str | None = None,
+        validate: bool | None = None,
     ) -> Any:
         """Add a tool; usable as ``register(fn, ...)``, ``@register`` or ``@register(name=...)``.
 
         Returns the instrumented function (calling it directly is traced too). A function already
         decorated with ``@agentwatch.tool`` keeps each of its settings not given here.
-        ``tool_type`` is ``function`` unless given. Registering a second, different tool under a
-        taken name raises ``ValueError``.
+        ``tool_type`` is ``function`` unless given; ``validate`` (default ``True``) validates the
+        arguments against the type hints before each call. Registering a second, different tool
+        under a taken name raises ``ValueError``.
         """
         if fn is None:
             return lambda f: self.register(
-                f, name=name, description=description, policy=policy, tool_type=tool_type
+                f, name=name, description=description, policy=policy, tool_type=tool_type, validate=validate
             )
         existing = get_tool(fn)
         if existing is not None:
@@ -109,12 +117,14 @@ class ToolRegistry:
             description = existing.description if description is None else description
             policy = existing.policy if policy is None else policy
             tool_type = existing.tool_type if tool_type is None else tool_type
+            validate = existing.validates if validate is None else validate
         if (
             existing is not None
             and name == existing.name
             and description == existing.description
             and policy is existing.policy
             and tool_type == existing.tool_type
+            and validate == existing.validates
         ):
             made, function = existing, fn
         else:
@@ -124,6 +134,7 @@ class ToolRegistry:
                 description=description,
                 policy=policy,
                 tool_type=sc.TOOL_TYPE_FUNCTION if tool_type is None else tool_type,
+                validate=True if validate is None else validate,
             )
             function = instrumented(made)
         with self._lock:
@@ -187,15 +198,34 @@ class ToolRegistry:
         """Run a tool call of a model response; its id becomes ``gen_ai.tool.call.id``.
 
         Accepts an OpenAI chat ``tool_calls[i]``, an OpenAI Responses ``function_call`` item, an
-        Anthropic ``tool_use`` block or a LangChain ``ToolCall`` (objects or dicts).
+        Anthropic ``tool_use`` block or a LangChain ``ToolCall`` (objects or dicts). When the
+        model's arguments are invalid the tool is not called and an
+        :class:`~agentwatch.InvalidArguments` is returned: hand its ``to_dict()`` to the model as
+        the tool result so that it corrects them (the call's span still records the failure).
         """
         parsed = read_tool_call(tool_call)
-        return self.call(parsed.name, parsed.arguments, call_id=parsed.id)
+        found = self._tools.get(parsed.name)
+        if found is None:
+            return self._unknown_sync(parsed.name, parsed.arguments, parsed.id)
+        try:
+            return found.call(parsed.arguments, call_id=parsed.id)
+        except InvalidArgumentsError as exc:
+            if exc.name != found.name or not _raised_here(exc):
+                raise
+            return InvalidArguments.from_error(exc)
 
     async def acall_tool_call(self, tool_call: object) -> Any:
         """Like :meth:`call_tool_call`, awaited."""
         parsed = read_tool_call(tool_call)
-        return await self.acall(parsed.name, parsed.arguments, call_id=parsed.id)
+        found = self._tools.get(parsed.name)
+        if found is None:
+            return await self._unknown_async(parsed.name, parsed.arguments, parsed.id)
+        try:
+            return await found.acall(parsed.arguments, call_id=parsed.id)
+        except InvalidArgumentsError as exc:
+            if exc.name != found.name or not _raised_here(exc):
+                raise
+            return InvalidArguments.from_error(exc)
 
     def _unknown_sync(self, name: str, arguments: object, call_id: str | None) -> Any:
         error = UnknownToolError(name, sorted(self._tools))
@@ -226,6 +256,12 @@ class ToolRegistry:
             call_id=call_id,
             metric_name=OTHER_TOOL,
         )
+
+
+def _raised_here(error: InvalidArgumentsError) -> bool:
+    """Whether ``error`` is the validation of this call's own arguments, as opposed to one raised
+    by a tool calling another tool (which the model cannot correct)."""
+    return getattr(error, "_agentwatch_own", False) is True
 
 
 # -- plain dicts ---------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from agentwatch import _semconv as sc
+from agentwatch._errors import ConfigError
 from agentwatch._internal import is_async_callable
 from agentwatch._telemetry._core import current_settings
-from agentwatch.resilience import Pipeline, Policy, lookup_policy
+from agentwatch.resilience import FieldProblem, InvalidArgumentsError, Pipeline, Policy, lookup_policy
+from agentwatch.resilience._cache import storable
 from agentwatch.tools._execution import ToolSpec, default_tool_telemetry, run_async, run_sync
+from agentwatch.tools._validation import ArgumentsValidator, signature_validator
 
 __all__ = ["Tool", "get_tool", "parse_arguments", "tool"]
 
@@ -33,7 +36,10 @@ def _summary(fn: Callable[..., Any]) -> str | None:
 
 
 def parse_arguments(tool_name: str, arguments: object) -> dict[str, Any]:
-    """Keyword arguments from what a model or caller sent: a mapping, a JSON object text, or None."""
+    """Keyword arguments from what a model or caller sent: a mapping, a JSON object text, or None.
+
+    Anything else raises ``InvalidArgumentsError`` (a ``ValueError`` and a ``TypeError``).
+    """
     if arguments is None:
         return {}
     if isinstance(arguments, (str, bytes, bytearray)):
@@ -42,12 +48,16 @@ def parse_arguments(tool_name: str, arguments: object) -> dict[str, Any]:
         try:
             arguments = json.loads(arguments)
         except ValueError as exc:
-            raise ValueError(f"the arguments of tool {tool_name!r} are not valid JSON: {exc}") from None
+            # The decoder's message gives a position, never the text.
+            problem = FieldProblem("", "json_invalid", f"Not valid JSON: {exc.args[0] if exc.args else exc}")
+            raise InvalidArgumentsError(name=tool_name, problems=[problem]) from None
     if not isinstance(arguments, Mapping):
-        raise TypeError(
-            f"the arguments of tool {tool_name!r} must be a JSON object or a mapping of names to values, "
-            f"not {type(arguments).__name__}"
+        problem = FieldProblem(
+            "",
+            "not_an_object",
+            f"Should be a JSON object of argument names to values, not {type(arguments).__name__}",
         )
+        raise InvalidArgumentsError(name=tool_name, problems=[problem])
     return {str(key): value for key, value in arguments.items()}
 
 
@@ -59,15 +69,18 @@ class Tool:
         description: ``gen_ai.tool.description`` (default: the docstring's first paragraph).
         tool_type: ``gen_ai.tool.type`` (``function`` unless given).
         policy: the resilience policy every call runs through, or ``None``.
+        validates: whether arguments are validated against the type hints before a call.
         fn: the original callable.
         is_async: whether calls must be awaited (:meth:`acall`).
     """
 
     __slots__ = (
         "_config_pipeline",
+        "_key_defaults",
         "_own_pipeline",
         "_positional",
         "_spec",
+        "_validator",
         "_var_positional",
         "description",
         "fn",
@@ -91,6 +104,7 @@ class Tool:
         description: str | None = None,
         policy: Policy | None = None,
         tool_type: str = sc.TOOL_TYPE_FUNCTION,
+        validate: bool = True,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"a tool must be callable, not {type(fn).__name__}")
@@ -103,6 +117,8 @@ class Tool:
             raise ValueError(f"{fn!r} has no __name__: give the tool a name (tool(name=...))")
         if not isinstance(tool_type, str) or not tool_type:
             raise ValueError(f"tool_type must be a non-empty string such as 'function', not {tool_type!r}")
+        if not isinstance(validate, bool):
+            raise ConfigError("tool(validate=...)", validate, ["True", "False"])
         self.fn = fn
         self.name = name
         self.description = description if description is not None else _summary(fn)
@@ -124,12 +140,22 @@ class Tool:
         except (TypeError, ValueError):  # builtins without a signature
             parameters = ()  # type: ignore[assignment]
         positional = []
+        # Defaults that are JSON data complete the cache key, so f(x) and f(x, y=default) share it.
+        self._key_defaults: dict[str, Any] = {}
         for parameter in parameters:
             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
                 positional.append(parameter.name)
             elif parameter.kind is parameter.VAR_POSITIONAL:
                 self._var_positional = parameter.name
+            if parameter.default is not parameter.empty and storable(parameter.default):
+                self._key_defaults[parameter.name] = parameter.default
         self._positional = tuple(positional)
+        # Built once, at definition (start-up): the schema comes from the type hints.
+        self._validator: ArgumentsValidator | None = signature_validator(name, fn) if validate else None
+
+    @property
+    def validates(self) -> bool:
+        return self._validator is not None
 
     @property
     def _pipeline(self) -> Pipeline | None:
@@ -154,19 +180,38 @@ class Tool:
 
     # -- calls with model-provided arguments ---------------------------------------------------
 
+    def _prepare(self, arguments: object) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(what the model sent, by name; what the tool receives): parsed, validated, converted."""
+        try:
+            kwargs = parse_arguments(self.name, arguments)
+            validator = self._validator
+            return kwargs, kwargs if validator is None else validator.convert(kwargs)
+        except InvalidArgumentsError as exc:
+            # Marks the error as this call's own for ToolRegistry.call_tool_call.
+            exc._agentwatch_own = True  # type: ignore[attr-defined]
+            raise
+
+    def _cache_arguments(self, pipeline: Pipeline | None, named: dict[str, Any]) -> dict[str, Any] | None:
+        if pipeline is None or not pipeline.cached:
+            return None
+        return {**self._key_defaults, **named} if self._key_defaults else named
+
     def call(self, arguments: object = None, *, call_id: str | None = None) -> Any:
         """Run the tool with keyword ``arguments`` (a mapping or a JSON object text).
 
-        ``call_id`` is the id of the model's tool call (``gen_ai.tool.call.id``). Returns what the
-        tool returns (or, for an optional tool its policy stopped, a ``ToolUnavailable``) and raises
-        what it raises; arguments that are not a JSON object raise ``ValueError``/``TypeError``.
+        ``call_id`` is the id of the model's tool call (``gen_ai.tool.call.id``). The arguments
+        are validated against the tool's type hints and converted to them (``"3"`` → ``3`` for an
+        ``int``; a JSON object → the declared pydantic model or dataclass). Returns what the tool
+        returns (or, for an optional tool its policy stopped, a ``ToolUnavailable``) and raises
+        what it raises; invalid arguments (not a JSON object, or not matching the hints) raise
+        :class:`~agentwatch.InvalidArgumentsError` and the tool is not called.
         """
         if self.is_async:
             raise TypeError(f"tool {self.name!r} is async: use `await ....acall(...)`")
         telemetry = default_tool_telemetry()
         try:
-            kwargs = parse_arguments(self.name, arguments)
-        except (TypeError, ValueError) as exc:
+            sent, kwargs = self._prepare(arguments)
+        except InvalidArgumentsError as exc:
             problem = exc
 
             def refuse() -> Any:
@@ -174,21 +219,23 @@ class Tool:
 
             return run_sync(telemetry, self._spec, refuse, arguments=arguments, call_id=call_id)
         fn = self.fn
+        pipeline = self._pipeline
         return run_sync(
             telemetry,
             self._spec,
             lambda: fn(**kwargs),
-            arguments=kwargs,
+            arguments=sent,
             call_id=call_id,
-            pipeline=self._pipeline,
+            pipeline=pipeline,
+            cache_arguments=self._cache_arguments(pipeline, sent),
         )
 
     async def acall(self, arguments: object = None, *, call_id: str | None = None) -> Any:
         """Like :meth:`call`, awaited; a sync tool runs inline (wrap blocking tools in a thread)."""
         telemetry = default_tool_telemetry()
         try:
-            kwargs = parse_arguments(self.name, arguments)
-        except (TypeError, ValueError) as exc:
+            sent, kwargs = self._prepare(arguments)
+        except InvalidArgumentsError as exc:
             problem = exc
 
             async def refuse() -> Any:
@@ -204,8 +251,15 @@ class Tool:
             return fn(**kwargs)
 
         invoke = invoke_async if self.is_async else invoke_sync
+        pipeline = self._pipeline
         return await run_async(
-            telemetry, self._spec, invoke, arguments=kwargs, call_id=call_id, pipeline=self._pipeline
+            telemetry,
+            self._spec,
+            invoke,
+            arguments=sent,
+            call_id=call_id,
+            pipeline=pipeline,
+            cache_arguments=self._cache_arguments(pipeline, sent),
         )
 
     # -- calls through the decorated function -----------------------------------------------------
@@ -228,28 +282,63 @@ class Tool:
             named.pop(receiver, None)
         return named
 
+    def _checked(self, named: dict[str, Any]) -> InvalidArgumentsError | None:
+        """Direct calls are checked, never converted: the tool receives what the caller passed."""
+        validator = self._validator
+        if validator is None:
+            return None
+        try:
+            validator.check(named)
+        except InvalidArgumentsError as exc:
+            return exc
+        return None
+
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         fn = self.fn
+        named = self._named(args, kwargs)
+        invalid = self._checked(named)
+        telemetry = default_tool_telemetry()
+        if invalid is not None:
+            problem = invalid
+
+            def refuse() -> Any:
+                raise problem
+
+            return run_sync(telemetry, self._spec, refuse, arguments=named)
+        pipeline = self._pipeline
         return run_sync(
-            default_tool_telemetry(),
+            telemetry,
             self._spec,
             lambda: fn(*args, **kwargs),
-            arguments=self._named(args, kwargs),
-            pipeline=self._pipeline,
+            arguments=named,
+            pipeline=pipeline,
+            cache_arguments=self._cache_arguments(pipeline, named),
         )
 
     async def _arun(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         fn = self.fn
+        named = self._named(args, kwargs)
+        invalid = self._checked(named)
+        telemetry = default_tool_telemetry()
+        if invalid is not None:
+            problem = invalid
+
+            async def refuse() -> Any:
+                raise problem
+
+            return await run_async(telemetry, self._spec, refuse, arguments=named)
 
         def invoke() -> Awaitable[Any]:
             return fn(*args, **kwargs)  # type: ignore[no-any-return]
 
+        pipeline = self._pipeline
         return await run_async(
-            default_tool_telemetry(),
+            telemetry,
             self._spec,
             invoke,
-            arguments=self._named(args, kwargs),
-            pipeline=self._pipeline,
+            arguments=named,
+            pipeline=pipeline,
+            cache_arguments=self._cache_arguments(pipeline, named),
         )
 
 
@@ -294,6 +383,7 @@ def tool(
     description: str | None = None,
     policy: Policy | None = None,
     tool_type: str = sc.TOOL_TYPE_FUNCTION,
+    validate: bool = True,
 ) -> Callable[[F], F]: ...
 
 
@@ -303,19 +393,25 @@ def tool(
     description: str | None = None,
     policy: Policy | None = None,
     tool_type: str = sc.TOOL_TYPE_FUNCTION,
+    validate: bool = True,
 ) -> Any:
     """Make a function an observable tool: ``@tool``, ``@tool("name")`` or ``@tool(policy=...)``.
 
     The decorated function keeps its signature and metadata and stays sync or async; each call is
     one ``execute_tool {name}`` span, one ``gen_ai.execute_tool.duration`` point and one
     ``agentwatch.tool_calls`` log record, and counts in the current session. With ``policy`` every
-    call runs through that resilience policy, inside the span.
+    call runs through that resilience policy, inside the span. Arguments are validated against
+    the type hints before the tool runs (``validate=False``: not at all); see :meth:`Tool.call`.
     """
     if callable(name):
-        return instrumented(Tool(name, description=description, policy=policy, tool_type=tool_type))
+        return instrumented(
+            Tool(name, description=description, policy=policy, tool_type=tool_type, validate=validate)
+        )
 
     def decorate(fn: F) -> F:
-        made = Tool(fn, name=name, description=description, policy=policy, tool_type=tool_type)
+        made = Tool(
+            fn, name=name, description=description, policy=policy, tool_type=tool_type, validate=validate
+        )
         return instrumented(made)  # type: ignore[return-value]
 
     return decorate

@@ -113,7 +113,7 @@ class ChatModels:
             if message is not None:
                 read_message(call, message, capture)
         except Exception:  # noqa: BLE001
-            report_internal_error("reading a LangChain chat model response")
+            call.fault("reading a LangChain chat model response")
         finally:
             call.end(error, outcome=outcome)
 

@@ -1,24 +1,26 @@
-"""The LangChain methods agentwatch wraps: ``BaseTool.run``/``arun`` (tools, through their policy)
-and the chat-model entry points of ``BaseChatModel`` (see ``_chat``)."""
+"""The LangChain methods agentwatch wraps: ``BaseTool.run``/``arun`` (tools, through their policy),
+``BaseTool._parse_input`` to see LangChain's own validation of the arguments against
+``args_schema``, which runs before the tool and which agentwatch does not duplicate, and the
+chat-model entry points of ``BaseChatModel`` (see ``_chat``)."""
 
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._policies import ToolPolicies
 from agentwatch.instrumentation.langchain._chat import chat_patches
-from agentwatch.resilience import Pipeline, ToolUnavailable, lookup_policy
+from agentwatch.resilience import ToolUnavailable
+from agentwatch.resilience._errors import FieldProblem, InvalidArgumentsError
 from agentwatch.tools._content import to_json
-from agentwatch.tools._execution import ToolSpec, ToolTelemetry, run_async, run_sync
-
-if TYPE_CHECKING:
-    from agentwatch.resilience import Policy
+from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async, run_sync
+from agentwatch.tools._validation import pydantic_problems
 
 __all__ = ["patches"]
 
@@ -63,28 +65,45 @@ def _call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[object, str | 
     return tool_input, call_id if isinstance(call_id, str) and call_id else None
 
 
-class ToolPolicies:
-    """The pipelines of LangChain tools by name (``tool_policies``/``[tools.NAME]``), built once per
-    name and policy: a tool's circuit, bulkhead and retry budget are shared by all its calls."""
+class _Running:
+    """The instrumented call whose arguments LangChain is about to parse."""
 
-    def __init__(self, policies: Mapping[str, Policy]) -> None:
-        self._policies = policies
-        self._pipelines: dict[str, tuple[Policy, Pipeline]] = {}
-        self._lock = threading.Lock()
+    __slots__ = ("call", "tool")
 
-    def pipeline(self, name: str) -> Pipeline | None:
-        if not self._policies:
-            return None
-        policy = lookup_policy(self._policies, name)
-        if policy is None:
-            return None
-        cached = self._pipelines.get(name)
-        if cached is None or cached[0] is not policy:
-            with self._lock:
-                cached = self._pipelines.get(name)
-                if cached is None or cached[0] is not policy:
-                    cached = self._pipelines[name] = (policy, Pipeline(policy, name=name, kind="tool"))
-        return cached[1]
+    def __init__(self, tool: object) -> None:
+        self.tool = tool
+        self.call: ToolCall | None = None
+
+    def started(self, call: ToolCall) -> None:
+        self.call = call
+
+
+_running: ContextVar[_Running | None] = ContextVar("agentwatch_langchain_tool_call", default=None)
+
+
+def _parse_input(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """LangChain's validation of the input against ``args_schema``: a failure is the call's
+    ``invalid_arguments`` (LangChain raises or handles it as configured; the tool never runs)."""
+    try:
+        return wrapped(*args, **kwargs)
+    except Exception as exc:
+        running = _running.get()
+        if running is not None and running.tool is instance and running.call is not None:
+            running.call.invalid = _as_invalid(running.call.spec.name, exc)
+        raise
+
+
+def _as_invalid(name: str, exc: Exception) -> InvalidArgumentsError:
+    try:
+        problems = pydantic_problems(exc) if callable(getattr(exc, "errors", None)) else []
+    except Exception:  # noqa: BLE001 - pydantic v1 errors, or anything else: the kind only
+        report_internal_error("reading a LangChain validation error")
+        problems = []
+    if not problems:
+        problems = [FieldProblem("", type(exc).__name__, "The input does not match the tool's args_schema")]
+    return InvalidArgumentsError(name=name, problems=problems)
 
 
 def _degraded(result: object, spec: ToolSpec, call_id: str | None) -> object:
@@ -106,15 +125,21 @@ def _run(telemetry: ToolTelemetry, policies: ToolPolicies) -> Callable[..., Any]
     ) -> Any:
         tool_input, call_id = _call(args, kwargs)
         spec = _spec(instance)
-        pipeline = _pipeline(policies, spec)
-        result = run_sync(
-            telemetry,
-            spec,
-            lambda: wrapped(*args, **kwargs),
-            arguments=tool_input,
-            call_id=call_id,
-            pipeline=pipeline,
-        )
+        pipeline = policies.pipeline(spec.name)
+        running = _Running(instance)
+        token = _running.set(running)
+        try:
+            result = run_sync(
+                telemetry,
+                spec,
+                lambda: wrapped(*args, **kwargs),
+                arguments=tool_input,
+                call_id=call_id,
+                pipeline=pipeline,
+                on_start=running.started,
+            )
+        finally:
+            _running.reset(token)
         return result if pipeline is None else _degraded(result, spec, call_id)
 
     return traced
@@ -126,25 +151,28 @@ def _arun(telemetry: ToolTelemetry, policies: ToolPolicies) -> Callable[..., Any
     ) -> Any:
         tool_input, call_id = _call(args, kwargs)
         spec = _spec(instance)
-        pipeline = _pipeline(policies, spec)
+        pipeline = policies.pipeline(spec.name)
 
         def invoke() -> Any:
             return wrapped(*args, **kwargs)
 
-        result = await run_async(
-            telemetry, spec, invoke, arguments=tool_input, call_id=call_id, pipeline=pipeline
-        )
+        running = _Running(instance)
+        token = _running.set(running)
+        try:
+            result = await run_async(
+                telemetry,
+                spec,
+                invoke,
+                arguments=tool_input,
+                call_id=call_id,
+                pipeline=pipeline,
+                on_start=running.started,
+            )
+        finally:
+            _running.reset(token)
         return result if pipeline is None else _degraded(result, spec, call_id)
 
     return traced
-
-
-def _pipeline(policies: ToolPolicies, spec: ToolSpec) -> Pipeline | None:
-    try:
-        return policies.pipeline(spec.name)
-    except Exception:  # noqa: BLE001 - a policy validated at start-up; the call runs without it
-        report_internal_error("building a LangChain tool policy")
-        return None
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
@@ -152,4 +180,5 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
     policies = ToolPolicies(telemetry.settings.tool_policies)
     yield _MODULE, "BaseTool.run", _run(tools, policies)
     yield _MODULE, "BaseTool.arun", _arun(tools, policies)
+    yield _MODULE, "BaseTool._parse_input", _parse_input
     yield from chat_patches(telemetry)

@@ -36,7 +36,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import instrumentation_enabled, report_internal_error
-from agentwatch._session import Session, SessionInstruments
+from agentwatch._session import FrameworkSession, Session, SessionInstruments
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import error_type
@@ -124,7 +124,7 @@ class _GraphRun:
         self._started = False
         self._ended = False
         self._interrupted = False
-        self._session: Session | None = None  # a session this run opened
+        self._session: FrameworkSession | None = None  # a session this run opened
         self._joined: SessionSink | None = None  # the session this run counts in otherwise
         self._span: Span | None = None  # the child span of a nested run
 
@@ -132,8 +132,7 @@ class _GraphRun:
         self._started = True
         current = current_session.get()
         if current is None:
-            session = Session(self.thread_id, agent_name=self.name)
-            session._own_signals = self._runs.signals
+            session = FrameworkSession(self._runs.signals, self.thread_id, agent_name=self.name)
             session._open()
             self._session = session
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -18,7 +19,10 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import error_type as default_error_type
 from agentwatch.instrumentation._base import Patch
+from agentwatch.resilience._errors import FieldProblem, InvalidArgumentsError
+from agentwatch.resilience._pipeline import InvalidArguments
 from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async
+from agentwatch.tools._validation import jsonschema_validator
 
 __all__ = ["patches"]
 
@@ -35,6 +39,70 @@ class _ActiveCall:
 
 
 _active: ContextVar[_ActiveCall | None] = ContextVar("agentwatch_mcp_tool_call", default=None)
+
+
+# -- argument validation against the inputSchema the server listed -----------------------------
+
+Checker = Callable[[object], list[FieldProblem]]
+# Per client session: tool name -> (the listed schema, its compiled checker or None). Weak, so a
+# closed session's schemas go with it; filled by list_tools, read by call_tool.
+_schemas: weakref.WeakKeyDictionary[object, dict[str, tuple[object, Checker | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _input_schema(tool: object) -> object:
+    schema = getattr(tool, "input_schema", None)  # mcp 2.x
+    return getattr(tool, "inputSchema", None) if schema is None else schema  # mcp 1.x
+
+
+async def _list_tools(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = await wrapped(*args, **kwargs)
+    try:
+        known = _schemas.setdefault(instance, {})
+        for tool in getattr(result, "tools", None) or ():
+            name = getattr(tool, "name", None)
+            schema = _input_schema(tool)
+            if isinstance(name, str) and isinstance(schema, Mapping):
+                previous = known.get(name)
+                if previous is None or previous[0] != schema:
+                    known[name] = (schema, jsonschema_validator(schema))
+    except Exception:  # noqa: BLE001
+        report_internal_error("recording MCP tool schemas")
+    return result
+
+
+def _checker(instance: object, name: str) -> Checker | None:
+    """The checker of tool ``name`` for this client (a ``Client`` reads its session's)."""
+    for owner in (instance, getattr(instance, "_session", None)):
+        try:
+            known = _schemas.get(owner) if owner is not None else None
+        except TypeError:  # not weakly referenceable
+            known = None
+        if known is not None and name in known:
+            return known[name][1]
+    return None
+
+
+def _invalid(instance: object, name: str, arguments: object) -> InvalidArgumentsError | None:
+    try:
+        checker = _checker(instance, name)
+        problems = checker(arguments) if checker is not None else []
+    except Exception:  # noqa: BLE001 - a validator fault must not stop the call
+        report_internal_error("validating MCP tool arguments")
+        return None
+    return InvalidArgumentsError(name=name, problems=problems) if problems else None
+
+
+def _error_result(error: InvalidArgumentsError) -> object:
+    """The ``CallToolResult`` a server gives for invalid arguments: ``isError`` with a message the
+    model can read and correct."""
+    from mcp import types
+
+    text = InvalidArguments.from_error(error).message
+    return types.CallToolResult.model_validate({"content": [{"type": "text", "text": text}], "isError": True})
 
 
 def _mcp_error_classes() -> tuple[type[BaseException], ...]:
@@ -93,13 +161,6 @@ def _call_tool(
                 return str(code)
         return default_error_type(exc)
 
-    def error_message(exc: BaseException) -> str | None:
-        # A JSON-RPC error message is protocol text (semconv: the status description).
-        if errors and isinstance(exc, errors):
-            message = getattr(getattr(exc, "error", None), "message", None)
-            return message if isinstance(message, str) else None
-        return None
-
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -124,12 +185,31 @@ def _call_tool(
             None,
             sc.TOOL_TYPE_EXTENSION,
             error_typer=error_type,
-            error_message=error_message,
             result_error=_result_error,
         )
 
         def started(call: ToolCall) -> None:
             state.span = call.span
+
+        invalid = _invalid(instance, name, arguments)
+        if invalid is not None:
+            # Not sent: the server would answer with an isError result; the model gets the same.
+            try:
+                result = _error_result(invalid)
+            except Exception:  # noqa: BLE001 - cannot build the result: let the server answer
+                report_internal_error("building an MCP invalid-arguments result")
+            else:
+                error = invalid
+
+                async def refuse() -> Any:
+                    raise error
+
+                try:
+                    await run_async(telemetry, spec, refuse, arguments=arguments, attributes=attributes)
+                except InvalidArgumentsError as exc:
+                    if exc is not error:
+                        raise
+                return result
 
         async def invoke() -> Any:
             call_kwargs = kwargs
@@ -196,3 +276,5 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         _call_tool(tools, _accepts_meta("mcp.client.client", "Client"), errors),
     )
     yield "mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span
+    # Only to learn each tool's inputSchema for argument validation.
+    yield "mcp.client.session", "ClientSession.list_tools", _list_tools
