@@ -10,11 +10,12 @@ which agentwatch does not patch, over real HTTP to the fake server's OpenAI-comp
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
-import openai
+import httpx
 import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -84,17 +85,47 @@ def test_chat_openai_usage_and_cost_reach_the_span(
     assert span["gen_ai.usage.cost.amount"] > 0 and span["gen_ai.response.model"] == OPENAI_MODEL
 
 
-def test_with_raw_response_of_the_sdk_itself(lg: Signals, fake_llm: FakeLLMServer) -> None:
-    fake_llm.enqueue(Reply.text("raw", input_tokens=8, output_tokens=3))
-    with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY) as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model=OPENAI_MODEL, messages=[{"role": "user", "content": "hi"}]
-        )
-        completion = raw.parse()
-    assert completion.choices[0].message.content == "raw"
-    assert raw.parse() is completion  # the SDK's cache: the application gets the same object
-    span = attrs(lg.only_span("chat"))
-    assert (span["gen_ai.usage.input_tokens"], span["gen_ai.usage.output_tokens"]) == (8, 3)
+@pytest.mark.parametrize("how", ["stream", "astream"])
+def test_a_chat_openai_stream_through_with_raw_response_is_one_span_until_its_last_chunk(
+    lg: Signals, fake_llm: FakeLLMServer, how: str
+) -> None:
+    """``include_response_headers=True`` makes ``ChatOpenAI`` stream through ``with_raw_response``:
+    the span lasts as long as the stream, and the usage comes from its last chunk."""
+    model = ChatOpenAI(
+        model=OPENAI_MODEL,
+        base_url=fake_llm.openai_base_url,
+        api_key=OPENAI_KEY,
+        max_retries=0,
+        http_async_client=httpx.AsyncClient(),
+        include_response_headers=True,
+        stream_usage=True,
+    )
+    fake_llm.enqueue(Reply.text("one two three", chunks=3, input_tokens=8, output_tokens=3))
+    seen: list[int] = []  # when the first chunk reached the caller
+
+    def first(chunk: Any) -> Any:
+        if not seen:
+            seen.append(time.time_ns())
+        return chunk
+
+    if how == "stream":
+        chunks = [first(c) for c in model.stream("count")]
+    else:
+
+        async def drain() -> list[Any]:
+            return [first(c) async for c in model.astream("count")]
+
+        chunks = run_async(drain(), model)
+    assert "".join(str(c.content) for c in chunks) == "one two three"
+    assert "headers" in chunks[0].response_metadata  # what LangChain asked the SDK for
+
+    span = one(lg, f"chat {OPENAI_MODEL}")
+    assert span.instrumentation_scope is not None and span.instrumentation_scope.name == OPENAI_SCOPE
+    assert span.end_time is not None and span.end_time > seen[0]
+    values = attrs(span)
+    assert values["agentwatch.stream.outcome"] == "completed"
+    assert values["gen_ai.response.time_to_first_chunk"] > 0
+    assert (values["gen_ai.usage.input_tokens"], values["gen_ai.usage.output_tokens"]) == (8, 3)
 
 
 def test_a_provider_agentwatch_does_not_patch_gets_one_span_from_langchain(
