@@ -17,10 +17,11 @@ from langchain_core.tools import StructuredTool, ToolException, tool
 from langchain_openai import ChatOpenAI
 from opentelemetry.trace import StatusCode
 
-from agentwatch import Policy
+from agentwatch import ConfigError, Policy
 from agentwatch._fakellm import FakeLLMServer, Reply
 from graphs._support import Preferences, attrs, get_weather, make_agent, one
 from graphs.conftest import Instrument
+from support import Signals
 
 Config = Callable[[str], None]
 
@@ -253,16 +254,45 @@ def _retry(attempts: int) -> Any:
     return Retry(attempts=attempts, backoff=0.001)
 
 
-@pytest.mark.parametrize(
-    ("value", "named"),
-    [
-        ({"search": "fast"}, "tool_policies['search']"),
-        ({"search": Policy(fallback_models=["gpt-4o-mini"])}, "tool_policies['search']"),
-        (["search"], "tool_policies"),
-    ],
-)
-def test_a_bad_tool_policies_argument_names_itself(value: Any, named: str) -> None:
-    import agentwatch
+def test_the_langchain_instrumentor_on_its_own_takes_tool_policies(config: Config, signals: Signals) -> None:
+    """``tool_policies=`` of any agentwatch instrumentor's ``instrument()``: merged over the file
+    as ``agentwatch.instrument()``'s are; a bad one is refused and nothing is patched."""
+    from agentwatch.instrumentation.langchain import LangChainInstrumentor
 
-    with pytest.raises(ValueError, match=re.escape(named)):
-        agentwatch.instrument(tool_policies=value, configure_sdk=False)
+    config('[tools."*"]\ncritical = true\n')
+    instrumentor = LangChainInstrumentor()
+    with pytest.raises(ConfigError, match=re.escape("tool_policies['get_user_preferences']")):
+        instrumentor.instrument(**signals.providers, tool_policies={"get_user_preferences": "optional"})
+    assert not instrumentor.is_instrumented_by_opentelemetry
+    flaky = Flaky(failures=1)
+    instrumentor.instrument(
+        **signals.providers, tool_policies={"get_user_preferences": Policy(critical=False)}
+    )
+    try:
+        message = _tool(flaky.call).invoke(_call("get_user_preferences", user_id="u"))
+    finally:
+        instrumentor.uninstrument()
+    assert json.loads(str(message.content))["status"] == "unavailable"
+    assert flaky.calls == 1
+    assert attrs(one(signals, "execute_tool get_user_preferences"))["error.type"] == "ConnectionError"
+
+
+def test_arguments_langchain_refuses_are_not_retried_nor_degraded(instrument: Instrument) -> None:
+    """LangChain's own validation (``args_schema``) fails before the tool runs: the policy does not
+    retry it nor turn it into an optional tool's note; LangChain's error reaches the caller."""
+    from pydantic import ValidationError
+
+    signals = instrument(tool_policies={"add": Policy(critical=False, retry=_retry(3))})
+    ran: list[int] = []
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        ran.append(1)
+        return a + b
+
+    with pytest.raises(ValidationError):
+        add.invoke(_call("add", a="not a number", b=1))
+    assert ran == []
+    span = attrs(one(signals, "execute_tool add"))
+    assert (span["error.type"], span["agentwatch.resilience.attempts"]) == ("invalid_arguments", 1)
