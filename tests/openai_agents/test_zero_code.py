@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import OPENAI_KEY, OPENAI_MODEL
+from support import OPENAI_KEY, OPENAI_MODEL, json_documents
 
 APP = f'''
 import asyncio
@@ -70,16 +69,6 @@ retry = { attempts = 2, backoff = 0.0, max_delay = 0.0 }
 DEGRADED = "The tool 'get_loyalty_points' is unavailable (its dependency failed); proceed without it."
 
 
-def _objects(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    found, index = [], stdout.find("{")
-    while index != -1:
-        value, end = decoder.raw_decode(stdout, index)
-        found.append(value)
-        index = stdout.find("{", end)
-    return found
-
-
 def _points(metrics: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     last = metrics[-1]  # cumulative: the export at shutdown has the totals
     return [
@@ -96,7 +85,7 @@ class Outcome:
     def __init__(self, result: subprocess.CompletedProcess[str], requests: list[Any]) -> None:
         self.result = result
         self.requests = requests
-        objects = _objects(result.stdout)
+        objects = json_documents(result.stdout)
         self.spans = [o for o in objects if "context" in o]
         self.metrics = [o for o in objects if "resource_metrics" in o]
 
