@@ -9,6 +9,7 @@ Reusable by any test module: ``redis_server`` (session-wide, flushed per test by
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -20,7 +21,7 @@ import pytest
 
 from stack._harness import LOOPBACK, ManagedProcess, free_ports
 
-__all__ = ["RedisServer", "redis_server", "redis_server_binary", "redis_url"]
+__all__ = ["RedisServer", "private_redis", "redis_server", "redis_server_binary", "redis_url"]
 
 START_TIMEOUT = 10.0
 
@@ -90,8 +91,9 @@ class RedisServer:
             assert sock.recv(16).startswith(b"+OK")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+@contextlib.contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the caller's own (which it may stop and start), stopped at the end."""
     binary = redis_server_binary()
     with tempfile.TemporaryDirectory(prefix="agentwatch-redis-") as workdir:
         server = RedisServer(binary, Path(workdir)).start()
@@ -99,6 +101,12 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with private_redis() as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -17,6 +18,7 @@ from _redis import redis_server, redis_url
 from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
+from agentwatch.resilience import Policy, reset_registry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
@@ -34,6 +36,7 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_CONFIG",
     "AGENTWATCH_ADMIN_TOKEN",
     "AGENTWATCH_CACHE_REDIS_URL",
+    "AGENTWATCH_STATE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )
@@ -71,6 +74,21 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
         # Streams that tests drop on purpose end their spans in a finalizer: run it while the
         # providers are still alive.
         gc.collect()
+
+
+@pytest.fixture
+def with_policies(signals: Signals) -> Iterator[Any]:
+    """``with_policies(model=Policy(...))`` instruments with those LLM policies (a fresh registry)."""
+    reset_registry()
+
+    def instrument(**policies: Policy) -> Signals:
+        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
+        return signals
+
+    yield instrument
+    agentwatch.uninstrument()
+    set_default_telemetry()
+    reset_registry()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from agentwatch import environment_variables as ev
 from agentwatch._errors import ConfigError
 
 if TYPE_CHECKING:
-    from agentwatch.resilience import Policy
+    from agentwatch.resilience import Policy, SharedState
     from agentwatch.resilience._errors import CallKind
 
 if sys.version_info >= (3, 11):
@@ -111,6 +111,8 @@ class Settings:
     # Resilience policies by tool name / model name, "*" being the default of each section.
     tool_policies: Mapping[str, Policy] = field(default_factory=dict)
     llm_policies: Mapping[str, Policy] = field(default_factory=dict)
+    # Where operator state and rate limits are shared between replicas (None: in process).
+    shared_state: SharedState | None = None
 
 
 def parse_bool(setting: str, value: object) -> bool:
@@ -381,6 +383,7 @@ def resolve_settings(
     prices: object = None,
     llm_policies: object = None,
     tool_policies: object = None,
+    shared_state: object = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -423,6 +426,22 @@ def resolve_settings(
     llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
     tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
 
+    from agentwatch.resilience._config import SharedState, check_redis_url
+
+    state: SharedState | None
+    if shared_state is not None:
+        if not isinstance(shared_state, SharedState):
+            raise ConfigError("shared_state", shared_state, "an agentwatch.SharedState, or None")
+        state = shared_state
+    elif url := env.get(ev.AGENTWATCH_STATE_REDIS_URL, "").strip():
+        try:
+            state = SharedState(redis_url=check_redis_url(ev.AGENTWATCH_STATE_REDIS_URL, url))
+        except ConfigError as exc:
+            # Named after the variable the user set, not the class it configures.
+            raise ConfigError(ev.AGENTWATCH_STATE_REDIS_URL, exc.value, exc.accepted) from None
+    else:
+        state = None
+
     return Settings(
         capture=capture,
         propagate=propagate,
@@ -430,4 +449,5 @@ def resolve_settings(
         prices=table,
         tool_policies=tools,
         llm_policies=llm,
+        shared_state=state,
     )

@@ -18,7 +18,7 @@ from agentwatch._internal import logger, renew_locks_at_fork
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch._telemetry._pricing import Pricer
 from agentwatch.instrumentation._registry import load_registry
-from agentwatch.resilience import Policy, configure_resilience_telemetry
+from agentwatch.resilience import Policy, SharedState, configure_resilience_telemetry, configure_shared_state
 
 __all__ = ["instrument", "uninstrument"]
 
@@ -27,6 +27,8 @@ renew_locks_at_fork(globals(), "_lock")
 # Set by instrument(), cleared by uninstrument(): a second instrument() must change nothing, not
 # give tools and sessions new settings while the LLM clients keep the first ones.
 _instrumented = False
+# Whether instrument() started a shared state backend, which uninstrument() then stops.
+_state_started = False
 
 
 def _sdk_configured() -> bool:
@@ -64,6 +66,7 @@ def instrument(
     prices: Mapping[str, Mapping[str, float]] | None = None,
     llm_policies: Mapping[str, Policy] | None = None,
     tool_policies: Mapping[str, Policy] | None = None,
+    shared_state: SharedState | None = None,
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
@@ -80,7 +83,9 @@ def instrument(
     ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
     :class:`agentwatch.Policy`, merged over its ``[tools]`` section: tools called by name, such as
     LangChain's and the OpenAI Agents SDK's function tools, and ``@agentwatch.tool`` functions
-    without a policy of their own).
+    without a policy of their own), ``shared_state`` (``AGENTWATCH_STATE_REDIS_URL``: operator
+    state and rate limits shared by every replica through Redis; loaded before this returns,
+    bounded by its ``timeout``).
     An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
     a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
     cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and
@@ -105,8 +110,9 @@ def instrument(
         prices=prices,
         llm_policies=llm_policies,
         tool_policies=tool_policies,
+        shared_state=shared_state,
     )
-    global _instrumented
+    global _instrumented, _state_started
     with _lock:
         if _instrumented:
             logger.debug("agentwatch: already instrumented; call uninstrument() first to change settings")
@@ -118,6 +124,9 @@ def instrument(
         try:
             set_default_telemetry(**providers, settings=settings, pricer=pricer)
             configure_resilience_telemetry(meter_provider)
+            if settings.shared_state is not None:
+                configure_shared_state(settings.shared_state)
+                _state_started = True
             # The integrations are agentwatch's entry points (instrumentation/_registry.py); one
             # whose library is not installed is skipped without importing anything. Each
             # instrumentor still checks its own version range through instrumentation_dependencies().
@@ -144,16 +153,23 @@ def instrument(
                 if instrumentor.is_instrumented_by_opentelemetry:
                     instrumentor.uninstrument()
             set_default_telemetry()
+            if _state_started:
+                configure_shared_state(None)
+                _state_started = False
             raise
         _instrumented = True
 
 
 def uninstrument() -> None:
     """Restore every method agentwatch patched (the original function objects)."""
-    global _instrumented
+    global _instrumented, _state_started
     with _lock:
         _instrumented = False
         _uninstrument_all()
+        if _state_started:
+            # Back to in-process state: the Redis poller thread and connections end here.
+            configure_shared_state(None)
+            _state_started = False
 
 
 def _uninstrument_all() -> None:

@@ -195,3 +195,29 @@ def test_openai_agents_client_and_a_second_agents_instrumentor(tmp_path: Path, c
         "instrumentor openai_agents (agents-tracing-standin) also instruments openai-agents"
     )
     assert "tokens and cost counted twice" in problem
+
+
+def test_the_shared_state_url_is_listed_checked_and_its_password_hidden(
+    tmp_path: Path, collector: str, redis_url: str, closed_endpoint: str
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    report = json.loads(run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env=env).stdout)
+    state = next(s for s in report["settings"] if s["name"] == "AGENTWATCH_STATE_REDIS_URL")
+    assert (state["source"], state["meaning"]) == (
+        "default",
+        "in-process: each replica has its own disabled tools, forced circuits and rate limits",
+    )
+    answering = redis_url.replace("redis://", "redis://:hunter2@")
+    result = run(
+        [*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={**env, "AGENTWATCH_STATE_REDIS_URL": answering}
+    )
+    report = json.loads(result.stdout)
+    state = next(s for s in report["settings"] if s["name"] == "AGENTWATCH_STATE_REDIS_URL")
+    assert state["meaning"].endswith("(answers)")
+    assert "hunter2" not in result.stdout
+    port = closed_endpoint.rsplit(":", 1)[1]
+    silent = f"redis://:hunter2@127.0.0.1:{port}/0"
+    result = run([*PYTHON_M, "doctor"], cwd=tmp_path, env={**env, "AGENTWATCH_STATE_REDIS_URL": silent})
+    assert result.returncode == 1
+    assert "AGENTWATCH_STATE_REDIS_URL: Redis at redis://:***@127.0.0.1" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr

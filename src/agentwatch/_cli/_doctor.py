@@ -246,16 +246,17 @@ def _setting(
     name: str,
     default: str,
     parse: Callable[[str], str],
+    shown: Callable[[str], str] = lambda value: value,
 ) -> None:
     raw = environ.get(name)
     source = "default" if raw is None else "env"
     value = default if raw is None else raw
     try:
         meaning = parse(value)
-        report.settings.append(Setting(name, value, source, meaning))
+        report.settings.append(Setting(name, shown(value), source, meaning))
     except Exception as exc:  # noqa: BLE001 - any parse failure is reported with its message
         message = str(exc) if name in str(exc) else f"{name}: {exc}"
-        report.settings.append(Setting(name, value, source, "", message))
+        report.settings.append(Setting(name, shown(value), source, "", message))
         report.problems.append(message)
 
 
@@ -305,11 +306,32 @@ def _agentwatch_settings(report: Report, environ: Mapping[str, str]) -> None:
             f"{count} polic{'y' if count == 1 else 'ies'} ({len(loaded.tools)} tool, {len(loaded.llm)} model)"
         )
 
+    def shared_state(value: str) -> str:
+        if not value.strip():
+            return "in-process: each replica has its own disabled tools, forced circuits and rate limits"
+        from agentwatch.resilience._config import check_redis_url, redacted_url
+
+        url = check_redis_url(ev.AGENTWATCH_STATE_REDIS_URL, value)
+        where = redacted_url(url)
+        endpoint = None if url.startswith("unix://") else parse_endpoint(url, 6379)
+        if endpoint is None:
+            return f"shared by every replica through Redis at {where}"
+        problem = probe(endpoint.host, endpoint.port)
+        if problem is not None:
+            raise ValueError(
+                f"{ev.AGENTWATCH_STATE_REDIS_URL}: Redis at {where} does not answer ({problem}); "
+                "replicas would run on their local state until it does"
+            )
+        return f"shared by every replica through Redis at {where} (answers)"
+
     _setting(report, environ, ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, "NO_CONTENT", capture)
     _setting(report, environ, ev.AGENTWATCH_PROPAGATE_HOSTS, "*", hosts)
     _setting(report, environ, ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "false", usage)
     _setting(report, environ, ev.AGENTWATCH_PRICES_FILE, "", prices)
     _setting(report, environ, ev.AGENTWATCH_CONFIG, "", config)
+    from agentwatch.resilience._config import redacted_url
+
+    _setting(report, environ, ev.AGENTWATCH_STATE_REDIS_URL, "", shared_state, redacted_url)
 
 
 def _signal_endpoint(environ: Mapping[str, str], signal: str) -> tuple[str, str, bool]:

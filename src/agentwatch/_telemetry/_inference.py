@@ -48,6 +48,7 @@ class InferenceCall:
         "_start_ns",
         "_start_perf",
         "_tokens",
+        "after_end",
         "attributes",
         "before_end",
         "chunk_gaps",
@@ -113,6 +114,9 @@ class InferenceCall:
         # Set by stream handlers that accumulate content: turns the accumulation into output
         # messages once, at the end, rather than on every chunk.
         self.before_end: Callable[[InferenceCall], None] | None = None
+        # Set by a resilience policy whose rate limit settles its token estimate with the usage
+        # the call reported (known only here for a stream); runs once, after the call ended.
+        self.after_end: Callable[[InferenceCall], None] | None = None
         self._ended = False
         self._faulted = False
         self._tokens: tuple[object, object] | None = None
@@ -239,6 +243,12 @@ class InferenceCall:
             span = self.span
             if span is not None and self._owns_span and span.is_recording():
                 span.end()
+        after = self.after_end
+        if after is not None:
+            try:
+                after(self)
+            except Exception:  # noqa: BLE001
+                self.fault("settling a rate-limit estimate")
 
     def _end(self, error: BaseException | None, outcome: str | None, at_last_activity: bool) -> None:
         now = time.perf_counter()

@@ -10,6 +10,13 @@ covers every attempt and fallback. Exactly one layer retries: when the policy re
 attempt goes through a copy of the client with ``max_retries=0`` (``with_options`` shares the
 HTTP connection pool), so 3 attempts are 3 requests. Each attempt sends the model the pipeline
 names (the fallback chain) and at most the attempt's remaining time as the SDK timeout.
+
+A rate limit with a token budget (``RateLimit(tokens=...)``) needs the request's cost before the
+call: :func:`~agentwatch.resilience._ratelimit.estimate_tokens` reads it from the request's
+arguments alone (whatever the provider: the characters of its text / 4 plus its output cap), and
+when the call ends the permit of the attempt that answered is settled with the input + output
+tokens the provider reported (the usage the instrumentor read into the call; for a stream, at its
+end). Nothing here is provider-specific.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from agentwatch._telemetry._inference import InferenceCall
 
 if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
+    from agentwatch.resilience._ratelimit import Grant
 
 __all__ = ["LLMPolicies", "ToolPolicies"]
 
@@ -147,12 +155,14 @@ class LLMPolicies:
         kwargs: Mapping[str, Any],
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Any:
+            grants.last = ctx.rate_limit
             target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
             return target(*args, **call_kwargs)
 
-        return pipeline.call(attempt, span=call.span)
+        return pipeline.call(attempt, span=call.span, tokens=grants.estimate)
 
     async def acall(
         self,
@@ -164,12 +174,44 @@ class LLMPolicies:
         kwargs: Mapping[str, Any],
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
+            grants.last = ctx.rate_limit
             target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
             return target(*args, **call_kwargs)  # type: ignore[no-any-return]
 
-        return await pipeline.acall(attempt, span=call.span)
+        return await pipeline.acall(attempt, span=call.span, tokens=grants.estimate)
+
+
+class _Grants:
+    """The token estimate of one call and the permit of its last attempt, settled at the call's end."""
+
+    __slots__ = ("estimate", "last")
+
+    def __init__(self, call: InferenceCall, policy: Policy, kwargs: Mapping[str, Any]) -> None:
+        self.last: Grant | None = None
+        self.estimate: int | None = None
+        limit = policy.rate_limit
+        if limit is None or limit.tokens is None:
+            return
+        try:
+            from agentwatch.resilience._ratelimit import estimate_tokens
+
+            self.estimate = estimate_tokens(kwargs)
+        except Exception:  # noqa: BLE001 - no estimate: the permit counts requests only
+            report_internal_error("estimating a request's tokens")
+            return
+        call.after_end = self.settle
+
+    def settle(self, call: InferenceCall) -> None:
+        grant = self.last
+        if grant is None:
+            return
+        usage = call.usage
+        if usage.input_tokens is None and usage.output_tokens is None:
+            return  # not reported (a stream without usage): the estimate stands
+        grant.settle((usage.input_tokens or 0) + (usage.output_tokens or 0))
 
 
 def stream_limits(policy: Policy | None) -> tuple[float | None, float | None] | None:

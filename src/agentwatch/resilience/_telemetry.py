@@ -15,6 +15,9 @@ Names (``{event}``, ``{attempt}`` and ``{state}`` units follow the OTel conventi
   ``http.response.status_code``.
 - observable gauge ``agentwatch.circuit.state``: 0 closed, 1 half-open, 2 open, per circuit
   (``agentwatch.circuit.name`` plus the tool or model attribute).
+- observable gauge ``agentwatch.state.shared``: with a shared state backend only, 1 while this
+  replica follows the fleet's state, 0 while it runs on its local state because the backend does
+  not answer (``agentwatch.state.backend``: ``redis``).
 """
 
 from __future__ import annotations
@@ -96,6 +99,13 @@ class ResilienceTelemetry:
             callbacks=[self._observe_circuits],
             unit="{state}",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+        )
+        meter.create_observable_gauge(
+            "agentwatch.state.shared",
+            callbacks=[self._observe_state],
+            unit="1",
+            description="1 while this replica follows the shared operator state and rate limits, "
+            "0 while it runs on its local state because the shared backend does not answer.",
         )
 
     def event(
@@ -185,6 +195,17 @@ class ResilienceTelemetry:
                 span.set_attribute(ERROR_TYPE, error_type)  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001 - a faulty span must not change the call's outcome
                 report_internal_error("resilience.span_attribute")
+
+    def _observe_state(self, options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            # The backend as it is: observing must never start one (no _ensure()).
+            backend = self._registry._backend
+            if backend.kind == "memory":
+                return []
+            return [Observation(1 if backend.shared else 0, {"agentwatch.state.backend": backend.kind})]
+        except Exception:  # noqa: BLE001 - an export must never fail because of the gauge
+            report_internal_error("resilience.state_gauge")
+            return []
 
     def _observe_circuits(self, options: CallbackOptions) -> Iterable[Observation]:
         try:

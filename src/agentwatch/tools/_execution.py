@@ -44,6 +44,7 @@ from agentwatch.resilience import (
     CircuitOpenError,
     InvalidArgumentsError,
     Pipeline,
+    RateLimitedError,
     ToolDisabledError,
     ToolTimeoutError,
     ToolUnavailable,
@@ -77,7 +78,8 @@ _MISSING: Any = object()
 # error.type values of a call the resilience policy stopped; any other degradation reason is a
 # failure category and the call's own exception names the error.
 _POLICY_STOPS = frozenset(
-    cls.error_type for cls in (CircuitOpenError, BulkheadFullError, ToolTimeoutError, ToolDisabledError)
+    cls.error_type
+    for cls in (CircuitOpenError, BulkheadFullError, ToolTimeoutError, ToolDisabledError, RateLimitedError)
 )
 
 
