@@ -5,17 +5,13 @@ exported by the console exporters and parsed back."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import json_documents
+from support import run_zero_code
 
 pytestmark = pytest.mark.slow
 
@@ -68,9 +64,6 @@ def _metrics(documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 @pytest.fixture(scope="module")
 def zero_code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("zero-code")
-    (tmp / "app.py").write_text(APP)
-    (tmp / "agentwatch.toml").write_text(CONFIG)
     with FakeLLMServer() as server:
         for _ in range(2):  # each run: both tools in one turn, then the answer
             server.enqueue(
@@ -81,34 +74,17 @@ def zero_code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 ),
                 Reply.text("Sunny in Paris.", input_tokens=150, output_tokens=10),
             )
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))},
-            "FAKE_OPENAI_URL": server.openai_base_url,
-            "AGENTWATCH_CONFIG": str(tmp / "agentwatch.toml"),
-            "OTEL_SERVICE_NAME": "zero-code-langgraph",
-            "OTEL_TRACES_EXPORTER": "console",
-            "OTEL_METRICS_EXPORTER": "console",
-            "OTEL_LOGS_EXPORTER": "none",
-            "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export, at shutdown
-        }
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "opentelemetry-instrument"),
-                sys.executable,
-                str(tmp / "app.py"),
-            ],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        stderr, documents = run_zero_code(
+            tmp_path_factory.mktemp("zero-code"),
+            APP,
+            CONFIG,
+            FAKE_OPENAI_URL=server.openai_base_url,
+            OTEL_SERVICE_NAME="zero-code-langgraph",
         )
         requests = [r.json for r in server.requests]
         assert server.errors == []
-    assert result.returncode == 0, result.stderr
-    documents = json_documents(result.stdout)
     spans = [d for d in documents if "context" in d and "name" in d]
-    return {"stderr": result.stderr, "spans": spans, "metrics": _metrics(documents), "requests": requests}
+    return {"stderr": stderr, "spans": spans, "metrics": _metrics(documents), "requests": requests}
 
 
 def _runs(spans: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -207,20 +183,3 @@ def test_the_session_metrics(zero_code: dict[str, Any]) -> None:
         ("get_user_preferences", "circuit_open", 1),
         ("get_weather", None, 2),
     ]
-
-
-def test_doctor_reports_the_langgraph_entry_point(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agentwatch", "doctor", "--json"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    clients = {c["library"]: c for c in json.loads(result.stdout)["clients"]}
-    assert clients["langgraph"]["instrumentor"] == "agentwatch_langgraph"
-    assert clients["langgraph"]["supported"] == "langgraph >= 0.2.17"
-    assert clients["langgraph"]["activates"] is True
-    assert clients["langchain-core"]["activates"] is True
