@@ -60,6 +60,14 @@ compat "oldest supported" .venv-compat-oldest "openai anthropic httpx" "openai==
 # through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
 compat "oldest openai-agents" .venv-compat-agents "openai openai-agents griffelib mcp mcp-types websockets" \
   "openai-agents==0.11.0" "openai==2.26.0" -- tests/openai_agents
+# google-genai 1.25, the oldest supported: the first whose client retries on its own
+# (HttpRetryOptions), which a policy must turn off, there only through a copy of the client (per-
+# request retry options came later); it also predates httpx2 and `_embed_content`. Its websockets
+# range (< 15.1) excludes the newest.
+compat "oldest google-genai" .venv-compat-google-genai "google-genai websockets tenacity" \
+  "google-genai==1.25.0" "websockets<15.1" -- tests/instrumentation/test_google_genai.py \
+  tests/instrumentation/test_google_genai_equivalence.py tests/instrumentation/test_google_genai_replay.py \
+  tests/test_llm_policies_google_genai.py
 # LangChain/LangGraph at the oldest supported set: langgraph 0.2.17, the first release that runs on
 # langchain-core 0.3, the oldest core the LangChain integration supports, with the first
 # langchain-openai/langchain-groq of that core (langchain-openai is not in `.[test]`: its releases

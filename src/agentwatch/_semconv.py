@@ -145,3 +145,14 @@ METRIC_SESSION_DURATION: Final = "agentwatch.session.duration"
 METRIC_SESSION_COST: Final = "agentwatch.session.cost"
 METRIC_SESSION_ITERATIONS: Final = "agentwatch.session.iterations"
 METRIC_SESSIONS: Final = "agentwatch.sessions"
+
+# How session outcomes count for the session-completion SLO ("sessions reaching a final answer vs
+# hitting max iterations or an error"). The SLO rules (collector/prometheus/rules/agentwatch-slo.yml),
+# the Sessions dashboard and the CLI summary use these two sets (tests keep them equal); every
+# outcome in neither is a failure: error, max_iterations, and any outcome an application declares.
+# Reached a final answer: a guardrail's refusal is the answer the system was built to give.
+SLO_ANSWERED_OUTCOMES: Final = frozenset({OUTCOME_COMPLETED, OUTCOME_REFUSED})
+# No verdict, on neither side of the ratio: paused for a human ("interrupted": a LangGraph
+# interrupt(), or a demo run stopped; the resumed run ends with its own outcome) or abandoned by the
+# caller ("cancelled").
+SLO_EXCLUDED_OUTCOMES: Final = frozenset({"interrupted", OUTCOME_CANCELLED})

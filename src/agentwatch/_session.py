@@ -124,7 +124,9 @@ class Session:
     ``"refused"``...); otherwise it is ``completed``, ``error`` when an exception escapes, or
     ``cancelled`` when a cancellation does (``asyncio.CancelledError``, ``KeyboardInterrupt``: no
     ``error.type``, no ERROR status). A declared outcome wins over ``error``: the exception still
-    sets ``error.type`` on the span.
+    sets ``error.type`` on the span. The session-completion SLO counts ``completed`` and
+    ``refused`` as answered, ``interrupted`` and ``cancelled`` not at all, and every other outcome,
+    a declared one included, as a failure (README, "Session outcomes").
     A session object is single-use; a function decorated with a session opens a new one per call.
     """
 

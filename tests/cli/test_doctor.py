@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,3 +223,75 @@ def test_the_shared_state_url_is_listed_checked_and_its_password_hidden(
     assert result.returncode == 1
     assert "AGENTWATCH_STATE_REDIS_URL: Redis at redis://:***@127.0.0.1" in result.stdout
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def _documented() -> list[str]:
+    """The variables agentwatch.environment_variables documents (``.. envvar::``), read from its source."""
+    import agentwatch.environment_variables as module
+
+    return re.findall(r"^\.\. envvar:: (\w+)$", Path(module.__file__).read_text(encoding="utf-8"), re.M)
+
+
+def test_every_documented_variable_is_listed_with_its_meaning(tmp_path: Path, collector: str) -> None:
+    documented = _documented()
+    assert {"AGENTWATCH_CACHE_REDIS_URL", "AGENTWATCH_STATE_REDIS_URL", "AGENTWATCH_ADMIN_TOKEN"} <= set(
+        documented
+    )
+    result = run(
+        [*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    )
+    settings = json.loads(result.stdout)["settings"]
+    assert [s["name"] for s in settings] == documented
+    for setting in settings:
+        assert setting["source"] == "default" and setting["error"] is None, setting
+        assert setting["meaning"], f"the doctor has no describer for {setting['name']}"
+
+
+def _settings(report_json: str) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in json.loads(report_json)["settings"]}
+
+
+def test_the_admin_token_is_never_shown_and_the_cache_url_hides_its_password(
+    tmp_path: Path, collector: str, redis_url: str, closed_endpoint: str
+) -> None:
+    token = "tok-" + "x7Q" * 12
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+        "AGENTWATCH_ADMIN_TOKEN": token,
+        "AGENTWATCH_CACHE_REDIS_URL": redis_url.replace("redis://", "redis://:hunter2@"),
+    }
+    text = run([*PYTHON_M, "doctor"], cwd=tmp_path, env=env)
+    as_json = run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env=env)
+    for result in (text, as_json):
+        assert result.returncode == 0, result.stdout
+        assert token not in result.stdout + result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+    settings = _settings(as_json.stdout)
+    admin, cache = settings["AGENTWATCH_ADMIN_TOKEN"], settings["AGENTWATCH_CACHE_REDIS_URL"]
+    assert (admin["value"], admin["source"]) == ("(set)", "env")
+    assert admin["meaning"] == "every agentwatch.admin route needs Authorization: Bearer <this token>"
+    assert cache["value"].startswith("redis://:***@127.0.0.1:") and cache["source"] == "env"
+    assert cache["meaning"].endswith("(answers)")
+    assert re.search(
+        r"^  AGENTWATCH_ADMIN_TOKEN +\(set\) +env +every agentwatch.admin route", text.stdout, re.M
+    )
+
+    unset = run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector})
+    admin = _settings(unset.stdout)["AGENTWATCH_ADMIN_TOKEN"]
+    assert (admin["value"], admin["meaning"]) == (
+        "(unset)",
+        "none: every agentwatch.admin route answers 403 (the admin API is off)",
+    )
+
+    port = closed_endpoint.rsplit(":", 1)[1]
+    silent = {
+        **env,
+        "AGENTWATCH_ADMIN_TOKEN": "sh0rt-t0ken",
+        "AGENTWATCH_CACHE_REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
+    }
+    result = run([*PYTHON_M, "doctor"], cwd=tmp_path, env=silent)
+    assert result.returncode == 1
+    assert "AGENTWATCH_CACHE_REDIS_URL: Redis at redis://:***@127.0.0.1" in result.stdout
+    assert "cached tools would run uncached until it does" in result.stdout
+    assert "AGENTWATCH_ADMIN_TOKEN is shorter than 32 characters" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr and "sh0rt-t0ken" not in result.stdout

@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1140,6 +1141,35 @@ def test_replay_async(
 
     assert observed == bare
     check(case, signals, fake_llm, bare)
+
+
+def test_every_fixture_source_has_its_licence_file_and_sources_md_links_it() -> None:
+    """Apache-2.0 (section 4) and MIT both require the licence (MIT: the copyright and permission
+    notice) to accompany redistributed copies: LICENSES/ holds each source repository's own file."""
+    from replay import FIXTURES
+
+    licences = FIXTURES / "LICENSES"
+    sources_md = (FIXTURES / "SOURCES.md").read_text(encoding="utf-8")
+    licence_of: dict[str, str] = {}
+    for provider in ("openai", "anthropic"):
+        for entry in json.loads((FIXTURES / provider / "manifest.json").read_text()).values():
+            repository = entry["source"].split("@", 1)[0]
+            assert licence_of.setdefault(repository, entry["licence"]) == entry["licence"], repository
+    assert len(licence_of) == 5
+    for repository, licence in licence_of.items():
+        name = f"LICENSES/{repository.replace('/', '-')}.txt"
+        text = (FIXTURES / name).read_text(encoding="utf-8")
+        if licence == "Apache-2.0":
+            assert "Apache License\n                           Version 2.0, January 2004" in text, name
+            assert "4. Redistribution." in text, name
+        else:
+            assert licence == "MIT"
+            assert re.search(r"^(The MIT License \(MIT\)\n\n)?Copyright .*\d{4}", text), name
+            assert "The above copyright notice and this permission notice shall be included" in text, name
+        assert f"]({name})" in sources_md, f"SOURCES.md does not link {name}"
+    assert {p.name for p in licences.iterdir()} == {
+        f"{repository.replace('/', '-')}.txt" for repository in licence_of
+    }
 
 
 def test_fixture_manifests_name_every_file_and_its_source() -> None:

@@ -12,8 +12,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 import redis
 
 import agentwatch
-from _redis import RedisServer, private_redis
+from _redis import RedisServer, private_redis, silent_redis
 from agentwatch import CircuitBreaker, ConfigError, Policy, RateLimit, RateLimitedError, SharedState
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.admin import make_app
@@ -370,36 +368,13 @@ def test_a_redis_that_never_answers_costs_a_bounded_wait_and_no_error(
     replicas: Callable[..., Registry],
 ) -> None:
     # Accepts connections and never replies: the slow-Redis case, where only timeouts help.
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        url = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    with silent_redis() as url:
         registry = replicas(url, timeout=0.1)  # its first load times out instead of hanging
         assert not registry.state.shared
         pipeline = tool_pipeline(registry, rate_limit=RateLimit(requests=600, max_wait=1.0))
         assert [pipeline.call(ok) for _ in range(20)] == ["ok"] * 20
         assert registry.disable_tool("search") == "replica"
         assert isinstance(tool_pipeline(registry, name="search", critical=False).call(ok), ToolUnavailable)
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 # -- fork ----------------------------------------------------------------------------------------

@@ -285,7 +285,9 @@ class Cache:
             ``pip install agentwatch[redis]``).
         redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``None`` reads the
             ``AGENTWATCH_CACHE_REDIS_URL`` environment variable when the tool's pipeline is built.
-        redis_timeout: the longest a Redis command may take before the call goes on uncached.
+        redis_timeout: the longest the connection to Redis, and then its reply, may take before
+            the call goes on uncached; commands are never retried, so a Redis outage adds at most
+            ``2 * redis_timeout`` to a tool call.
         key_prefix: prefix of every key (change it to invalidate every entry at once).
     """
 

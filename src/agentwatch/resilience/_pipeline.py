@@ -98,7 +98,11 @@ from agentwatch.resilience._ratelimit import Grant, RateLimiter
 from agentwatch.resilience._registry import Registry, default_registry
 from agentwatch.resilience._retry import RetryBudgetTracker, retry_delay
 from agentwatch.resilience._telemetry import (
+    BULKHEAD_REJECTED,
     CIRCUIT_NAME,
+    CIRCUIT_REJECTED,
+    RATE_LIMIT_REJECTED,
+    TOOL_DISABLED,
     ResilienceTelemetry,
     current_telemetry,
     subject_attribute,
@@ -525,7 +529,7 @@ class Pipeline:
             try:
                 gate.enter(remaining)
             except BulkheadFullError as exc:
-                self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
+                self._event(run, BULKHEAD_REJECTED, "bulkhead", model, exc)
                 if grant is not None:
                     grant.cancel()
                 raise
@@ -566,7 +570,7 @@ class Pipeline:
             try:
                 await gate.aenter(remaining)
             except BulkheadFullError as exc:
-                self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
+                self._event(run, BULKHEAD_REJECTED, "bulkhead", model, exc)
                 if grant is not None:
                     grant.cancel()
                 raise
@@ -640,7 +644,7 @@ class Pipeline:
             }
             self._event(
                 run,
-                "rate_limit_rejected",
+                RATE_LIMIT_REJECTED,
                 "rate_limit",
                 model,
                 exc,
@@ -727,7 +731,7 @@ class Pipeline:
             permit, transition = circuit.acquire()
         except CircuitOpenError as exc:
             name: dict[str, AttributeValue] = {CIRCUIT_NAME: circuit.key}
-            self._event(run, "circuit_rejected", "circuit_breaker", circuit.name, exc, name, name)
+            self._event(run, CIRCUIT_REJECTED, "circuit_breaker", circuit.name, exc, name, name)
             raise
         self._transition(run, circuit, transition)
         return permit
@@ -847,7 +851,7 @@ class Pipeline:
         run = _Call(span, None)
         try:
             error = ToolDisabledError(name=self.name)
-            self._event(run, "tool_disabled", "admin", self.name, error)
+            self._event(run, TOOL_DISABLED, "admin", self.name, error)
             if self.policy.critical:
                 self._telemetry.mark_error(run.span, error.error_type)
                 raise error

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agentwatch._internal import report_internal_error, reset_in_forked_child
 from agentwatch.resilience._config import SharedState, redacted_url, seconds
+from agentwatch.resilience._redis import redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -221,23 +222,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]) / 1000)
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return redis.call('ZCARD', KEYS[1])
 """
-
-
-def redis_client(url: str, timeout: float) -> redis.Redis:
-    """A client whose every command is bounded by ``timeout``: no retries (redis-py retries
-    connection errors ten times by default, which would multiply the bound)."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry_on_timeout=False,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
 
 
 class RedisState:

@@ -42,7 +42,12 @@ from agentwatch.resilience._registry import Registry, default_registry
 
 __all__ = [
     "ATTEMPTS_ATTRIBUTE",
+    "BULKHEAD_REJECTED",
     "CIRCUIT_NAME",
+    "CIRCUIT_REJECTED",
+    "RATE_LIMIT_REJECTED",
+    "REJECTION_EVENTS",
+    "TOOL_DISABLED",
     "ResilienceTelemetry",
     "configure_resilience_telemetry",
     "current_telemetry",
@@ -54,6 +59,15 @@ POLICY = "agentwatch.resilience.policy"
 CIRCUIT_NAME = "agentwatch.circuit.name"
 ATTEMPTS_ATTRIBUTE = "agentwatch.resilience.attempts"
 ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)
+
+# The events of a call refused without being made: a full bulkhead, an open circuit, a rate limit
+# whose wait would pass ``max_wait`` or the deadline, a tool an operator disabled. The Tools
+# dashboard's "Rejections" panel counts exactly these (a test keeps the two equal).
+BULKHEAD_REJECTED = "bulkhead_rejected"
+CIRCUIT_REJECTED = "circuit_rejected"
+RATE_LIMIT_REJECTED = "rate_limit_rejected"
+TOOL_DISABLED = "tool_disabled"
+REJECTION_EVENTS = frozenset({BULKHEAD_REJECTED, CIRCUIT_REJECTED, RATE_LIMIT_REJECTED, TOOL_DISABLED})
 
 
 def subject_attribute(kind: CallKind) -> str:
