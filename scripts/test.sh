@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs the project and its test dependencies into
 # .venv, sets up the native observability stack (Jaeger v2, Prometheus 3 and the ocb Collector
 # built from the Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
-# instrumentation tests against the oldest and the previous major versions of the LLM SDKs.
+# instrumentation tests against the oldest and the previous major versions of the LLM SDKs, and the
+# framework tests against the oldest supported OpenAI Agents SDK, langgraph and langchain-core.
 # Each stage is announced on stderr ("==> ...") with the time the previous one took; long
 # installs and builds say every 15 s that they are still running.
 set -euo pipefail
@@ -29,7 +30,8 @@ stage "tests (pytest)"
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
 # `proxies`, so the oldest set pins httpx as that release did. They install `.[test]`, which is
-# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26).
+# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26) and
+# langchain-openai (its releases for langchain-core 1.x require openai >= 2).
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
 # compat TITLE DIR UNPIN PIN... -- TEST...: one compatibility run, named with the versions it pins
 # and then with those its environment really holds.
@@ -73,4 +75,14 @@ compat "oldest google-genai" .venv-compat-google-genai "google-genai websockets 
   "google-genai==1.25.0" "websockets<15.1" -- tests/instrumentation/test_google_genai.py \
   tests/instrumentation/test_google_genai_equivalence.py tests/instrumentation/test_google_genai_replay.py \
   tests/test_llm_policies_google_genai.py
+# LangChain/LangGraph at the oldest supported set: langgraph 0.2.17, the first release that runs on
+# langchain-core 0.3, the oldest core the LangChain integration supports, with the first
+# langchain-openai/langchain-groq of that core (langchain-openai is not in `.[test]`: its releases
+# for langchain-core 1.x need openai >= 2). langchain-core 0.3.0 caps packaging, tenacity and
+# langsmith below our pins, and reads pydantic's model_fields the way pydantic 2.11 deprecated.
+compat "oldest langgraph and langchain-core" .venv-compat-langgraph \
+  "langgraph langgraph-checkpoint langgraph-prebuilt langgraph-sdk langchain langchain-core langchain-openai langchain-groq langchain-protocol groq openai langsmith packaging tenacity" \
+  "langgraph==0.2.17" "langchain-core==0.3.0" "langchain-openai==0.2.0" "langchain-groq==0.2.0" "openai==1.91.0" -- \
+  -W "ignore::pydantic.warnings.PydanticDeprecatedSince211" \
+  tests/graphs/test_agent_runs.py tests/graphs/test_chat_models.py tests/graphs/test_tool_policies.py tests/tools/test_langchain.py
 stage "done"

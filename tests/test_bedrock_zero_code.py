@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch._fakellm._bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
-from support import console_objects
+from support import json_documents
 
 APP = textwrap.dedent(
     """
@@ -65,7 +65,7 @@ def test_zero_code_next_to_the_botocore_instrumentor(tmp_path: Path, fake_llm: F
     fake_llm.enqueue(Reply.text("hi"), Reply.text("hi"))
     result = _run(tmp_path, fake_llm)
     assert result.returncode == 0, result.stderr
-    spans = console_objects(result.stdout)
+    spans = json_documents(result.stdout)
     # The console exporter shows no scope: the botocore instrumentor's spans carry rpc.system.
     assert [s["name"] for s in spans] == ["chat us.amazon.nova-pro-v1:0"] * 2
     assert not any("rpc.system" in s["attributes"] for s in spans)
@@ -77,7 +77,7 @@ def test_disabling_agentwatch_bedrock_by_name(tmp_path: Path, fake_llm: FakeLLMS
     result = _run(tmp_path, fake_llm, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentwatch_bedrock")
     assert result.returncode == 0, result.stderr
     # Only the botocore instrumentor's spans are left, and no agentwatch header.
-    spans = console_objects(result.stdout)
+    spans = json_documents(result.stdout)
     assert len(spans) == 2
     assert all(s["attributes"]["rpc.system"] == "aws-api" for s in spans)
     assert not any("agentwatch.stream.outcome" in s["attributes"] for s in spans)

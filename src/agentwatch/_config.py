@@ -25,6 +25,7 @@ from agentwatch._errors import ConfigError
 
 if TYPE_CHECKING:
     from agentwatch.resilience import Policy, SharedState
+    from agentwatch.resilience._errors import CallKind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -356,6 +357,24 @@ def check_propagators(environ: Mapping[str, str] | None = None) -> None:
             )
 
 
+def _policies_arg(setting: str, value: object, kind: CallKind, key: str) -> dict[str, Policy]:
+    """Validate a ``{name or "*": Policy}`` argument of ``instrument()``."""
+    from agentwatch.resilience import Policy
+    from agentwatch.resilience._config import check_policy_kind
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(setting, value, f'a mapping of {key} (or "*") to agentwatch.Policy')
+    checked: dict[str, Policy] = {}
+    for name, policy in value.items():
+        if not isinstance(policy, Policy):
+            raise ConfigError(f"{setting}[{name!r}]", policy, "an agentwatch.Policy")
+        check_policy_kind(policy, kind, f"{setting}[{name!r}]")
+        checked[str(name)] = policy
+    return checked
+
+
 def resolve_settings(
     *,
     capture_message_content: object = None,
@@ -398,28 +417,14 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    from agentwatch.resilience import Policy
-    from agentwatch.resilience._config import check_policy_kind
     from agentwatch.resilience._file import config_from_env
 
     policies = config_from_env(env)
     tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
     # Code is more specific than the file: a tool or model set in both takes the code's policy.
-    for setting, given, kind, merged in (
-        ("llm_policies", llm_policies, "llm", llm),
-        ("tool_policies", tool_policies, "tool", tools),
-    ):
-        if given is None:
-            continue
-        if not isinstance(given, Mapping):
-            subject = "model" if kind == "llm" else "tool"
-            raise ConfigError(setting, given, f'a mapping of {subject} name (or "*") to agentwatch.Policy')
-        for name, policy in given.items():
-            if not isinstance(policy, Policy):
-                raise ConfigError(f"{setting}[{name!r}]", policy, "an agentwatch.Policy")
-            check_policy_kind(policy, kind, f"{setting}[{name!r}]")
-            merged[str(name)] = policy
+    llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
+    tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
 
     from agentwatch.resilience._config import SharedState, check_redis_url
 

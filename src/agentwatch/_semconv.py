@@ -114,9 +114,12 @@ OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_ERROR: Final = "error"
 # A BaseException that is not an Exception (CancelledError, KeyboardInterrupt) ended the run.
 OUTCOME_CANCELLED: Final = "cancelled"
-# Declared by the framework integrations: the run hit its turn limit / a guardrail stopped it.
+# Declared by the framework integrations: the run hit the framework's step cap (the Agents SDK's
+# max_turns, LangGraph's recursion_limit), a guardrail stopped it, or it paused for human input (a
+# LangGraph interrupt) to be resumed later.
 OUTCOME_MAX_ITERATIONS: Final = "max_iterations"
 OUTCOME_REFUSED: Final = "refused"
+OUTCOME_INTERRUPTED: Final = "interrupted"
 
 # Agent frameworks (instrumentation.openai_agents). No convention exists for handoffs or
 # guardrails in v1.41 or on genai main: a handoff is an execute_tool span with the attributes of
@@ -152,4 +155,4 @@ SLO_ANSWERED_OUTCOMES: Final = frozenset({OUTCOME_COMPLETED, OUTCOME_REFUSED})
 # No verdict, on neither side of the ratio: paused for a human ("interrupted": a LangGraph
 # interrupt(), or a demo run stopped; the resumed run ends with its own outcome) or abandoned by the
 # caller ("cancelled").
-SLO_EXCLUDED_OUTCOMES: Final = frozenset({"interrupted", OUTCOME_CANCELLED})
+SLO_EXCLUDED_OUTCOMES: Final = frozenset({OUTCOME_INTERRUPTED, OUTCOME_CANCELLED})

@@ -81,10 +81,11 @@ def instrument(
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
     ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
-    policy, merged over its ``[tools]`` section: tools called by name, such as the OpenAI Agents
-    SDK's function tools and ``@agentwatch.tool`` functions without a policy of their own),
-    ``shared_state`` (``AGENTWATCH_STATE_REDIS_URL``: operator state and rate limits shared by
-    every replica through Redis; loaded before this returns, bounded by its ``timeout``).
+    :class:`agentwatch.Policy`, merged over its ``[tools]`` section: tools called by name, such as
+    LangChain's and the OpenAI Agents SDK's function tools, and ``@agentwatch.tool`` functions
+    without a policy of their own), ``shared_state`` (``AGENTWATCH_STATE_REDIS_URL``: operator
+    state and rate limits shared by every replica through Redis; loaded before this returns,
+    bounded by its ``timeout``).
     An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
     a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
     cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and

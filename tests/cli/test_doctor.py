@@ -14,7 +14,7 @@ import pytest
 from agentwatch.instrumentation._registry import load_registry
 from cli._support import AGENTWATCH, PYTHON_M, run
 
-CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "openai-agents")
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "openai-agents", "langgraph")
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_json_output(tmp_path: Path, collector: str) -> None:
     assert result.returncode == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["problems"] == []
-    # Every registered integration (a new one needs no edit here), the four known ones among them.
+    # Every registered integration (a new one needs no edit here), the known ones among them.
     libraries = {c["library"] for c in report["clients"]}
     assert libraries == {i.library for i in load_registry().integrations} >= set(CLIENTS)
     openai = next(c for c in report["clients"] if c["library"] == "openai")

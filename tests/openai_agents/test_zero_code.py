@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentwatch._fakellm import FakeLLMServer, Reply
-from support import OPENAI_KEY, OPENAI_MODEL, console_objects
+from support import OPENAI_KEY, OPENAI_MODEL, run_zero_code
 
 APP = f'''
 import asyncio
@@ -82,20 +78,16 @@ def _points(metrics: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 class Outcome:
-    def __init__(self, result: subprocess.CompletedProcess[str], requests: list[Any]) -> None:
-        self.result = result
+    def __init__(self, stderr: str, documents: list[Any], requests: list[Any]) -> None:
+        self.stderr = stderr
         self.requests = requests
-        objects = console_objects(result.stdout)
-        self.spans = [o for o in objects if "context" in o]
-        self.metrics = [o for o in objects if "resource_metrics" in o]
+        self.spans = [o for o in documents if "context" in o]
+        self.metrics = [o for o in documents if "resource_metrics" in o]
 
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """The application, run once for the module's tests (a subprocess takes seconds)."""
-    tmp_path = tmp_path_factory.mktemp("zero-code")
-    (tmp_path / "app.py").write_text(APP)
-    (tmp_path / "agentwatch.toml").write_text(CONFIG)
     with FakeLLMServer() as fake_llm:
         for _ in range(2):  # per run: both tools in one turn, then the answer
             fake_llm.enqueue(
@@ -104,30 +96,17 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
                 ),
                 Reply.text("Here is what I found."),
             )
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_", "OPENAI_"))},
-            "OPENAI_BASE_URL": fake_llm.openai_base_url,
-            "FAKE_OPENAI_KEY": OPENAI_KEY,
-            "AGENTWATCH_CONFIG": str(tmp_path / "agentwatch.toml"),
-            "OTEL_SERVICE_NAME": "support-agent",
-            "OTEL_TRACES_EXPORTER": "console",
-            "OTEL_METRICS_EXPORTER": "console",
-            "OTEL_LOGS_EXPORTER": "none",
-            "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export, at shutdown
-        }
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "app.py"],
-            cwd=tmp_path,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        stderr, documents = run_zero_code(
+            tmp_path_factory.mktemp("zero-code"),
+            APP,
+            CONFIG,
+            OPENAI_BASE_URL=fake_llm.openai_base_url,
+            FAKE_OPENAI_KEY=OPENAI_KEY,
+            OTEL_SERVICE_NAME="support-agent",
         )
         assert fake_llm.errors == []
         requests = fake_llm.requests
-    assert result.returncode == 0, result.stderr
-    return Outcome(result, requests)
+    return Outcome(stderr, documents, requests)
 
 
 def _by_trace(spans: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -180,7 +159,7 @@ def test_session_totals(outcome: Outcome) -> None:
 
 
 def test_the_policy_from_agentwatch_config(outcome: Outcome) -> None:
-    assert "LOYALTY_CALLS 4" in outcome.result.stderr  # two attempts in each run
+    assert "LOYALTY_CALLS 4" in outcome.stderr  # two attempts in each run
     first, second = (_named(t, "execute_tool get_loyalty_points")[0] for t in _by_trace(outcome.spans))
     assert first["attributes"]["agentwatch.resilience.attempts"] == 2
     assert [e["name"] for e in first["events"]] == ["retry"]
@@ -196,7 +175,7 @@ def test_the_policy_from_agentwatch_config(outcome: Outcome) -> None:
     ]
     assert "120 points" in outputs and DEGRADED in outputs
     # The SDK's own exporter never ran (it would have said it had no key to export with).
-    assert "skipping trace export" not in outcome.result.stderr
+    assert "skipping trace export" not in outcome.stderr
 
 
 def test_session_metrics(outcome: Outcome) -> None:

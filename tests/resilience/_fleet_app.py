@@ -16,6 +16,7 @@ shared state, picked up by ``agentwatch.instrument()``), ``AGENTWATCH_ADMIN_TOKE
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -52,6 +53,13 @@ agentwatch.instrument(
 @agentwatch.tool(policy=Policy(critical=False, timeout=5.0))
 def lookup(key: str) -> str:
     return key.upper()
+
+
+# Start-up is over: what is loaded stays (every installed framework, langgraph's hundreds of modules
+# among them, once agentwatch.instrument() has patched it). Frozen, the collector no longer walks it
+# on each full collection, whose pauses in the middle of a burst would delay sends already granted
+# a permit into the next window (the gc.freeze() a prefork server does after loading the app).
+gc.freeze()
 
 
 Scope = MutableMapping[str, Any]

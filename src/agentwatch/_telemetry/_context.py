@@ -4,6 +4,10 @@ An agent session (``agentwatch.session``) puts itself in :data:`current_session`
 calls read it to tag their spans with the conversation id and to add their tokens and cost to
 the session's totals. While an instrumented SDK method runs, :data:`current_call` holds its call
 so that the SDK-level hooks (request building, native-span enrichment) can find it.
+
+A framework that calls a provider SDK (a LangChain chat model) puts a :class:`ModelCall` in
+:data:`framework_model_call` around the call; an instrumented SDK call made inside marks it
+``covered``, and the framework then makes no span of its own: one span per model call.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ if TYPE_CHECKING:
     from agentwatch._telemetry._inference import InferenceCall
     from agentwatch._telemetry._usage import Usage
 
-__all__ = ["SessionSink", "current_call", "current_session"]
+__all__ = ["ModelCall", "SessionSink", "current_call", "current_session", "framework_model_call"]
 
 
 class SessionSink(Protocol):
@@ -30,3 +34,17 @@ class SessionSink(Protocol):
 
 current_session: ContextVar[SessionSink | None] = ContextVar("agentwatch_session", default=None)
 current_call: ContextVar[InferenceCall | None] = ContextVar("agentwatch_inference_call", default=None)
+
+
+class ModelCall:
+    """One framework-level model call; ``covered`` once a provider instrumentor made its span."""
+
+    __slots__ = ("covered",)
+
+    def __init__(self) -> None:
+        self.covered = False
+
+
+framework_model_call: ContextVar[ModelCall | None] = ContextVar(
+    "agentwatch_framework_model_call", default=None
+)

@@ -24,7 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
-from agentwatch._telemetry._context import SessionSink, current_call, current_session
+from agentwatch._telemetry._context import SessionSink, current_call, current_session, framework_model_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import client_secrets, describe_error, error_type, is_code
 from agentwatch._telemetry._pricing import put_cost
@@ -87,7 +87,10 @@ class InferenceCall:
         attributes: dict[str, AttributeValue],
         stream: bool = False,
         owns_span: bool = True,
+        started: tuple[float, int] | None = None,
     ) -> None:
+        """``started`` is ``(time.perf_counter(), time.time_ns())`` of a call that began before
+        this object was made (a framework call known to need a span only once it returned)."""
         self.telemetry = telemetry
         self.operation = operation
         self.provider = provider
@@ -141,9 +144,11 @@ class InferenceCall:
             if self.session.user_id:
                 attributes[sc.USER_ID] = self.session.user_id
         self.attributes = attributes
+        framework = framework_model_call.get()
+        if framework is not None:
+            framework.covered = True
 
-        self._start_perf = time.perf_counter()
-        self._start_ns = time.time_ns()
+        self._start_perf, self._start_ns = started or (time.perf_counter(), time.time_ns())
         self.span: Span | None = None
         if owns_span:
             try:

@@ -53,6 +53,10 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         """The wrappers to install, built once from ``telemetry``."""
 
     def _instrument(self, **kwargs: Any) -> None:
+        """Keywords: the providers, ``settings`` (given by ``agentwatch.instrument()``), or else
+        ``tool_policies`` (tool name or ``"*"`` -> ``agentwatch.Policy``, merged over the
+        ``[tools]`` section of ``AGENTWATCH_CONFIG``) for the tools of a framework instrumented
+        on its own, e.g. ``LangChainInstrumentor().instrument(tool_policies=...)``."""
         # BaseInstrumentor marks itself instrumented only after this returns: refusing here
         # leaves it uninstrumented, as instrument() does.
         check_instrument_arguments(
@@ -66,7 +70,7 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             # Nothing passes settings under opentelemetry-instrument (or a bare .instrument()):
             # read the environment.
             try:
-                settings = resolve_settings()
+                settings = resolve_settings(tool_policies=kwargs.get("tool_policies"))
             except ConfigError as exc:
                 if _under_opentelemetry_instrument():
                     _stop_start_up(exc)

@@ -1,5 +1,9 @@
-"""LLM calls through the resilience policy of their model (``instrument(llm_policies=...)``,
-``[llm."model"]`` in ``AGENTWATCH_CONFIG``).
+"""Framework tool calls through the resilience policy of their name (``instrument(tool_policies=...)``,
+``[tools.NAME]`` in ``AGENTWATCH_CONFIG``), and LLM calls through the policy of their model
+(``instrument(llm_policies=...)``, ``[llm."model"]``).
+
+A tool's pipeline is built once per name and policy: its circuit, bulkhead and retry budget are
+shared by all its calls, whichever framework makes them (LangChain, the OpenAI Agents SDK).
 
 The call's span (agentwatch's own: with a policy it always owns one, see the anthropic patch)
 covers every attempt and fallback. Exactly one layer retries: when the policy retries, the SDK's
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
     from agentwatch.resilience._ratelimit import Grant
 
-__all__ = ["AttemptOptions", "LLMPolicies"]
+__all__ = ["AttemptOptions", "LLMPolicies", "ToolPolicies"]
 
 AttemptOptions = Callable[[Callable[..., Any], Any, dict[str, Any], "float | None", bool], Callable[..., Any]]
 """(wrapped, instance, kwargs, timeout in seconds or None, SDK retries off) -> what to call.
@@ -43,6 +47,40 @@ AttemptOptions = Callable[[Callable[..., Any], Any, dict[str, Any], "float | Non
 Puts one attempt's timeout and "no SDK retries" into ``kwargs`` (a copy, the attempt's own) or
 into the callable it returns, the way the SDK takes them. An SDK without a per-request timeout
 (botocore) leaves it to the pipeline, which abandons the attempt when its time is up."""
+
+
+class ToolPolicies:
+    """Per-instrumentor: the pipeline of each tool name that has a policy, built once per (name, policy)."""
+
+    def __init__(self, policies: Mapping[str, Policy]) -> None:
+        self._policies = policies
+        self._pipelines: dict[str, tuple[Policy, Pipeline]] = {}
+        self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline of tool ``name``, or None: no policy, or one that failed to build (a policy
+        validated at start-up; the call runs without it rather than fail)."""
+        if not self._policies:
+            return None
+        try:
+            from agentwatch.resilience import Pipeline
+            from agentwatch.resilience._file import lookup_policy
+
+            policy = lookup_policy(self._policies, name)
+            if policy is None:
+                return None
+            cached = self._pipelines.get(name)
+            if cached is None or cached[0] is not policy:
+                with self._lock:
+                    cached = self._pipelines.get(name)
+                    if cached is None or cached[0] is not policy:
+                        cached = (policy, Pipeline(policy, name=name, kind="tool"))
+                        self._pipelines[name] = cached
+            return cached[1]
+        except Exception:  # noqa: BLE001 - no policy is better than a failed tool call
+            report_internal_error("building a tool policy pipeline")
+            return None
 
 
 class LLMPolicies:

@@ -61,14 +61,8 @@ class OpenAIAgentsInstrumentor(AgentwatchInstrumentor):
         return patches(self._state)
 
     def _instrument(self, **kwargs: Any) -> None:
-        """Keywords besides the providers: ``tool_policies`` (tool name or ``"*"`` ->
-        ``agentwatch.Policy``, over ``AGENTWATCH_CONFIG``; when no ``settings`` are given) and
-        ``keep_openai_trace_export`` (default ``False``)."""
-        tool_policies = kwargs.get("tool_policies")
-        if tool_policies is not None and kwargs.get("settings") is None:
-            from agentwatch._config import resolve_settings
-
-            kwargs["settings"] = resolve_settings(tool_policies=tool_policies)
+        """Keywords besides those of every agentwatch instrumentor (the providers,
+        ``tool_policies``): ``keep_openai_trace_export`` (default ``False``)."""
         self._registration: Any = None
         super()._instrument(**kwargs)
         self._keep_openai_export = bool(kwargs.get("keep_openai_trace_export", False))

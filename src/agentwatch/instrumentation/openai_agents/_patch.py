@@ -8,12 +8,9 @@ from typing import Any
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import sdk_attribute
+from agentwatch.instrumentation._policies import ToolPolicies
 from agentwatch.instrumentation.openai_agents._runs import RunState, run_streamed_wrapper, run_wrapper
-from agentwatch.instrumentation.openai_agents._tools import (
-    ToolPolicies,
-    hand_built_invocation,
-    invoker_call,
-)
+from agentwatch.instrumentation.openai_agents._tools import hand_built_invocation, invoker_call
 from agentwatch.tools._execution import ToolTelemetry
 
 __all__ = ["AgentsTelemetry", "Registration", "patches"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import instrumentation_enabled, report_internal_error
-from agentwatch._session import Session, SessionInstruments
+from agentwatch._session import FrameworkSession, SessionInstruments
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._common import as_str, get, sdk_attribute
@@ -26,19 +26,10 @@ __all__ = ["Run", "RunSession", "active_run", "run_streamed_wrapper", "run_wrapp
 _NO_OP = "no-op"  # the id of the SDK's disabled traces and spans
 
 
-class RunSession(Session):
+class RunSession(FrameworkSession):
     """A session opened for a run, reporting to the instrumentor's providers."""
 
-    __slots__ = ("_pair",)
-
-    def __init__(
-        self, pair: tuple[Telemetry, SessionInstruments], session_id: str | None, agent_name: str | None
-    ) -> None:
-        super().__init__(session_id, agent_name=agent_name)
-        self._pair = pair
-
-    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
-        return self._pair
+    __slots__ = ()
 
     def bind(self, conversation_id: str) -> None:
         """Adopt the SDK's trace id, known only once the run has started its trace."""
@@ -158,7 +149,7 @@ def _begin(state: RunState, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
             run = Run(agent, joined, owns=False, pending_id=False)
         else:
             conversation = _conversation_id(kwargs)
-            session = RunSession(state.sessions, conversation, _name(agent))
+            session = RunSession(state.sessions, conversation, agent_name=_name(agent))
             session.__enter__()
             run = Run(agent, session, owns=True, pending_id=conversation is None)
         run.token = active_run.set(run)

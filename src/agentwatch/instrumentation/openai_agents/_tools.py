@@ -23,48 +23,17 @@ from __future__ import annotations
 
 import copy
 import functools
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import instrumentation_enabled, report_internal_error
 from agentwatch.instrumentation._common import as_str, parse_json, sdk_attribute
-from agentwatch.resilience import Pipeline, ToolUnavailable, lookup_policy
+from agentwatch.instrumentation._policies import ToolPolicies
+from agentwatch.resilience import ToolUnavailable
 from agentwatch.tools._execution import ToolSpec, ToolTelemetry, run_async
 
-if TYPE_CHECKING:
-    from agentwatch.resilience import Policy
-
-__all__ = ["ToolPolicies", "hand_built_invocation", "invoker_call"]
-
-
-class ToolPolicies:
-    """The pipeline of each tool name that has a policy, built once per (name, policy)."""
-
-    def __init__(self, policies: Mapping[str, Policy]) -> None:
-        self._policies = policies
-        self._pipelines: dict[str, tuple[Policy, Pipeline]] = {}
-        self._lock = threading.Lock()
-
-    def pipeline(self, name: str) -> Pipeline | None:
-        if not self._policies:
-            return None
-        try:
-            policy = lookup_policy(self._policies, name)
-            if policy is None:
-                return None
-            cached = self._pipelines.get(name)
-            if cached is None or cached[0] is not policy:
-                with self._lock:
-                    cached = self._pipelines.get(name)
-                    if cached is None or cached[0] is not policy:
-                        cached = (policy, Pipeline(policy, name=name, kind="tool"))
-                        self._pipelines[name] = cached
-            return cached[1]
-        except Exception:  # noqa: BLE001 - no policy is better than a failed tool call
-            report_internal_error("building a tool policy pipeline")
-            return None
+__all__ = ["hand_built_invocation", "invoker_call"]
 
 
 def _readable(result: Any) -> object:
