@@ -394,14 +394,19 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    from agentwatch.resilience import Policy
-    from agentwatch.resilience._config import check_policy_kind
-    from agentwatch.resilience._file import config_from_env
+    # The policies are imported only when there are some: most applications have none, and
+    # instrument() must not make them pay for loading the resilience machinery.
+    policies = None
+    if env.get(ev.AGENTWATCH_CONFIG, "").strip():
+        from agentwatch.resilience._file import config_from_env
 
-    policies = config_from_env(env)
+        policies = config_from_env(env)
     tool_policies = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
     if llm_policies is not None:
+        from agentwatch.resilience import Policy
+        from agentwatch.resilience._config import check_policy_kind
+
         if not isinstance(llm_policies, Mapping):
             raise ConfigError(
                 "llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy'

@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, EntryPoint, PackageNotFoundError, distribution
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["DISTRIBUTION", "GROUP", "Integration", "Registry", "load_registry"]
+__all__ = ["DISTRIBUTION", "GROUP", "Integration", "Registry", "describe_package", "load_registry"]
 
 DISTRIBUTION = "agentwatch"
 GROUP = "opentelemetry_instrumentor"
@@ -63,19 +64,25 @@ class Registry:
     problems: tuple[str, ...] = ()
 
 
-def _describe(entry_point: EntryPoint) -> Integration:
+def describe_package(package: ModuleType) -> tuple[tuple[str, ...], str, str]:
+    """(``_instruments``, the library's distribution, its import name) from a ``package.py``."""
     from packaging.requirements import Requirement
 
-    package = importlib.import_module(f"{entry_point.module}.package")
     instruments = tuple(getattr(package, "_instruments", ()))
     if not instruments:
-        raise ValueError(f"{entry_point.module}.package declares no _instruments")
+        raise ValueError(f"{package.__name__} declares no _instruments")
     library = Requirement(instruments[0]).name
+    return instruments, library, getattr(package, "_module", library.replace("-", "_"))
+
+
+def _describe(entry_point: EntryPoint) -> Integration:
+    package = importlib.import_module(f"{entry_point.module}.package")
+    instruments, library, module = describe_package(package)
     return Integration(
         name=entry_point.name,
         entry_point=entry_point,
         library=library,
-        module=getattr(package, "_module", library.replace("-", "_")),
+        module=module,
         instruments=instruments,
         duplicated_by=dict(getattr(package, "_duplicated_by", {})),
     )

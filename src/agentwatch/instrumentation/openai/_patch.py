@@ -10,7 +10,7 @@ from agentwatch import _semconv as sc
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
-from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._base import Patch, sdk_type
 from agentwatch.instrumentation._common import server_of
 from agentwatch.instrumentation._wrappers import (
     Operation,
@@ -47,9 +47,8 @@ def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, An
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
-    import openai
-
-    stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
+    # Resolved at the first call: importing openai here would import it into every application.
+    stream_types = (sdk_type("openai._streaming", "Stream"), sdk_type("openai._streaming", "AsyncStream"))
     chat = Operation(
         name=sc.OP_CHAT,
         client_info=client_info,
