@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from agentwatch._fakellm import FakeLLMServer
-from agentwatch.instrumentation._base import sdk_type
 from agentwatch.instrumentation._registry import load_registry
 from cli._support import run
 
@@ -448,6 +447,8 @@ def test_resilience_metrics_go_to_instruments_meter_provider_when_loaded_later(t
 
 def test_sdk_type_matches_only_once_its_module_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
     import types
+
+    from agentwatch.instrumentation._base import sdk_type
 
     stand_in = sdk_type("agentwatch_test_sdk._streaming", "Stream")
     missing = sdk_type("agentwatch_test_sdk._streaming", "NotInThisVersion")
