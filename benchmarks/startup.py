@@ -276,7 +276,7 @@ def summarise(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
 
 
 def verdict(ok: bool | None, distance: str = "") -> str:
@@ -359,6 +359,12 @@ def report(
             "  the same, every instrumentor disabled (`OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=*`)",
             lambda s: f"{s['zero code disabled']:.2f} s",
         ),
+        (
+            "client libraries `import agentwatch; instrument()` imported that the app had not",
+            lambda s: (
+                ", ".join(sorted({m.split(".")[0] for m in s["clients imported by agentwatch"]})) or "none"
+            ),
+        ),
     ]
     for label, cell in rows:
         md.append(f"| {label} | " + " | ".join(cell(summaries[e]) for e in summaries) + " |")
@@ -377,7 +383,7 @@ def report(
         md += [
             "Largest imports of `import agentwatch; instrument()` after `import openai` (the app's SDK set up; "
             "`python -X importtime`, cumulative µs, minimum of 3 runs, in the "
-            f"{labels[current[-1]]} environment):",
+            f"environment with {labels[current[-1]][0].lower() + labels[current[-1]][1:]}):",
             "",
             "```",
             *(f"{us:8d} µs  {name}" for us, name in profile),
@@ -409,7 +415,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter the environments are created from"
     )
+    parser.add_argument(
+        "--report-from",
+        default=None,
+        metavar="JSON",
+        help="run nothing: rewrite the section from a --json file",
+    )
     args = parser.parse_args(argv)
+
+    if args.report_from:
+        saved = json.loads(Path(args.report_from).read_text(encoding="utf-8"))
+        summaries = {env: summarise(samples) for env, samples in saved["samples"].items()}
+        profile = [(int(us), name) for us, name in saved.get("profile", [])]
+        judge = "--quick" not in saved["meta"]["command"]
+        section = report(summaries, saved["labels"], profile, saved["meta"], judge=judge)
+        print(section)
+        path = Path(args.results or HERE / "RESULTS.md")
+        path.write_text(run.with_startup_block(path.read_text(encoding="utf-8"), section), encoding="utf-8")
+        return 0
 
     started = time.perf_counter()
     load_before = run.load()
@@ -449,10 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     section = report(summaries, labels, profile, meta, judge=not args.quick)
     print(section)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"meta": meta, "samples": samples, "summaries": summaries}, indent=1, default=str),
-            encoding="utf-8",
-        )
+        saved = {
+            "meta": meta,
+            "labels": labels,
+            "samples": samples,
+            "profile": profile,
+            "summaries": summaries,
+        }
+        Path(args.json).write_text(json.dumps(saved, indent=1, default=str), encoding="utf-8")
     if not args.quick or args.results:
         path = Path(args.results or HERE / "RESULTS.md")
         old = (

@@ -172,7 +172,11 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._applied: list[tuple[object, str]] = []
             generation = self._generation
         if library is None or library in sys.modules:
-            self._build(generation)
+            try:
+                self._build(generation)
+            except BaseException:
+                self._uninstrument()  # refused as a whole, as instrument() refuses a bad setting
+                raise
         else:
             # Not even agentwatch's own patch code is loaded for a library the application does
             # not import: _patches() runs when it does.

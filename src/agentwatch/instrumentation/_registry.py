@@ -8,7 +8,9 @@ integration needs is declared in the ``package.py`` next to its instrumentor:
 - ``_instruments``: the requirement(s) of the library it instruments, contrib's convention; the
   first one names the distribution whose version is checked and reported;
 - ``_module`` (optional): the import name ``instrument()`` looks for, when it is not the
-  distribution's name with ``-`` as ``_`` (``google-genai`` is ``google.genai``);
+  distribution's name with ``-`` as ``_`` (``google-genai`` is ``google.genai``); its import is
+  what makes the instrumentor build and apply its patches (``_base.py``), so every module the
+  integration patches must be inside it;
 - ``_duplicated_by`` (optional): library -> what another instrumentor of that library would do
   next to this one (``agentwatch doctor`` warns about it).
 
