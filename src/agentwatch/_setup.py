@@ -73,6 +73,9 @@ def instrument(
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
+    No client library is imported: each is patched when the application imports it, or at once if
+    it already has (see docs/architecture.md, "Start-up").
+
     Providers: those passed, else the global ones. If neither a provider is passed nor one set
     globally, and ``configure_sdk`` is true (the default), global SDK providers are configured
     from the standard ``OTEL_*`` environment variables first, so that one call sends telemetry
