@@ -19,9 +19,10 @@ from typing import Any
 clock = time.process_time_ns
 
 
-def per_call_us(fn: Callable[[], object], n: int) -> float:
+def per_call_us(fn: Callable[[], object], n: int, *, collect: bool = True) -> float:
     """CPU µs per call of ``fn`` over ``n`` calls (loop overhead included; it cancels in differences)."""
-    gc.collect()
+    if collect:
+        gc.collect()
     start = clock()
     for _ in range(n):
         fn()
@@ -41,20 +42,35 @@ class Variant:
 
 
 def interleaved(variants: Sequence[Variant], *, rounds: int, n: int, warmup: int) -> dict[str, list[float]]:
-    """Per-call µs of each variant, one sample per round; the variant order rotates every round."""
+    """Per-call µs of each variant, one sample per round; the variant order rotates every round.
+
+    What the process holds before the first round is frozen out of the garbage collector's view
+    (``gc.freeze``): with the SDKs loaded a full collection walks hundreds of thousands of objects
+    (tens of ms), which would otherwise land in whichever short segment triggers it. Collections
+    of what the calls allocate still happen as they do in an application, and a full collection
+    runs between rounds about 30 times per item, never inside a timed segment.
+    """
     samples: dict[str, list[float]] = {v.name: [] for v in variants}
-    for r in range(rounds):
-        shift = r % len(variants)
-        for variant in (*variants[shift:], *variants[:shift]):
-            variant.enter()
-            try:
-                for _ in range(warmup):
-                    variant.call()
-                variant.after()
-                samples[variant.name].append(per_call_us(variant.call, n))
-                variant.after()
-            finally:
-                variant.leave()
+    gc.collect()
+    gc.freeze()
+    collect_every = max(1, rounds // 30)
+    try:
+        for r in range(rounds):
+            if r % collect_every == 0:
+                gc.collect()
+            shift = r % len(variants)
+            for variant in (*variants[shift:], *variants[:shift]):
+                variant.enter()
+                try:
+                    for _ in range(warmup):
+                        variant.call()
+                    variant.after()
+                    samples[variant.name].append(per_call_us(variant.call, n, collect=False))
+                    variant.after()
+                finally:
+                    variant.leave()
+    finally:
+        gc.unfreeze()
     return samples
 
 
