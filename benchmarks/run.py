@@ -696,8 +696,7 @@ def _findings(results: dict[str, dict[str, Any]], aw: Summary) -> list[str]:
             f"amortised cost is {med(stream['e2e']['amortised']):.1f} µs per chunk because the end of the stream "
             "records one `gen_ai.client.operation.time_per_output_chunk` value per chunk after the first, as the "
             f"conventions define it, and one SDK record costs {med(stream['record_us']):.1f} µs. agentwatch keeps "
-            "those records out of the chunk path (it collects the gaps and records them once the stream ends); "
-            "the only way under the goal amortised is not to emit that metric, which breaks the conventions."
+            "those records out of the chunk path (it collects the gaps and records them once the stream ends)."
         )
     tool = aw.items.get("tool")
     if tool and tool.get("available"):
