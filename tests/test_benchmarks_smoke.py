@@ -92,3 +92,34 @@ def test_quick_benchmark_produces_every_item(tmp_path: Path) -> None:
     text = results.read_text(encoding="utf-8")
     for heading in ("## Table", "## 2.", "## 3.", "## 4.", "## 5.", "## Versions"):
         assert heading in text, heading
+
+
+@pytest.mark.slow
+def test_quick_startup_benchmark_writes_its_section(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n\n## Goals\n\nper-call part\n", encoding="utf-8")
+    raw = tmp_path / "startup.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--quick"),
+            *("--results", str(results), "--json", str(raw)),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = results.read_text(encoding="utf-8")
+    # The section goes before the per-call part, which stays as it was (run.py keeps it likewise).
+    assert text.index("## Start-up") < text.index("## Goals") and "per-call part" in text
+    for row in (
+        "`import openai`",
+        "`opentelemetry-instrument python -c pass`",
+        "every instrumentor disabled",
+    ):
+        assert row in text, row
+    samples = json.loads(raw.read_text(encoding="utf-8"))["samples"]["here"]
+    assert {len(runs) for runs in samples.values()} == {2}  # every measurement in both rounds
+    for mode in ("app-sdk", "configure", "no-client"):
+        assert all(run["clients_imported_by_agentwatch"] == [] for run in samples[mode]), mode
