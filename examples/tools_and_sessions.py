@@ -1,17 +1,20 @@
 """Tools and sessions: one agent run, its LLM calls and its tool calls in one trace.
 
-Runs offline against agentwatch's fake LLM server::
+Runs offline against agentwatch's fake LLM server, scripted inside this process::
 
-    python examples/tools_and_sessions.py
+    .venv/bin/python examples/tools_and_sessions.py
 
-For a real provider, drop the fake server, build the client as usual and call
-``agentwatch.instrument()`` (which exports OTLP as ``OTEL_*`` variables say).
+With ``OPENAI_BASE_URL`` set it talks to that server instead: ``agentwatch fake-llm`` in another
+terminal (``OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-fake``), or a real
+provider. In your own code, build the client as usual and call ``agentwatch.instrument()``
+(which exports OTLP as ``OTEL_*`` variables say).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import openai
@@ -20,7 +23,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentwatch
-from agentwatch._fakellm import FakeLLMServer, Reply
 from agentwatch.resilience import Policy, ToolUnavailable
 
 registry = agentwatch.ToolRegistry()
@@ -124,16 +126,24 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     agentwatch.instrument(tracer_provider=provider, configure_sdk=False)
+    question = "What's the weather in Paris?"
     try:
-        with FakeLLMServer() as llm:
-            llm.enqueue(
-                Reply.tool_calls(
-                    [("get_weather", {"city": "Paris"}), ("get_user_preferences", {"user_id": "u-42"})]
-                ),
-                Reply.text("It is sunny in Paris, 21 °C."),
-            )
-            client = openai.OpenAI(base_url=llm.openai_base_url, api_key="offline")
-            answer = run_agent(client, "What's the weather in Paris?", user_id="u-42")
+        if os.environ.get("OPENAI_BASE_URL"):  # `agentwatch fake-llm`, or a real provider
+            with openai.OpenAI() as client:
+                answer = run_agent(client, question, user_id="u-42")
+        else:
+            # agentwatch's test server, scripted here (a private module: fine for an example).
+            from agentwatch._fakellm import FakeLLMServer, Reply
+
+            with FakeLLMServer() as llm:
+                llm.enqueue(
+                    Reply.tool_calls(
+                        [("get_weather", {"city": "Paris"}), ("get_user_preferences", {"user_id": "u-42"})]
+                    ),
+                    Reply.text("It is sunny in Paris, 21 °C."),
+                )
+                client = openai.OpenAI(base_url=llm.openai_base_url, api_key="offline")
+                answer = run_agent(client, question, user_id="u-42")
     finally:
         agentwatch.uninstrument()
 

@@ -3,10 +3,12 @@
 # ensure_venv DIR [--unpin "NAME ..."] PIP_ARGS...
 #   installs PIP_ARGS into DIR under requirements/constraints.txt (every transitive dependency
 #   pinned to the set CI was last green with), minus the packages named by --unpin, and does it
-#   again only when pyproject.toml, the constraints or the arguments changed.
+#   again only when pyproject.toml, the constraints or the arguments changed. An install says
+#   what it does and shows that it is still running (pip itself is kept quiet).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo_root/scripts/_progress.sh"
 
 ensure_venv() {
   local dir=$1
@@ -30,6 +32,7 @@ ensure_venv() {
   for name in $unpin; do
     sed -i "/^${name}==/d" "$constraints"
   done
-  "$dir/bin/python" -m pip install --quiet --constraint "$constraints" "$@"
+  echo "    installing into $dir: $* (first time about 1-2 min; later runs skip this)" >&2
+  with_progress "pip install into $dir" "$dir/bin/python" -m pip install --quiet --constraint "$constraints" "$@"
   echo "$want" >"$stamp"
 }

@@ -22,6 +22,7 @@ set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 collector="$repo_root/collector"
+. "$repo_root/scripts/_progress.sh"
 
 rebuild=0
 for arg in "$@"; do
@@ -62,9 +63,11 @@ jaeger_bin="$bin_dir/jaeger"
 if stale "$jaeger_bin"; then
   need_go "Jaeger"
   mkdir -p "$bin_dir"
-  log "building Jaeger $jaeger_version into $bin_dir (cold: ~8 min on 2 cores with empty Go caches)"
+  # Jaeger v2 is released from the same Go module as v1 (github.com/jaegertracing/jaeger), whose
+  # versions stay v1.x: v1.76.0 is Jaeger v2.13.0.
+  log "building Jaeger v2 (Go module version $jaeger_version) into $bin_dir (cold: ~8 min on 2 cores with empty Go caches, ~3 GB of Go caches)"
   start=$(date +%s)
-  (cd "$wrapper" && GOFLAGS="$readonly_flags" go build -o "$jaeger_bin.tmp.$$" \
+  (cd "$wrapper" && export GOFLAGS="$readonly_flags" && with_progress "go build (Jaeger)" go build -o "$jaeger_bin.tmp.$$" \
     -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$jaeger_version" \
     github.com/jaegertracing/jaeger/cmd/jaeger)
   mv -f "$jaeger_bin.tmp.$$" "$jaeger_bin"
@@ -90,7 +93,7 @@ if stale "$prometheus_bin" || stale "$promtool_bin"; then
   # remove_all_sd: only static, file and HTTP service discovery (all the stack uses), which
   # leaves the cloud SDKs out of the build. The web UI's assets are not in the module (the API is
   # what the tests use); the release images have them.
-  (cd "$wrapper" && GOFLAGS="$readonly_flags" go build -tags remove_all_sd -o "$tmp/" \
+  (cd "$wrapper" && export GOFLAGS="$readonly_flags" && with_progress "go build (Prometheus)" go build -tags remove_all_sd -o "$tmp/" \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=${release:-$prom_version} -X github.com/prometheus/common/version.Branch=$prom_version" \
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
   mv -f "$tmp/prometheus" "$prometheus_bin"
@@ -112,7 +115,7 @@ if stale "$otelcol_bin"; then
   builder_version=$(required_version "$build/builder/go.mod" go.opentelemetry.io/collector/cmd/builder)
   log "building ocb $builder_version and with it the Collector ($build/manifest.yaml) into $bin_dir (cold: ~6 min on 2 cores)"
   start=$(date +%s)
-  (cd "$build/builder" && GOFLAGS="$readonly_flags" go build -o "$bin_dir/builder" go.opentelemetry.io/collector/cmd/builder)
+  (cd "$build/builder" && export GOFLAGS="$readonly_flags" && with_progress "go build (ocb)" go build -o "$bin_dir/builder" go.opentelemetry.io/collector/cmd/builder)
   work="$bin_dir/src"
   rm -rf "$work"
   mkdir -p "$work/$dist"
@@ -129,7 +132,7 @@ if stale "$otelcol_bin"; then
       exit 1
     fi
   done
-  (cd "$work" && GOFLAGS=-mod=readonly "$bin_dir/builder" --config manifest.yaml --skip-generate --skip-get-modules >&2)
+  (cd "$work" && export GOFLAGS=-mod=readonly && with_progress "ocb build (Collector)" "$bin_dir/builder" --config manifest.yaml --skip-generate --skip-get-modules >&2)
   mv -f "$work/$dist/$dist" "$otelcol_bin"
   rm -rf "$work"
   log "built $otelcol_bin in $(( $(date +%s) - start ))s"

@@ -3,27 +3,67 @@
 # .venv, sets up the native observability stack (Jaeger v2, Prometheus 3 and the ocb Collector
 # built from the Go module proxy, cached), runs the linters, the type checker and pytest, then re-runs the
 # instrumentation tests against the oldest and the previous major versions of the LLM SDKs.
+# Each stage is announced on stderr ("==> ...") with the time the previous one took; long
+# installs and builds say every 15 s that they are still running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 
+trap 'status=$?; if [ "$status" -ne 0 ]; then echo "test.sh: FAILED in stage: $_stage_name (exit $status)" >&2; fi' EXIT
+
+stage "Python environment (.venv)"
 ensure_venv .venv -e ".[dev]"
+stage "observability stack (Prometheus, Jaeger build)"
 scripts/setup-stack.sh
 scripts/setup-redis.sh
 
+stage "lint (ruff check, ruff format --check)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+stage "types (mypy --strict)"
 .venv/bin/mypy
+stage "tests (pytest)"
 .venv/bin/pytest "$@"
 
 # SDK compatibility: the same instrumentation tests on older SDK majors: the previous ones (openai
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
-# `proxies`, so the oldest set pins httpx as that release did.
+# `proxies`, so the oldest set pins httpx as that release did. They install `.[test]`, which is
+# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26).
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
-ensure_venv .venv-compat-previous --unpin "openai anthropic" -e ".[dev]" "openai==2.54.0" "anthropic==1.17.0"
-.venv-compat-previous/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-1x --unpin "openai anthropic" -e ".[dev]" "openai==1.91.0" "anthropic==0.125.0"
-.venv-compat-1x/bin/pytest -q "${compat_tests[@]}"
-ensure_venv .venv-compat-oldest --unpin "openai anthropic httpx" -e ".[dev]" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28"
-.venv-compat-oldest/bin/pytest -q tests/instrumentation tests/test_trace_headers.py
+# compat TITLE DIR UNPIN PIN... -- TEST...: one compatibility run, named with the versions it pins
+# and then with those its environment really holds.
+compat() {
+  local title=$1 dir=$2 unpin=$3
+  shift 3
+  local pins=()
+  while [ "$1" != "--" ]; do
+    pins+=("$1")
+    shift
+  done
+  shift
+  stage "SDK compatibility: $title (${pins[*]})"
+  ensure_venv "$dir" --unpin "$unpin" -e ".[test]" "${pins[@]}"
+  "$dir/bin/python" - "${pins[@]}" <<'PY' >&2
+import importlib.metadata as m, re, sys
+names = dict.fromkeys(["openai", "anthropic", "httpx", *(re.split(r"[=<>!~ ]", p)[0] for p in sys.argv[1:])])
+print("    testing " + ", ".join(f"{n} {m.version(n)}" for n in names))
+PY
+  "$dir/bin/pytest" -q "$@"
+}
+compat "previous majors" .venv-compat-previous "openai anthropic" "openai==2.54.0" "anthropic==1.17.0" -- "${compat_tests[@]}"
+compat "openai 1.x, parse() under beta" .venv-compat-1x "openai anthropic" "openai==1.91.0" "anthropic==0.125.0" -- "${compat_tests[@]}"
+compat "oldest supported" .venv-compat-oldest "openai anthropic httpx" "openai==1.26.0" "anthropic==0.27.0" "httpx<0.28" -- tests/instrumentation tests/test_trace_headers.py
+# The OpenAI Agents SDK at the oldest supported release: 0.11.0, the first whose function tools run
+# through the invoker agentwatch wraps to apply policies; it needs openai 2.x and mcp 1.x.
+compat "oldest openai-agents" .venv-compat-agents "openai openai-agents griffelib mcp mcp-types websockets" \
+  "openai-agents==0.11.0" "openai==2.26.0" -- tests/openai_agents
+# google-genai 1.25, the oldest supported: the first whose client retries on its own
+# (HttpRetryOptions), which a policy must turn off, there only through a copy of the client (per-
+# request retry options came later); it also predates httpx2 and `_embed_content`. Its websockets
+# range (< 15.1) excludes the newest.
+compat "oldest google-genai" .venv-compat-google-genai "google-genai websockets tenacity" \
+  "google-genai==1.25.0" "websockets<15.1" -- tests/instrumentation/test_google_genai.py \
+  tests/instrumentation/test_google_genai_equivalence.py tests/instrumentation/test_google_genai_replay.py \
+  tests/test_llm_policies_google_genai.py
+stage "done"

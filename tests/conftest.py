@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -13,9 +15,11 @@ from hypothesis import settings
 
 import agentwatch
 from _redis import redis_server, redis_url
+from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+from agentwatch.resilience import Policy, reset_registry
+from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
 # Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
@@ -32,6 +36,7 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_CONFIG",
     "AGENTWATCH_ADMIN_TOKEN",
     "AGENTWATCH_CACHE_REDIS_URL",
+    "AGENTWATCH_STATE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )
@@ -72,6 +77,21 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
 
 
 @pytest.fixture
+def with_policies(signals: Signals) -> Iterator[Any]:
+    """``with_policies(model=Policy(...))`` instruments with those LLM policies (a fresh registry)."""
+    reset_registry()
+
+    def instrument(**policies: Policy) -> Signals:
+        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
+        return signals
+
+    yield instrument
+    agentwatch.uninstrument()
+    set_default_telemetry()
+    reset_registry()
+
+
+@pytest.fixture
 def fake_llm() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as server:
         yield server
@@ -91,3 +111,12 @@ def anthropic_client(fake_llm: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
         base_url=fake_llm.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
     ) as client:
         yield client
+
+
+@pytest.fixture
+def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if agentwatch reported a fault of its own (``report_internal_error``) during it."""
+    monkeypatch.setattr(_internal, "_reported", set())
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    yield
+    assert internal_faults(caplog) == []

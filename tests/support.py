@@ -122,6 +122,17 @@ class Signals:
         return "\n".join(parts)
 
 
+def internal_faults(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """agentwatch's internal-error reports of the test's setup and call (at teardown,
+    ``caplog.records`` would hold the teardown's records only)."""
+    return [
+        r.getMessage()
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
+        if r.name == "agentwatch" and "internal error" in r.getMessage()
+    ]
+
+
 def make_signals(sampler: Sampler | None = None) -> Signals:
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()

@@ -11,7 +11,7 @@ from genai_prices import calc_price
 
 from agentwatch._config import ContentCapture, HostPolicy, ModelPrices, resolve_settings
 from agentwatch._errors import ConfigError
-from agentwatch._telemetry._pricing import Pricer, _Tiered
+from agentwatch._telemetry._pricing import Pricer, _Tiered, put_cost
 from agentwatch._telemetry._usage import Usage
 
 USAGES = [
@@ -85,6 +85,17 @@ def test_overrides_win_over_genai_prices() -> None:
     assert Pricer(settings.prices).cost(
         "openai", ("gpt-4o-mini",), Usage(input_tokens=10_000, output_tokens=5)
     ) == pytest.approx(1.0)
+
+
+def test_costs_carry_no_binary_noise() -> None:
+    """240 input and 78 output tokens of gpt-4o-mini are $0.0000828, not 8.280000000000001e-05."""
+    prices = resolve_settings(prices={"m": {"input_mtok": 0.15, "output_mtok": 0.6}}, environ={}).prices
+    pricer = Pricer(prices)
+    assert pricer.cost("openai", ("m",), Usage(input_tokens=240, output_tokens=78)) == 8.28e-05
+    assert pricer.cost("openai", ("m",), Usage(input_tokens=11)) == 1.65e-06
+    attributes: dict[str, object] = {}
+    put_cost(attributes, 0.1 + 0.2, unpriced=False)  # a session's running sum
+    assert attributes["gen_ai.usage.cost.amount"] == 0.3
 
 
 def test_prices_file_json_and_toml(tmp_path: Path) -> None:

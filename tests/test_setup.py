@@ -41,13 +41,20 @@ _PATCH_POINTS = [
     ("openai.resources.embeddings", "AsyncEmbeddings", "create"),
     ("openai._base_client", "BaseClient", "_build_request"),
     *(
-        ("anthropic.resources.messages", owner, name)
+        (module, owner, name)
+        for module in ("anthropic.resources.messages", "anthropic.resources.beta.messages")
         for owner in ("Messages", "AsyncMessages")
-        for name in ("create", "stream")
+        for name in ("create", "stream", "parse")
     ),
     ("anthropic._base_client", "BaseClient", "_build_request"),
     ("anthropic._base_client", None, "start_api_call_span"),
     ("anthropic._base_client", None, "finish_api_call_span"),
+    # Closing a raw response ends its span.
+    *(
+        (f"{sdk}._response", owner, "close")
+        for sdk in ("openai", "anthropic")
+        for owner in ("APIResponse", "AsyncAPIResponse")
+    ),
 ]
 
 
@@ -328,7 +335,7 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core"})
+    missing.update({"openai", "google-genai", "mcp", "langchain-core", "openai-agents"})
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
 
 

@@ -124,7 +124,9 @@ class Session:
     ``"refused"``...); otherwise it is ``completed``, ``error`` when an exception escapes, or
     ``cancelled`` when a cancellation does (``asyncio.CancelledError``, ``KeyboardInterrupt``: no
     ``error.type``, no ERROR status). A declared outcome wins over ``error``: the exception still
-    sets ``error.type`` on the span.
+    sets ``error.type`` on the span. The session-completion SLO counts ``completed`` and
+    ``refused`` as answered, ``interrupted`` and ``cancelled`` not at all, and every other outcome,
+    a declared one included, as a failure (README, "Session outcomes").
     A session object is single-use; a function decorated with a session opens a new one per call.
     """
 
@@ -312,7 +314,7 @@ class Session:
         self._state = _ACTIVE
         self._start = time.perf_counter()
         try:
-            telemetry, _ = _telemetry()
+            telemetry, _ = self._instruments()
             attributes: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_INVOKE_AGENT,
                 sc.CONVERSATION_ID: self.session_id,
@@ -334,18 +336,7 @@ class Session:
             return
         self._state = _ENDED
         duration = time.perf_counter() - self._start
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            otel_token, session_token = tokens
-            try:
-                current_session.reset(session_token)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - exited in another context than it was entered in
-                report_internal_error("leaving a session")
-            if otel_token is not None:
-                try:
-                    otel_context.detach(otel_token)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001
-                    report_internal_error("leaving a session")
+        self._leave()
         try:
             self._record(exc, duration)
         except Exception:  # noqa: BLE001
@@ -356,6 +347,31 @@ class Session:
                     span.end()
                 except Exception:  # noqa: BLE001
                     pass
+
+    def _leave(self) -> None:
+        """Stop being the current session and span of the context it was entered in.
+
+        Called by ``_finish``; an integration whose run continues in tasks that copied the context
+        (a streamed agent run) calls it early and finishes the session when the run ends.
+        """
+        tokens, self._tokens = self._tokens, None
+        if tokens is None:
+            return
+        otel_token, session_token = tokens
+        try:
+            current_session.reset(session_token)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - exited in another context than it was entered in
+            report_internal_error("leaving a session")
+        if otel_token is not None:
+            try:
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001
+                report_internal_error("leaving a session")
+
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        """Where the span and metrics go: ``agentwatch.instrument()``'s providers (an instrumentor's
+        own sessions override this with the providers it was given)."""
+        return _telemetry()
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
         if exc is None:
@@ -373,7 +389,7 @@ class Session:
             inputs = self._input_tokens if self._input_reported else None
             outputs = self._output_tokens if self._output_reported else None
 
-        _, instruments = _telemetry()
+        _, instruments = self._instruments()
         metric_attrs: dict[str, AttributeValue] = {sc.SESSION_OUTCOME: outcome}
         if self.agent_name:
             metric_attrs[sc.AGENT_NAME] = self.agent_name

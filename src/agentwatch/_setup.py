@@ -22,7 +22,7 @@ from agentwatch._telemetry._pricing import Pricer
 from agentwatch.instrumentation._registry import load_registry
 
 if TYPE_CHECKING:
-    from agentwatch.resilience import Policy
+    from agentwatch.resilience import Policy, SharedState
 
 __all__ = ["instrument", "uninstrument"]
 
@@ -34,6 +34,8 @@ _instrumented = False
 # The meter provider instrument() was given, for the resilience metrics (see _configure_resilience).
 _resilience_meter_provider: metrics.MeterProvider | None = None
 _resilience_hooked = False
+# Whether instrument() started a shared state backend, which uninstrument() then stops.
+_state_started = False
 
 
 def _sdk_configured() -> bool:
@@ -70,6 +72,8 @@ def instrument(
     openai_include_usage: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
     llm_policies: Mapping[str, Policy] | None = None,
+    tool_policies: Mapping[str, Policy] | None = None,
+    shared_state: SharedState | None = None,
 ) -> None:
     """Instrument every supported LLM client that is installed.
 
@@ -86,7 +90,11 @@ def instrument(
     ``propagate_hosts`` (``AGENTWATCH_PROPAGATE_HOSTS``), ``openai_include_usage``
     (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
-    ``[llm]`` section of ``AGENTWATCH_CONFIG``, whose ``[tools]`` section applies to tools).
+    ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
+    policy, merged over its ``[tools]`` section: tools called by name, such as the OpenAI Agents
+    SDK's function tools and ``@agentwatch.tool`` functions without a policy of their own),
+    ``shared_state`` (``AGENTWATCH_STATE_REDIS_URL``: operator state and rate limits shared by
+    every replica through Redis; loaded before this returns, bounded by its ``timeout``).
     An invalid value (a setting, a provider without ``get_tracer``/``get_meter``/``get_logger``,
     a ``configure_sdk`` that is not a bool, an ``OTEL_*_EXPORTER`` or OTLP protocol the SDK
     cannot load) raises :class:`~agentwatch.ConfigError` (a :class:`ValueError`) naming it and
@@ -110,8 +118,10 @@ def instrument(
         openai_include_usage=openai_include_usage,
         prices=prices,
         llm_policies=llm_policies,
+        tool_policies=tool_policies,
+        shared_state=shared_state,
     )
-    global _instrumented
+    global _instrumented, _state_started
     with _lock:
         if _instrumented:
             logger.debug("agentwatch: already instrumented; call uninstrument() first to change settings")
@@ -123,6 +133,13 @@ def instrument(
         try:
             set_default_telemetry(**providers, settings=settings, pricer=pricer)
             _configure_resilience(meter_provider)
+            if settings.shared_state is not None:
+                # Asked for: resilience is loaded now (its metrics configured by the hook above),
+                # and the backend's state is read before instrument() returns.
+                from agentwatch.resilience import configure_shared_state
+
+                configure_shared_state(settings.shared_state)
+                _state_started = True
             # The integrations are agentwatch's entry points (instrumentation/_registry.py); one
             # whose library is not installed is skipped without importing anything. Each
             # instrumentor still checks its own version range through instrumentation_dependencies().
@@ -149,6 +166,7 @@ def instrument(
                 if instrumentor.is_instrumented_by_opentelemetry:
                     instrumentor.uninstrument()
             set_default_telemetry()
+            _stop_shared_state()
             raise
         _instrumented = True
 
@@ -182,6 +200,18 @@ def uninstrument() -> None:
     with _lock:
         _instrumented = False
         _uninstrument_all()
+        _stop_shared_state()
+
+
+def _stop_shared_state() -> None:
+    """Back to in-process state if instrument() started a shared backend: its Redis poller thread
+    and connections end here. (Started means resilience is loaded: this imports nothing new.)"""
+    global _state_started
+    if _state_started:
+        from agentwatch.resilience import configure_shared_state
+
+        configure_shared_state(None)
+        _state_started = False
 
 
 def _uninstrument_all() -> None:

@@ -24,6 +24,18 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def cache_dir(cwd: Path) -> Path:
+    """The ``XDG_CACHE_HOME`` :func:`run` gives a command run in ``cwd``: next to it, not in it, so
+    that a test sees what a command leaves in its working directory, and the developer's own
+    cache is never touched."""
+    return cwd.with_name(f"{cwd.name}-cache")
+
+
+def demo_files(cwd: Path) -> list[Path]:
+    """The files ``agentwatch demo`` wrote by default, run in ``cwd`` by :func:`run`."""
+    return sorted((cache_dir(cwd) / "agentwatch" / "demo").glob("agentwatch-demo-*.jsonl"))
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -34,7 +46,7 @@ def run(
     return subprocess.run(
         [os.fspath(a) for a in argv],
         cwd=cwd,
-        env=clean_env(env),
+        env=clean_env({"XDG_CACHE_HOME": str(cache_dir(cwd)), **(env or {})}),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from agentwatch._cli._runbook import DASHBOARD_UIDS
+from agentwatch._cli._alerts import RuleSet, parse_rules
+from agentwatch._cli._runbook import DASHBOARD_UIDS, Links, _Alerting, describe, load_tools, render_runbook
+from agentwatch.resilience import CircuitBreaker
 from cli._support import AGENTWATCH, PYTHON_M, REPO, run
 
 TEMPLATE = REPO / "docs" / "runbook-template.md"
@@ -50,7 +55,7 @@ def test_readme_runbook_command_for_the_demo_registry(tmp_path: Path) -> None:
         assert f"| Tool name (`gen_ai.tool.name`) | `{tool}` |" in text
         assert f"http://localhost:3000/d/agentwatch-tools?var-tool={tool}" in text
         assert "http://127.0.0.1:9464/admin/circuits" in text
-        assert f"curl -X POST http://127.0.0.1:9464/admin/tools/{tool}/disable" in text
+        assert f'curl -X POST -H "$auth" http://127.0.0.1:9464/admin/tools/{tool}/disable' in text
         assert f'ALERTS{{gen_ai_tool_name="{tool}", alertstate="firing"}}' in text
         assert "from the tool's own policy" in text
     search = (tmp_path / "runbooks" / "search_knowledge_base.md").read_text(encoding="utf-8")
@@ -109,7 +114,10 @@ def test_links_and_metadata_from_options(tmp_path: Path) -> None:
     assert "https://grafana.example/d/agentwatch-llm" in text
     assert "Prometheus** (`https://prometheus.example`)" in text
     assert "Jaeger (`https://jaeger.example`)" in text
-    assert "curl -X POST https://ops.example/agentwatch/admin/tools/search_knowledge_base/disable" in text
+    assert (
+        'curl -X POST -H "$auth" https://ops.example/agentwatch/admin/tools/search_knowledge_base/disable'
+        in text
+    )
     assert "localhost" not in text and "127.0.0.1" not in text
 
 
@@ -189,3 +197,276 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, argv: list[str], m
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# How errors are handled: generated from each tool's policy and the alert rules that exist
+# ------------------------------------------------------------------------------------------------
+
+
+DEMO_RUNBOOKS = [AGENTWATCH, "runbook", "--registry", "agentwatch._demo:REGISTRY", "--output-dir", "out"]
+
+
+def _error_table(text: str) -> dict[str, tuple[str, str]]:
+    """error label -> (what the policy does, who is told), from a runbook's table."""
+    section = text.split("### How errors are handled\n", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| error ")
+    ]
+    table = {}
+    for row in rows:
+        label, what, told = (cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:4])
+        table[label.split(" (")[0]] = (what, told)
+    return table
+
+
+@pytest.fixture(scope="module")
+def demo_runbooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, tuple[str, str]]]:
+    cwd = tmp_path_factory.mktemp("runbooks")
+    result = run(DEMO_RUNBOOKS, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return {
+        tool: _error_table((cwd / "out" / f"{tool}.md").read_text(encoding="utf-8")) for tool in DEMO_TOOLS
+    }
+
+
+def test_each_row_says_what_the_tools_own_policy_does(
+    demo_runbooks: dict[str, dict[str, tuple[str, str]]],
+) -> None:
+    search, related, preferences = (
+        demo_runbooks[t] for t in ("search_knowledge_base", "fetch_related_content", "get_user_preferences")
+    )
+    # search_knowledge_base: critical, 3 attempts, a breaker, no fallback.
+    assert search["timeout"][0].startswith(
+        "Each attempt is cut at 2 s, the whole call at 5 s. Retried up to 2 times"
+    )
+    assert search["dependency failure"][0].startswith(
+        "Retried up to 2 times, with exponential backoff from 0.05 s"
+    )
+    for what, _ in search.values():
+        assert "degradation" not in what and "fallback" not in what  # it has none
+    assert "raised to the agent: the tool is critical" in search["dependency failure"][0]
+    assert "circuit open" in search and "bulkhead full" not in search
+    # fetch_related_content: optional, no retry, a breaker and a bulkhead.
+    assert related["timeout"][0].startswith("The call is cut at 2 s. Never retried")
+    assert not any("etried up to" in what for what, _ in related.values())
+    assert related["rate limited"][0].startswith("Not retried (the policy has no `retry`)")
+    assert "returns its degradation result (`ToolUnavailable`" in related["dependency failure"][0]
+    assert related["bulkhead full"][0].startswith("Calls beyond 8 at once are rejected (no queue).")
+    # Validation errors are bugs: never retried, and raised even by an optional tool.
+    assert related["validation error"][0] == (
+        "Never retried; not counted by the circuit breaker; then raised to the agent although the tool is "
+        "optional: a bug to fix, not an outage."
+    )
+    # get_user_preferences: optional, one retry per attempt timeout, no breaker.
+    assert "circuit open" not in preferences
+    assert "counts towards the circuit breaker" not in preferences["dependency failure"][0]
+
+
+def test_who_is_told_comes_from_the_alert_rules(demo_runbooks: dict[str, dict[str, tuple[str, str]]]) -> None:
+    search, related = demo_runbooks["search_knowledge_base"], demo_runbooks["fetch_related_content"]
+    # The shipped rules watch validation errors per tool: the runbook names that rule, not a vague
+    # "developers notified".
+    assert search["validation error"][1].startswith("`AgentwatchToolValidationErrors` (warning)")
+    assert "notified" not in search["validation error"][1]
+    # The latency alert cannot fire for a tool whose deadline is below its threshold.
+    assert (
+        "`AgentwatchToolLatencyHigh` cannot fire: the 2 s deadline keeps calls under its 5 s"
+        in related["timeout"][1]
+    )
+    assert "slow calls: `AgentwatchToolLatencyHigh` (warning, p95 ≥ 5 s)" in search["timeout"][1]
+    # A critical tool's failure fails the session: the completion SLO alerts; an optional tool's does not.
+    assert "`AgentwatchSessionCompletionBudgetBurnFast` (critical)" in search["dependency failure"][1]
+    assert "Completion" not in related["dependency failure"][1]
+
+
+def test_without_a_validation_alert_rule_the_runbook_says_so(tmp_path: Path) -> None:
+    # The row follows the rules the operator runs: drop the validation rule and the runbook must
+    # stop naming it rather than promise a notification nothing sends.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for source in (REPO / "collector" / "prometheus" / "rules").glob("*.yml"):
+        text = source.read_text(encoding="utf-8")
+        if "- name: agentwatch-tool-arguments" in text:
+            text = text[: text.index("  - name: agentwatch-tool-arguments")]
+        (rules / source.name).write_text(text, encoding="utf-8")
+    assert "AgentwatchToolValidationErrors" not in "".join(p.read_text() for p in rules.glob("*.yml"))
+    result = run(
+        [*DEMO_RUNBOOKS, "--alert-rules", rules],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    table = _error_table((tmp_path / "out" / "search_knowledge_base.md").read_text(encoding="utf-8"))
+    assert table["validation error"][1].startswith("no alert of its own: it counts with every other error")
+    assert "notified" not in table["validation error"][1]
+
+
+def test_without_alert_rules_nobody_is_said_to_be_told(tmp_path: Path) -> None:
+    rules = tmp_path / "none.yml"
+    rules.write_text("groups:\n  - name: recording\n    rules:\n      - record: x\n        expr: vector(1)\n")
+    refused = run(
+        [*DEMO_RUNBOOKS, "--alert-rules", rules],
+        cwd=tmp_path,
+    )
+    assert refused.returncode == 2 and "--alert-rules: no alerting rule in" in refused.stderr
+    info = describe(load_tools("agentwatch._demo:REGISTRY")[0], {}, {})
+    template = TEMPLATE.read_text(encoding="utf-8")
+    text = render_runbook(template, info, Links(), team=None, registry="r", alerting=_Alerting.of(RuleSet()))
+    table = _error_table(text)
+    assert {told for _, told in table.values()} == {"no alert rule covers it: nobody is notified"}
+    assert "No alert rules were found (give them with `--alert-rules`)" in text
+
+
+def test_a_custom_classifier_changes_the_rows(tmp_path: Path) -> None:
+    """The rows come from running the errors through the tool's classifier, not from a fixed table."""
+    (tmp_path / "custom_tools.py").write_text(
+        "import agentwatch\n"
+        "from agentwatch.resilience import Classification, ErrorCategory, default_classifier\n\n"
+        "def retry_bad_input(exc):\n"
+        "    if isinstance(exc, ValueError):\n"
+        "        return Classification(category=ErrorCategory.DEPENDENCY, retryable=True, counts_as_failure=True)\n"
+        "    return default_classifier(exc)\n\n"
+        "@agentwatch.tool(policy=agentwatch.Policy(retry=agentwatch.Retry(attempts=4), classifier=retry_bad_input))\n"
+        "def parse(text: str) -> str:\n"
+        '    """Parse."""\n'
+        "    return text\n"
+    )
+    result = run([AGENTWATCH, "runbook", "--registry", "custom_tools", "--output-dir", "out"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = _error_table((tmp_path / "out" / "parse.md").read_text(encoding="utf-8"))
+    assert table["validation error"][0].startswith("Retried up to 3 times")
+
+
+def test_alert_rules_are_read_as_prometheus_reads_them() -> None:
+    """The small YAML reader agrees with PyYAML on every shipped rule."""
+    for path in sorted((REPO / "collector" / "prometheus" / "rules").glob("*.yml")):
+        text = path.read_text(encoding="utf-8")
+        ours = parse_rules(text)
+        reference = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+        alerts = [rule for rule in reference if "alert" in rule]
+        assert [rule.name for rule in ours.alerts] == [rule["alert"] for rule in alerts]
+        for rule, expected in zip(ours.alerts, alerts, strict=True):
+            assert rule.expr == "\n".join(line.strip() for line in expected["expr"].strip().splitlines())
+            assert rule.duration == expected.get("for")
+            assert rule.labels == {k: str(v) for k, v in expected.get("labels", {}).items()}
+            assert rule.annotations == expected.get("annotations", {})
+        assert ours.records == {
+            rule["record"]: "\n".join(line.strip() for line in str(rule["expr"]).strip().splitlines())
+            for rule in reference
+            if "record" in rule
+        }
+
+
+def test_every_admin_call_in_a_runbook_is_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The routes and methods the curl lines use exist in agentwatch.admin, with the token they send."""
+    from agentwatch.admin import make_app
+    from agentwatch.resilience._registry import Registry
+
+    monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", "s3cret")
+    registry = Registry()
+    registry.circuit_for("search_knowledge_base", CircuitBreaker(), name="search_knowledge_base", kind="tool")
+    app = make_app(registry)
+    text = (
+        TEMPLATE.read_text(encoding="utf-8")
+        .replace("<ADMIN_URL>", "")
+        .replace("<circuit key>", "search_knowledge_base")
+    )
+    text = text.replace("<tool_name>", "search_knowledge_base")
+    calls = re.findall(
+        r"curl (-X POST |-s )?-H \"(?:Authorization: Bearer \$AGENTWATCH_ADMIN_TOKEN|\$auth)\" (/admin/\S+?)[`\s]",
+        text,
+    )
+    assert len(calls) >= 6
+    assert 'auth="Authorization: Bearer $AGENTWATCH_ADMIN_TOKEN"' in text
+    for method, path in calls:
+        status = asyncio.run(_call(app, "POST" if "POST" in method else "GET", path, "s3cret"))
+        assert status == 200, (method, path)
+
+
+_ADMIN_URL = re.compile(r"(?:<ADMIN_URL>|https?://[\w.:\[\]-]+)/admin/")
+_AUTHENTICATED_CURL = re.compile(
+    r'curl [^`|]*-H "(?:Authorization: Bearer \$AGENTWATCH_ADMIN_TOKEN|\$auth)" [^`|]*$'
+)
+
+
+def _unauthenticated_admin_urls(text: str) -> list[str]:
+    """Lines that give an admin URL outside a curl command sending the bearer token: since every
+    admin route answers 401/403 without it, such a line would send on-call to an error."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        for match in _ADMIN_URL.finditer(line)
+        if not _AUTHENTICATED_CURL.search(line[: match.start()])
+    ]
+
+
+def test_every_admin_url_in_the_docs_and_runbooks_sends_the_token(tmp_path: Path) -> None:
+    assert _unauthenticated_admin_urls("see <ADMIN_URL>/admin/circuits") != []  # the check can fail
+    documents = {
+        path: path.read_text(encoding="utf-8")
+        for path in (TEMPLATE, REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+    }
+    result = run(
+        [AGENTWATCH, "runbook", "--registry", "agentwatch._demo:REGISTRY", "--output-dir", "out"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    documents.update({path: path.read_text(encoding="utf-8") for path in (tmp_path / "out").glob("*.md")})
+    assert len(documents) >= 3 + len(DEMO_TOOLS)
+    for path, text in documents.items():
+        assert _unauthenticated_admin_urls(text) == [], path
+    runbook = documents[tmp_path / "out" / "search_knowledge_base.md"]
+    assert len(_ADMIN_URL.findall(runbook)) >= 8
+    assert "no authentication" not in runbook.lower() and "$AGENTWATCH_ADMIN_TOKEN" in runbook
+
+
+async def _call(app: Any, method: str, path: str, token: str) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode())],
+    }
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+ADMIN_CALLS = [
+    ("GET", "/admin/circuits"),
+    ("POST", "/admin/circuits/{key}/open"),
+    ("POST", "/admin/circuits/{key}/close"),
+    ("POST", "/admin/circuits/{key}/reset"),
+    ("POST", "/admin/tools/{name}/disable"),
+    ("POST", "/admin/tools/{name}/enable"),
+]
+
+
+def test_the_readme_lists_every_admin_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README names the routes the runbooks use, and each is served."""
+    from agentwatch.admin import make_app
+    from agentwatch.resilience._registry import Registry
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bullet = readme.split("- `agentwatch.admin.app` is", 1)[1].split("\n- ", 1)[0]
+    assert "`GET /admin/circuits`" in bullet
+    assert "`POST /admin/circuits/{key}/open`, `/close` and `/reset`" in bullet
+    assert "`POST /admin/tools/{name}/disable` and `/enable`" in bullet
+    monkeypatch.setenv("AGENTWATCH_ADMIN_TOKEN", "s3cret")
+    registry = Registry()
+    registry.circuit_for("openai:gpt-4o", CircuitBreaker(), name="gpt-4o", kind="llm")
+    app = make_app(registry)
+    for method, route in ADMIN_CALLS:
+        path = route.replace("{key}", "openai%3Agpt-4o").replace("{name}", "search")
+        assert asyncio.run(_call(app, method, path, "s3cret")) == 200, route
+    assert asyncio.run(_call(app, "POST", "/admin/circuits/openai%3Agpt-4o/frobnicate", "s3cret")) == 404

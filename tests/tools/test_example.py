@@ -26,7 +26,7 @@ runpy.run_path(sys.argv[1], run_name="__main__")
 
 @pytest.mark.slow
 def test_example_runs_and_links_everything() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTWATCH_", "OPENAI_"))}
     out = subprocess.run(
         [sys.executable, "-c", BOOTSTRAP, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=120
     )

@@ -21,6 +21,7 @@ from agentwatch import (
 )
 from agentwatch.instrumentation.anthropic import AnthropicInstrumentor
 from agentwatch.instrumentation.openai import OpenAIInstrumentor
+from agentwatch.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 
 agentwatch.instrument()
 agentwatch.instrument(
@@ -30,10 +31,12 @@ agentwatch.instrument(
     openai_include_usage=True,
     prices={"my-model": {"input_mtok": 1.0, "output_mtok": 2.0}},
     llm_policies={"gpt-4o": Policy(timeout=60, fallback_models=["gpt-4o-mini"])},
+    tool_policies={"search": Policy(timeout=5), "*": Policy(critical=False)},
 )
 agentwatch.uninstrument()
 OpenAIInstrumentor().instrument()
 AnthropicInstrumentor().uninstrument()
+OpenAIAgentsInstrumentor().instrument(keep_openai_trace_export=True)
 
 policy = Policy(
     timeout=5.0,

@@ -1,8 +1,10 @@
-"""The ``agentwatch`` command line: ``demo``, ``doctor`` and ``runbook``, one module each.
+"""The ``agentwatch`` command line: ``demo``, ``traces``, ``fake-llm``, ``doctor`` and ``runbook``,
+one module each.
 
 Each command module registers its sub-parser and imports what it needs only when it runs, so
 ``agentwatch doctor`` never imports an LLM SDK it is about to report on. Bad arguments exit with
-code 2 and argparse's message, like every argparse program.
+code 2 and argparse's message, like every argparse program, with the usage of the command they
+were given to.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agentwatch._cli import _demo, _doctor, _runbook
+from agentwatch._cli import _demo, _doctor, _fake_llm, _runbook, _traces
 
 __all__ = ["build_parser", "main"]
 
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agentwatch {_version()}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     _demo.add_parser(commands)
+    _traces.add_parser(commands)
+    _fake_llm.add_parser(commands)
     _doctor.add_parser(commands)
     _runbook.add_parser(commands)
     return parser
@@ -46,8 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (argparse's own exits are returned too)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        return int(args.run(args, args.command_parser))
+        args, unknown = parser.parse_known_args(argv)
+        command_parser: argparse.ArgumentParser = args.command_parser
+        if unknown:
+            # parse_args() would report them with the top-level usage; the command's is the useful one.
+            command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return int(args.run(args, command_parser))
     except SystemExit as exc:  # argparse: --help, --version, and bad arguments (2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

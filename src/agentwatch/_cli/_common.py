@@ -1,21 +1,68 @@
-"""Helpers shared by the commands: argument types and endpoint probes."""
+"""Helpers shared by the commands: argument types, endpoint probes, where the demo writes."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import socket
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = [
+    "DEMO_FILES_KEPT",
+    "DEMO_FILE_GLOB",
     "Endpoint",
+    "demo_files",
+    "demo_output_dir",
+    "fallback_demo_output_dir",
     "format_seconds",
     "fraction",
+    "latest_demo_output",
     "parse_endpoint",
+    "plural",
     "positive_float",
     "positive_int",
     "probe",
 ]
+
+
+# How many of its own OTLP JSON Lines files the demo keeps in its directory (the newest).
+DEMO_FILES_KEPT = 5
+DEMO_FILE_GLOB = "agentwatch-demo-*.jsonl"
+
+
+def demo_output_dir() -> Path:
+    """Where ``agentwatch demo`` writes its telemetry file by default: the user's cache directory
+    (``$XDG_CACHE_HOME/agentwatch/demo``, else ``~/.cache/agentwatch/demo``), never the working
+    directory, so that runs do not pile up in a repository checkout."""
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
+    return base / "agentwatch" / "demo"
+
+
+def fallback_demo_output_dir() -> Path:
+    """Used when the cache directory cannot be created (a read-only home)."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"agentwatch-demo-{uid}"
+
+
+def demo_files(directory: Path) -> list[Path]:
+    """The demo's files in ``directory``, newest first."""
+    try:
+        found = [p for p in directory.glob(DEMO_FILE_GLOB) if p.is_file()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+def latest_demo_output() -> Path | None:
+    for directory in (demo_output_dir(), fallback_demo_output_dir()):
+        files = demo_files(directory)
+        if files:
+            return files[0]
+    return None
 
 
 def positive_int(text: str) -> int:
@@ -87,6 +134,11 @@ def probe(host: str, port: int, timeout: float = 1.0) -> str | None:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
         return exc.strerror or str(exc)
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 export"``, ``"2 exports"``, ``"1,024 spans"``."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def format_seconds(value: object) -> str:

@@ -11,16 +11,31 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._cli._common import fraction, integer, parse_endpoint, positive_float, positive_int, probe
+from agentwatch._cli._common import (
+    fraction,
+    integer,
+    parse_endpoint,
+    plural,
+    positive_float,
+    positive_int,
+    probe,
+)
 
 if TYPE_CHECKING:
     from agentwatch._demo import DemoProgress, DemoResult
+    from agentwatch._demo._otel import ExportCounts
 
 __all__ = ["add_parser", "run"]
 
 JAEGER_URL = "http://localhost:16686"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_EXPORT_FAILED = 1  # the sessions ran, but some telemetry could not be exported
+_SIGNAL_NAMES = {
+    "traces": ("span", "spans"),
+    "metrics": ("metric", "metric points"),
+    "logs": ("log", "log records"),
+}
 
 _DESCRIPTION = """\
 Run scripted agent sessions against an embedded fake OpenAI-compatible LLM on 127.0.0.1, with
@@ -32,7 +47,9 @@ the tools run through agentwatch's registry and resilience policies, the model a
 
 Telemetry: with OTEL_EXPORTER_OTLP_ENDPOINT set, to that collector (OTLP, protocol from
 OTEL_EXPORTER_OTLP_PROTOCOL: grpc or http/protobuf); otherwise to a JSON Lines file of OTLP JSON
-in the current directory (or --output).
+(--output, or a new file in {directory}, where the newest {kept} are kept).
+Look at that file with 'agentwatch traces'. The summary says whether every export succeeded;
+the exit status is 1 when some telemetry could not be exported, 2 for a bad option or setting.
 
 The same --seed gives the same sessions (questions, tool calls, arguments, scripted faults);
 what depends on timing (which calls fall inside the outage windows, what the breakers decide)
@@ -41,10 +58,12 @@ may differ slightly between runs.
 
 
 def add_parser(commands: Any) -> None:
+    from agentwatch._cli._common import DEMO_FILES_KEPT, demo_output_dir
+
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
         help="run scripted agent sessions against a fake LLM and summarize the telemetry",
-        description=_DESCRIPTION,
+        description=_DESCRIPTION.format(directory=demo_output_dir(), kept=DEMO_FILES_KEPT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -79,8 +98,8 @@ def add_parser(commands: Any) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="write the OTLP JSON Lines file here (default without an OTLP endpoint: "
-        "./agentwatch-demo-<timestamp>.jsonl)",
+        help="write the OTLP JSON Lines file here (default without an OTLP endpoint: a new "
+        "agentwatch-demo-<timestamp>-<run>.jsonl in the directory named above)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
@@ -132,18 +151,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 1
     try:
         from agentwatch._demo import TOOL_NAMES, DemoOptions, run_demo
-        from agentwatch._demo._otel import otlp_endpoint, otlp_protocol
+        from agentwatch._demo._otel import check_settings, otlp_endpoint, otlp_protocol
+
+        # Every OTEL_* setting the demo uses, whether or not an endpoint is set: the SDK would
+        # only warn about a bad value and carry on with its default.
+        check_settings()
     except ConfigError as exc:  # the demo's tools check the agentwatch settings when they are defined
         parser.error(str(exc))
     output = _check_output(args.output, parser) if args.output is not None else None
     endpoint = otlp_endpoint()
     if endpoint is not None:
-        try:
-            protocol = otlp_protocol("traces")
-            otlp_protocol("metrics")
-            otlp_protocol("logs")
-        except ConfigError as exc:
-            parser.error(str(exc))
+        protocol = otlp_protocol("traces")
         parsed = parse_endpoint(endpoint, 4317 if protocol == "grpc" else 4318)
         if parsed is None:
             parser.error(
@@ -205,18 +223,81 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(_render_json(result, TOOL_NAMES) if args.json else _render_text(result, TOOL_NAMES), flush=True)
     if result.interrupted:
         return EXIT_TERMINATED if sigterm.received else EXIT_INTERRUPTED
-    return 0
+    return EXIT_EXPORT_FAILED if result.failed_exports else 0
+
+
+def _export_status(signals: dict[str, ExportCounts]) -> tuple[bool, str]:
+    """(all delivered, what happened), e.g. "12 span, 6 metric and 2 log exports, all accepted"."""
+    failed = {signal: counts for signal, counts in signals.items() if counts.failed}
+    if not failed:
+        done = [
+            f"{counts.exports:,} {_SIGNAL_NAMES[signal][0]}"
+            for signal, counts in signals.items()
+            if counts.exports
+        ]
+        if not done:
+            return True, "nothing to export"
+        listed = ", ".join(done[:-1]) + (" and " if len(done) > 1 else "") + done[-1]
+        return True, f"{listed} exports, all accepted"
+    parts = [
+        f"{counts.failed:,} of {plural(counts.exports, _SIGNAL_NAMES[signal][0] + ' export')} "
+        f"({counts.items_failed:,} {_SIGNAL_NAMES[signal][1]})"
+        for signal, counts in failed.items()
+    ]
+    return False, "; ".join(parts) + " failed"
 
 
 def _telemetry_lines(result: DemoResult) -> list[str]:
     lines = []
+    exports = result.exports
     if result.otlp_endpoint is not None:
-        lines.append(
-            f"  sent over OTLP to {result.otlp_endpoint} as service {result.service_name!r} "
-            f"(instance {result.service_instance_id})"
-        )
+        ok, status = _export_status(exports.get("otlp", {}))
+        where = f"over OTLP to {result.otlp_endpoint} as service {result.service_name!r} (instance {result.service_instance_id})"
+        if ok:
+            lines.append(f"  sent {where}: {status}")
+        else:
+            lines.append(f"  NOT all delivered {where}: {status}")
+            lines.append("  (the exporters' errors are above; is the collector running?)")
     if result.output_path is not None:
-        lines.append(f"  written as OTLP JSON lines to {result.output_path}")
+        ok, status = _export_status(exports.get("file", {}))
+        lines.append(f"  written as OTLP JSON lines to {result.output_path}" + ("" if ok else f": {status}"))
+        lines.append(f"  list its sessions: agentwatch traces {result.output_path}")
+    return lines
+
+
+def _sessions_line(result: DemoResult) -> str:
+    state = "interrupted: " if result.interrupted else "budget reached: " if result.budget_exhausted else ""
+    return (
+        f"  {state}{result.finished} of {result.planned} sessions ran in {result.sessions_seconds:.1f} s "
+        f"({result.elapsed:.1f} s in all, with start-up and the final export); "
+        f"the fake LLM at {result.llm_server} received {result.llm_requests} requests"
+    )
+
+
+def _interesting_lines(result: DemoResult) -> list[str]:
+    from agentwatch._cli._traces import terminal_width, use_color
+    from agentwatch._cli._waterfall import Charset, render_waterfall
+
+    interesting = result.interesting
+    if interesting is None:
+        return ["  none: no session had a retry, a fallback or an error"]
+    lines = [
+        f"  trace {interesting.trace_id}: session {interesting.session_id} ({interesting.outcome}) "
+        f"had {', '.join(interesting.marks)}"
+    ]
+    if result.interesting_spans:
+        lines.extend(
+            render_waterfall(
+                result.interesting_spans,
+                width=terminal_width(),
+                charset=Charset.for_encoding(getattr(sys.stdout, "encoding", None)),
+                color=use_color(sys.stdout),
+            )
+        )
+    if result.otlp_endpoint is not None:
+        lines.append(f"  open {JAEGER_URL}/trace/{interesting.trace_id}")
+    if result.output_path is not None:
+        lines.append(f"  again: agentwatch traces {result.output_path} --trace {interesting.trace_id[:8]}")
     return lines
 
 
@@ -226,12 +307,10 @@ def _render_text(result: DemoResult, tool_order: tuple[str, ...]) -> str:
     summary = summarize(result.metrics, tool_order=tool_order)
     options = result.options
     fault = options.fault_model
-    state = "interrupted: " if result.interrupted else "budget reached: " if result.budget_exhausted else ""
     lines = [
         "",
         f"agentwatch demo: seed {options.seed}, fault rate {fault.rate:g}, plan {result.plan_digest}",
-        f"  {state}{result.finished} of {result.planned} sessions ran in {result.elapsed:.1f} s; "
-        f"the fake LLM at {result.llm_server} received {result.llm_requests} requests",
+        _sessions_line(result),
         "",
         "LLM calls by model (gen_ai.client.operation.duration, gen_ai.client.token.usage, gen_ai.client.operation.cost)",
         *render_models(summary),
@@ -243,18 +322,11 @@ def _render_text(result: DemoResult, tool_order: tuple[str, ...]) -> str:
         *render_sessions(summary),
         "",
         "Interesting trace",
+        *_interesting_lines(result),
+        "",
+        "Telemetry",
+        *_telemetry_lines(result),
     ]
-    interesting = result.interesting
-    if interesting is None:
-        lines.append("  none: no session had a retry, a fallback or an error")
-    else:
-        lines.append(
-            f"  trace {interesting.trace_id}: session {interesting.session_id} ({interesting.outcome}) "
-            f"had {', '.join(interesting.marks)}"
-        )
-        if result.otlp_endpoint is not None:
-            lines.append(f"  open {JAEGER_URL}/trace/{interesting.trace_id}")
-    lines.extend(["", "Telemetry", *_telemetry_lines(result)])
     return "\n".join(lines)
 
 
@@ -273,6 +345,7 @@ def _render_json(result: DemoResult, tool_order: tuple[str, ...]) -> str:
         "interrupted": result.interrupted,
         "budget_exhausted": result.budget_exhausted,
         "elapsed_seconds": round(result.elapsed, 3),
+        "sessions_seconds": round(result.sessions_seconds, 3),
         "llm_server": result.llm_server,
         "llm_server_requests": result.llm_requests,
         "summary": summary.to_dict(),
@@ -288,5 +361,21 @@ def _render_json(result: DemoResult, tool_order: tuple[str, ...]) -> str:
         "output": None if result.output_path is None else str(result.output_path),
         "service_name": result.service_name,
         "service_instance_id": result.service_instance_id,
+        "exports": {
+            destination: {signal: counts.to_dict() for signal, counts in signals.items()}
+            for destination, signals in result.exports.items()
+        },
     }
-    return json.dumps(document, indent=2)
+    return json.dumps(clean_floats(document), indent=2)
+
+
+def clean_floats(value: Any) -> Any:
+    """Floats to 12 significant digits, so that binary noise (1.7279999999999995) does not reach a
+    reader: far below any measured difference, and every figure keeps its precision."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {key: clean_floats(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_floats(item) for item in value]
+    return value

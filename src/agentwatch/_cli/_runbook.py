@@ -6,6 +6,11 @@ criticality, timeouts, retry, breaker and bulkhead from the tool's policy (its o
 ``AGENTWATCH_CONFIG`` gives its name), and the dashboard, Prometheus, Jaeger and admin links. The
 dependency comes from ``--dependency TOOL=SERVICE`` or a ``Dependency:`` line in the tool's
 docstring; what nobody knows (owning team, pager) is left as a visible *fill in* mark.
+
+The "How errors are handled" table is generated per tool: each kind of error is run through the
+tool's own classifier and policy (retried or not, counted by the breaker or not, degraded or
+raised), and "who is told" lists the alert rules that exist in the Prometheus rule files
+(:mod:`agentwatch._cli._alerts`), never a promise that nothing keeps.
 """
 
 from __future__ import annotations
@@ -23,9 +28,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from agentwatch._cli._common import format_seconds
+from agentwatch._cli._alerts import AlertRule, RuleSet, load_rules
+from agentwatch._cli._common import describe_policy, format_seconds, plural
 
-__all__ = ["DASHBOARD_UIDS", "RunbookError", "ToolInfo", "add_parser", "load_tools", "render_runbook", "run"]
+__all__ = [
+    "DASHBOARD_UIDS",
+    "RunbookError",
+    "ToolInfo",
+    "add_parser",
+    "error_rows",
+    "load_tools",
+    "render_runbook",
+    "run",
+]
 
 # The uids of dashboards/*.json (a test checks them against the files).
 DASHBOARD_UIDS = {"tools": "agentwatch-tools", "llm": "agentwatch-llm", "sessions": "agentwatch-sessions"}
@@ -36,6 +51,8 @@ DEFAULT_ADMIN = "http://127.0.0.1:9464"
 FILL_IN = "_fill in_"
 _DOCSTRING_FIELD = re.compile(r"^\s*(Dependency|Health)\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A rule counting sessions that did not complete (`!="completed"`, or `!~"completed|..."`).
+_COUNTS_FAILED_SESSIONS = re.compile(r'agentwatch_session_outcome!(?:=|~)"completed\b')
 
 
 class RunbookError(ValueError):
@@ -219,16 +236,315 @@ def _row(text: str, label: str, value: str) -> str:
     return pattern.sub(lambda _: f"| {label} | {value} |", text, count=1)
 
 
-def render_runbook(template: str, info: ToolInfo, links: Links, *, team: str | None, registry: str) -> str:
+# ------------------------------------------------------------------------------------------------
+# How errors are handled: from the policy and the alert rules
+# ------------------------------------------------------------------------------------------------
+
+
+class _HTTPError(Exception):
+    """A stand-in for an HTTP client's error, as the classifiers read one (status and headers)."""
+
+    def __init__(self, status_code: int, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.response = type("Response", (), {"status_code": status_code, "headers": dict(headers or {})})()
+
+
+def _classification(policy: Any, exc: Exception) -> Any:
+    """What the tool's pipeline decides for ``exc``: the policies' own errors have fixed meanings,
+    the rest goes through the policy's classifier (the default one unless it sets its own)."""
+    from agentwatch.resilience import ToolTimeoutError
+    from agentwatch.resilience._classify import default_classifier
+    from agentwatch.resilience._pipeline import _DEADLINE_IN_ATTEMPT, _own_classification
+
+    if isinstance(exc, ToolTimeoutError) and exc.scope == "total":
+        # What a hung dependency meets: the deadline cuts the attempt while it runs.
+        return _DEADLINE_IN_ATTEMPT
+    own = _own_classification(exc)
+    if own is not None:
+        return own
+    classifier = policy.classifier or default_classifier
+    try:
+        return classifier(exc)
+    except Exception:  # noqa: BLE001 - the pipeline falls back to the default classifier too
+        return default_classifier(exc)
+
+
+@dataclass(frozen=True)
+class _Alerting:
+    errors: list[AlertRule]  # tool alerts counting every failed call of a tool
+    validation: list[AlertRule]  # tool alerts on validation errors specifically
+    latency: list[tuple[AlertRule, float | None]]  # tool latency alerts, with their threshold (s)
+    sessions: list[AlertRule]  # alerts on sessions that did not complete
+    sources: list[Path]
+
+    @classmethod
+    def of(cls, rules: RuleSet) -> _Alerting:
+        tools = [rule for rule in rules.alerts if rule.component == "tool"]
+        expanded = {rule.name: rules.expanded(rule) for rule in rules.alerts}
+        return cls(
+            errors=[r for r in tools if 'error_type!=""' in expanded[r.name]],
+            validation=[r for r in tools if r.mentions("validation", "invalid_arguments")],
+            latency=[(r, _threshold(r.expr)) for r in tools if "histogram_quantile" in expanded[r.name]],
+            sessions=[
+                r
+                for r in rules.alerts
+                if r.component == "session" and _COUNTS_FAILED_SESSIONS.search(expanded[r.name])
+            ],
+            sources=rules.sources,
+        )
+
+
+def _threshold(expr: str) -> float | None:
+    match = re.search(r"(?:>=|>)\s*([0-9]+(?:\.[0-9]+)?)\s*$", expr.strip())
+    return float(match.group(1)) if match else None
+
+
+def _names(rules: list[AlertRule]) -> str:
+    return ", ".join(f"`{rule.name}` ({rule.severity or 'no severity'})" for rule in rules)
+
+
+def _degrades(policy: Any, classification: Any) -> bool:
+    return not policy.critical and bool(classification.fallback)
+
+
+def _what_happens(policy: Any, classification: Any) -> str:
+    """Retry, breaker and end of the call for one kind of failure, as the policy handles it."""
+    parts: list[str] = []
+    retry = policy.retry
+    if not classification.retryable:
+        parts.append("never retried")
+    elif retry is None or retry.attempts <= 1:
+        parts.append("not retried (the policy has no `retry`)")
+    else:
+        wait = (
+            "each after the server's `Retry-After` when it sends one "
+            f"(at most {format_seconds(retry.retry_after_cap)}), else with backoff from {format_seconds(retry.backoff)}"
+            if classification.category.value == "rate_limit"
+            else f"with exponential backoff from {format_seconds(retry.backoff)} (at most {format_seconds(retry.max_delay)})"
+        )
+        limits = [] if policy.timeout is None else [f"the {format_seconds(policy.timeout)} deadline"]
+        if retry.budget is not None:
+            limits.append("the retry budget")
+        within = f", as far as {' and '.join(limits)} allow" if limits else ""
+        parts.append(f"retried up to {plural(retry.attempts - 1, 'time')}, {wait}{within}")
+    if policy.breaker is not None:
+        parts.append(
+            "counts towards the circuit breaker"
+            if classification.counts_as_failure
+            else "not counted by the circuit breaker"
+        )
+    if _degrades(policy, classification):
+        parts.append(
+            "then the tool returns its degradation result (`ToolUnavailable`, span event `fallback`) "
+            "and the model carries on without it"
+        )
+    elif not policy.critical:
+        parts.append("then raised to the agent although the tool is optional: a bug to fix, not an outage")
+    else:
+        parts.append(
+            "then raised to the agent: the tool is critical, so the session fails unless the agent handles it"
+        )
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
+
+
+def _session_alerts(alerting: _Alerting) -> str:
+    return f"a session that fails counts against the completion SLO: {_names(alerting.sessions)}"
+
+
+def _told(degrades: bool, alerting: _Alerting, extra: list[str] | None = None) -> str:
+    told = list(extra or [])
+    if alerting.errors:
+        told.append("the tool's error-rate alerts (below)")
+    if not degrades and alerting.sessions:
+        told.append(_session_alerts(alerting))
+    return "; ".join(told) if told else "no alert rule covers it: nobody is notified"
+
+
+def _timeout_row(policy: Any, alerting: _Alerting) -> tuple[str, str, str]:
+    from agentwatch.resilience import ToolTimeoutError
+
+    if policy.timeout is None and policy.attempt_timeout is None:
+        exc: Exception = TimeoutError()
+        handling = _what_happens(policy, _classification(policy, exc))
+        what = (
+            "No timeout in the policy: a hung dependency holds the call (and its thread) for as long as "
+            f"it hangs. A `TimeoutError` the tool raises itself: {handling[:1].lower()}{handling[1:]}"
+        )
+    else:
+        exc = ToolTimeoutError(
+            name="tool",
+            kind="tool",
+            timeout=1.0,
+            scope="attempt" if policy.attempt_timeout is not None else "total",
+        )
+        if policy.attempt_timeout is not None:
+            limits = f"Each attempt is cut at {format_seconds(policy.attempt_timeout)}"
+            if policy.timeout is not None:
+                limits += f", the whole call at {format_seconds(policy.timeout)}"
+        else:
+            limits = f"The call is cut at {format_seconds(policy.timeout)}"
+            if policy.retry is not None:
+                limits += " (a call cut by this deadline is not retried: no time is left)"
+        what = f"{limits}. {_what_happens(policy, _classification(policy, exc))}"
+    extra: list[str] = []
+    for rule, threshold in alerting.latency:
+        if threshold is not None and policy.timeout is not None and policy.timeout < threshold:
+            extra.append(
+                f"`{rule.name}` cannot fire: the {format_seconds(policy.timeout)} deadline keeps calls "
+                f"under its {threshold:g} s"
+            )
+        else:
+            limit = "" if threshold is None else f", p95 ≥ {threshold:g} s"
+            extra.append(f"slow calls: `{rule.name}` ({rule.severity}{limit})")
+    return (
+        "timeout (`timeout` when the policy cuts the call, `TimeoutError` when the tool raises it)",
+        what,
+        _told(_degrades(policy, _classification(policy, exc)), alerting, extra),
+    )
+
+
+def error_rows(policy: Any, alerting: _Alerting) -> list[tuple[str, str, str]]:
+    """(error, what the policy does, who is told) for each kind of failure ``policy`` can see."""
+    from agentwatch.resilience import BulkheadFullError, CircuitOpenError, Policy
+
+    if policy is None:
+        policy = Policy(timeout=None)  # what a tool without a policy does: nothing in between
+    rows = [_timeout_row(policy, alerting)]
+    for label, exc in (
+        ("rate limited (HTTP 429)", _HTTPError(429, {"retry-after": "1"})),
+        ("dependency failure (`ConnectionError` and other `OSError`, HTTP 5xx and 409)", ConnectionError()),
+    ):
+        classification = _classification(policy, exc)
+        rows.append(
+            (label, _what_happens(policy, classification), _told(_degrades(policy, classification), alerting))
+        )
+    validation = _classification(policy, ValueError())
+    if alerting.validation:
+        told = _told(_degrades(policy, validation), alerting, [_names(alerting.validation)])
+    elif alerting.errors:
+        told = (
+            "no alert of its own: it counts with every other error in the tool's error-rate alerts "
+            "(below); *Tool errors by type* on the Tools dashboard tells them apart"
+        )
+        if not _degrades(policy, validation) and alerting.sessions:
+            told += f"; {_session_alerts(alerting)}"
+    else:
+        told = _told(_degrades(policy, validation), alerting)
+    rows.append(
+        (
+            "validation error (bad arguments: `ValueError`, `TypeError`, `KeyError`, other HTTP 4xx)",
+            _what_happens(policy, validation),
+            told,
+        )
+    )
+    unknown = _classification(policy, RuntimeError())
+    rows.append(
+        ("any other exception", _what_happens(policy, unknown), _told(_degrades(policy, unknown), alerting))
+    )
+    if policy.breaker is not None:
+        rejected = _classification(
+            policy, CircuitOpenError(name="tool", kind="tool", circuit="tool", retry_in=1.0)
+        )
+        rows.append(
+            (
+                "circuit open (`circuit_open`)",
+                f"The breaker {describe_policy(policy)['breaker']}. While it is open, calls are rejected at "
+                "once without reaching the dependency, then one probe call is let through. "
+                + _what_happens(policy, rejected),
+                _told(_degrades(policy, rejected), alerting),
+            )
+        )
+    bulkhead = policy.bulkhead
+    if bulkhead is not None:
+        shed = _classification(
+            policy, BulkheadFullError(name="tool", kind="tool", max_concurrent=1, max_queue=0)
+        )
+        queue = (
+            f", after waiting up to {format_seconds(bulkhead.queue_timeout)} in a queue of {bulkhead.max_queue}"
+            if bulkhead.max_queue
+            else " (no queue)"
+        )
+        rows.append(
+            (
+                "bulkhead full (`bulkhead_full`)",
+                f"Calls beyond {bulkhead.max_concurrent} at once are rejected{queue}. "
+                + _what_happens(policy, shed),
+                _told(_degrades(policy, shed), alerting),
+            )
+        )
+    outcome = (
+        "it returns its degradation result at once (span event `tool_disabled`)"
+        if not policy.critical
+        else "it raises `ToolDisabledError` at once (span event `tool_disabled`), so the session fails "
+        "unless the agent handles it"
+    )
+    rows.append(
+        (
+            "disabled by an operator (`tool_disabled`)",
+            f"No call is made until the tool is enabled again (see Rollback): {outcome}.",
+            _told(not policy.critical, alerting),
+        )
+    )
+    return rows
+
+
+def _error_section(info: ToolInfo, alerting: _Alerting) -> str:
+    rows = error_rows(info.policy, alerting)
+    lines = ["| error (`error.type`) | what the policy does | who is told |", "|---|---|---|"]
+    lines.extend(
+        f"| {a} | {b} | {c} |"
+        for a, b, c in (tuple(cell.replace("|", "\\|") for cell in row) for row in rows)
+    )
+    sources = ", ".join(f"`{source.name}`" for source in alerting.sources)
+    if alerting.errors:
+        lines += [
+            "",
+            "The tool's error-rate alerts count every failed call of this tool, degraded ones included, "
+            f"whatever its `error.type`: {_names(alerting.errors)} (from {sources}).",
+        ]
+    elif alerting.sources:
+        lines += ["", f"No rule in {sources} alerts on this tool's errors: nobody is notified of them."]
+    else:
+        lines += [
+            "",
+            "No alert rules were found (give them with `--alert-rules`): nothing above notifies anyone "
+            "unless your own rules do.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_runbook(
+    template: str,
+    info: ToolInfo,
+    links: Links,
+    *,
+    team: str | None,
+    registry: str,
+    alerting: _Alerting | None = None,
+) -> str:
     text = template
     critical = info.policy is None or info.policy.critical
+    alerting = alerting or _Alerting.of(RuleSet())
     # The template's own instructions give way to a note on where this copy came from.
     text = re.sub(
         r"^> \*\*Template\.\*\*.*?(?=^## )",
         f"> Generated by `agentwatch runbook --registry {registry}` on {time.strftime('%Y-%m-%d')} from the "
-        "tool's metadata and policy; regenerate it when they change, and fill in what is marked "
-        f"{FILL_IN}. The admin endpoints at {links.admin} have no authentication: reach them from "
-        "inside your network only.\n\n",
+        "tool's metadata and policy and the alert rules; regenerate it when they change, and fill in "
+        f"what is marked {FILL_IN}. The `curl` lines call the admin endpoints at {links.admin} with the "
+        "token in `$AGENTWATCH_ADMIN_TOKEN`; they change behaviour live: reach them from inside your "
+        "network only.\n\n",
+        text,
+        count=1,
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    heading = "### How errors are handled\n"
+    if heading not in text:
+        raise RunbookError("the runbook template has no '### How errors are handled' section")
+    text = re.sub(
+        r"^### How errors are handled\n.*?(?=^## )",
+        lambda _: f"{heading}\n{_error_section(info, alerting)}\n",
         text,
         count=1,
         flags=re.MULTILINE | re.DOTALL,
@@ -361,6 +677,15 @@ def add_parser(commands: Any) -> None:
         help=f"where agentwatch.admin.app is served (default: {DEFAULT_ADMIN})",
     )
     parser.add_argument(
+        "--alert-rules",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="Prometheus rule files (or directories of them) whose alerts the runbooks name "
+        "(repeatable; default: the rules agentwatch ships, collector/prometheus/rules/)",
+    )
+    parser.add_argument(
         "--template", type=Path, default=None, metavar="PATH", help="another template with the same headings"
     )
     parser.set_defaults(run=run, command_parser=parser)
@@ -389,9 +714,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 raise RunbookError(f"--template {str(args.template)!r}: {exc.strerror or exc}") from None
         else:
             template = files("agentwatch._cli").joinpath("runbook_template.md").read_text(encoding="utf-8")
+        try:
+            rules = load_rules(args.alert_rules)
+        except OSError as exc:
+            raise RunbookError(f"--alert-rules: {exc.filename or ''}: {exc.strerror or exc}") from None
+        if args.alert_rules and not rules.alerts:
+            raise RunbookError(f"--alert-rules: no alerting rule in {', '.join(map(str, args.alert_rules))}")
+        alerting = _Alerting.of(rules)
         links = Links(args.grafana_url, args.prometheus_url, args.jaeger_url, args.admin_url)
         pages = {
-            info.name: render_runbook(template, info, links, team=args.team, registry=args.registry)
+            info.name: render_runbook(
+                template, info, links, team=args.team, registry=args.registry, alerting=alerting
+            )
             for info in infos
         }
     except RunbookError as exc:

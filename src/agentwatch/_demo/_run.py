@@ -10,6 +10,7 @@ what ran.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -22,15 +23,16 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
+from agentwatch._cli._spans import SpanView
 from agentwatch._demo._agent import run_session
-from agentwatch._demo._otel import DemoTelemetry, SessionRecord, otlp_endpoint
+from agentwatch._demo._otel import DemoTelemetry, ExportCounts, SessionRecord, check_settings, otlp_endpoint
 from agentwatch._demo._plan import FALLBACK_MODEL, MAIN_MODEL, TOOL_NAMES, FaultModel, build_plan, plan_digest
 from agentwatch._demo._responder import ScriptedResponder
 from agentwatch._demo._tools import bound_world
 from agentwatch._demo._world import World
 from agentwatch.resilience import CircuitBreaker, Policy, Retry
 
-__all__ = ["LLM_POLICY", "DemoOptions", "DemoProgress", "DemoResult", "run_demo"]
+__all__ = ["LLM_POLICY", "DemoOptions", "DemoProgress", "DemoResult", "default_output_path", "run_demo"]
 
 # The main model's policy: transient faults are retried (honouring retry-after), three failed
 # requests in a row open its circuit for a second, and the fallback model answers meanwhile.
@@ -73,7 +75,8 @@ class DemoOptions:
         faults: the full fault model.
         duration: time budget in seconds: no session starts after it (``None``: run them all).
         arrival_interval: seconds between session starts (0: as fast as ``concurrency`` allows).
-        output: the OTLP JSON Lines file; by default one is written only without an OTLP endpoint.
+        output: the OTLP JSON Lines file; by default one is written only without an OTLP endpoint,
+            in :func:`default_output_path`'s directory (the newest few are kept there).
         otlp: export to the OTLP endpoint of the ``OTEL_EXPORTER_OTLP_*`` variables (``None``:
             exactly when one is set).
         service_name: ``service.name`` unless ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` set one.
@@ -135,6 +138,7 @@ class DemoResult:
     llm_server: str
     metrics: MetricsData | None
     interesting: SessionRecord | None
+    interesting_spans: tuple[SpanView, ...]  # every span of the interesting session's trace
     sessions: tuple[SessionRecord, ...]
     output_path: Path | None
     otlp_endpoint: str | None
@@ -142,8 +146,10 @@ class DemoResult:
     service_instance_id: str
     interrupted: bool
     budget_exhausted: bool
-    started_at: float  # epoch seconds
-    finished_at: float
+    started_at: float  # epoch seconds: the run began (before the providers and the fake server)
+    finished_at: float  # the run ended (after the final flush of every exporter)
+    sessions_seconds: float  # from the first session's dispatch to the end of the last one
+    exports: dict[str, dict[str, ExportCounts]]  # destination -> signal -> exports and failures
 
     @property
     def finished(self) -> int:
@@ -151,7 +157,17 @@ class DemoResult:
 
     @property
     def elapsed(self) -> float:
+        """The whole run: start-up, the sessions, and the final export."""
         return self.finished_at - self.started_at
+
+    @property
+    def failed_exports(self) -> dict[str, dict[str, ExportCounts]]:
+        """The destinations and signals for which at least one export failed."""
+        return {
+            destination: failed
+            for destination, signals in self.exports.items()
+            if (failed := {signal: counts for signal, counts in signals.items() if counts.failed})
+        }
 
 
 class _Runner:
@@ -164,6 +180,7 @@ class _Runner:
         self.lock = threading.Lock()
         self.outcomes: Counter[str] = Counter()
         self.start = time.monotonic()
+        self.ended: float | None = None  # when the workers were all done (or the run was abandoned)
         self.deadline = None if options.duration is None else self.start + options.duration
         self.cut = False
         self.workers: list[threading.Thread] = []
@@ -246,6 +263,32 @@ class _Runner:
         return True
 
 
+def default_output_path(run_id: str) -> Path:
+    """``agentwatch-demo-<date>-<time>-<run id>.jsonl`` in the user's cache directory (or a temporary
+    one when that cannot be created), after removing all but the newest of the earlier files there:
+    the demo never writes into the working directory unless told to with ``output``."""
+    from agentwatch._cli._common import DEMO_FILES_KEPT, demo_files, demo_output_dir, fallback_demo_output_dir
+
+    name = f"agentwatch-demo-{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.jsonl"
+    for directory in (demo_output_dir(), fallback_demo_output_dir()):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if not os.access(directory, os.W_OK):
+            continue
+        for old in demo_files(directory)[DEMO_FILES_KEPT - 1 :]:
+            try:
+                old.unlink()
+            except OSError:
+                pass  # another run removed it, or it is not ours to remove: leave it
+        return directory / name
+    raise RuntimeError(
+        f"cannot create {demo_output_dir()} or {fallback_demo_output_dir()} for the telemetry file; "
+        "give one with --output"
+    )
+
+
 def _reset_circuits() -> None:
     """Circuits live in the process-wide registry: a second run in one process starts them closed."""
     from agentwatch.resilience import circuit
@@ -274,16 +317,17 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
             "the openai SDK is already instrumented in this process; the demo instruments it with "
             "its own providers, so run it in a process of its own (agentwatch demo)"
         )
-    # A bad agentwatch setting in the environment fails here, before any file is created.
+    # A bad agentwatch or OTel setting in the environment fails here, before any file is created.
     resolve_settings(llm_policies={MAIN_MODEL: LLM_POLICY})
+    check_settings()
     faults = options.fault_model
     plans = build_plan(options.seed, options.sessions, faults)
     use_otlp = otlp_endpoint() is not None if options.otlp is None else options.otlp
+    run_id = uuid.uuid4().hex[:6]
     output = options.output
     if output is None and not use_otlp:
-        output = Path.cwd() / f"agentwatch-demo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        output = default_output_path(run_id)
     world = World(plans, faults)
-    run_id = uuid.uuid4().hex[:6]
     telemetry = DemoTelemetry(
         service_name=options.service_name,
         output_path=output,
@@ -319,6 +363,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
                 try:
                     runner.dispatch()
                     runner.join(None)
+                    runner.ended = time.monotonic()
                 except KeyboardInterrupt:
                     interrupted = True
                     world.stopping.set()
@@ -329,6 +374,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
                         runner.join(_DRAIN_SECONDS)
                     except KeyboardInterrupt:
                         pass  # a second Ctrl-C: stop waiting; what ended is still exported
+                    runner.ended = time.monotonic()
                 client.close()
             finally:
                 world.stopping.set()
@@ -339,8 +385,10 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
         _core.set_default_telemetry(**previous_default)
         resilience_telemetry._current = previous_resilience
     outcomes: dict[str, int] = {}
+    sessions_seconds = 0.0
     if runner is not None:
         cut = runner.cut
+        sessions_seconds = (runner.ended or time.monotonic()) - runner.start
         with runner.lock:
             outcomes = dict(runner.outcomes)
     return DemoResult(
@@ -355,6 +403,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
         llm_server=llm_server,
         metrics=metrics,
         interesting=telemetry.tracker.interesting,
+        interesting_spans=telemetry.tracker.interesting_spans,
         sessions=telemetry.tracker.records,
         output_path=output,
         otlp_endpoint=telemetry.otlp_endpoint,
@@ -364,4 +413,6 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
         budget_exhausted=cut,
         started_at=started_at,
         finished_at=time.time(),
+        sessions_seconds=sessions_seconds,
+        exports=telemetry.exports,
     )

@@ -23,7 +23,7 @@ from agentwatch._config import PRICE_KEYS, ModelPrices
 from agentwatch._internal import logger, report_internal_error, reset_in_forked_child
 from agentwatch._telemetry._usage import Usage
 
-__all__ = ["Pricer", "put_cost"]
+__all__ = ["Pricer", "put_cost", "usd"]
 
 # gen_ai.provider.name -> genai-prices provider id. Unknown providers let genai-prices guess
 # from the model name.
@@ -183,7 +183,7 @@ class Pricer:
                 if model:
                     price = self.price_of(provider, model)
                     if price is not None:
-                        return price.cost(usage)
+                        return usd(price.cost(usage))
             self._warn_unpriced(provider, models)
         except Exception:  # noqa: BLE001
             report_internal_error("cost calculation")
@@ -206,10 +206,17 @@ class Pricer:
         )
 
 
+def usd(amount: float) -> float:
+    """``amount`` to 12 significant digits: rates per token times token counts leave binary noise
+    (``5.999999999999999e-06``) that readers of a span should not have to see; a dollar amount
+    has nothing to tell past its 12th digit."""
+    return float(f"{amount:.12g}")
+
+
 def put_cost(attributes: dict[str, AttributeValue], cost: float | None, unpriced: bool) -> None:
     """The cost attributes of a call or a session: an amount in USD, or the unpriced flag, never a 0."""
     if cost is not None:
-        attributes[sc.USAGE_COST_AMOUNT] = cost
+        attributes[sc.USAGE_COST_AMOUNT] = usd(cost)
         attributes[sc.USAGE_COST_CURRENCY] = "USD"
     elif unpriced:
         attributes[sc.COST_UNPRICED] = True

@@ -24,6 +24,7 @@ __all__ = [
     "AsyncStreamManagerProxy",
     "AsyncStreamProxy",
     "OnItem",
+    "SyncGeneratorProxy",
     "SyncStreamManagerProxy",
     "SyncStreamProxy",
 ]
@@ -120,15 +121,19 @@ class SyncStreamProxy(_StreamProxyBase):
     def __iter__(self) -> SyncStreamProxy:
         return self
 
+    def _self_pull(self) -> Any:
+        return self.__wrapped__.__next__()
+
     def __next__(self) -> Any:
         try:
-            item = self.__wrapped__.__next__()
+            item = self._self_pull()
         except StopIteration:
             self._self_end(None, "completed")
             raise
         except BaseException as exc:
             limits = self._self_limits
-            if limits is not None and _is_timeout(exc):
+            # agentwatch's own errors (a policy's attempt timeout, an open circuit) stay as raised.
+            if limits is not None and _is_timeout(exc) and getattr(exc, "otel_error_type", None) is None:
                 # The policy's chunk timeout, enforced by the SDK's read timeout (see _policies).
                 timeout = _chunk_timeout(self._self_call, limits, sync=True)
                 self._self_failed(timeout)
@@ -153,6 +158,43 @@ class SyncStreamProxy(_StreamProxyBase):
             return self.__wrapped__.close()
         finally:
             self._self_end(None, "closed")
+
+
+_OPENED: Any = object()
+
+
+class SyncGeneratorProxy(SyncStreamProxy):
+    """A sync stream whose request is sent at its first ``next()``: a generator (google-genai).
+
+    Without agentwatch the request is made when the caller starts iterating, so it is made then
+    here too, with the call's span current (trace headers, the SDK's own retries inside the
+    span). ``opener``, when given, makes that first step instead: it returns the first item (or
+    raises ``StopIteration``) and may replace ``__wrapped__`` with the generator that made it (a
+    policy's attempts each open a generator of their own).
+    """
+
+    def __init__(
+        self,
+        wrapped: Any,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None = None,
+        opener: Callable[[SyncGeneratorProxy], Any] | None = None,
+    ) -> None:
+        super().__init__(wrapped, call, on_item, limits)
+        self._self_opener = opener
+
+    def _self_pull(self) -> Any:
+        opener = self._self_opener
+        if opener is _OPENED:
+            return self.__wrapped__.__next__()
+        self._self_opener = _OPENED
+        call = self._self_call
+        call.activate()
+        try:
+            return self.__wrapped__.__next__() if opener is None else opener(self)
+        finally:
+            call.deactivate()
 
 
 class AsyncStreamProxy(_StreamProxyBase):
@@ -186,7 +228,9 @@ class AsyncStreamProxy(_StreamProxyBase):
             timeout = _chunk_timeout(call, limits)
         # The HTTP response is abandoned mid-read: close it so the connection is not reused.
         try:
-            await self.__wrapped__.close()
+            wrapped = self.__wrapped__
+            # SDK streams close(); async generators (google-genai) only aclose().
+            await (wrapped.close() if hasattr(wrapped, "close") else wrapped.aclose())
         except Exception:  # noqa: BLE001
             call.fault("closing a timed-out stream")
         raise timeout

@@ -39,7 +39,7 @@ from wrapt import register_post_import_hook, wrap_function_wrapper
 
 from agentwatch._config import Settings, check_instrument_arguments, resolve_settings
 from agentwatch._errors import ConfigError
-from agentwatch._internal import at_fork_in_child, report_internal_error
+from agentwatch._internal import at_fork_in_child, report_internal_error, sdk_type
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._registry import describe_package
 
@@ -81,36 +81,6 @@ _waiting: set[tuple[type, str]] = set()
 def _renew_lock() -> None:
     global _lock
     _lock = threading.RLock()
-
-
-class _SdkTypeMeta(type):
-    """The metaclass of :func:`sdk_type`'s stand-ins: ``isinstance`` asks the real class."""
-
-    _sdk_module: str
-    _sdk_name: str
-    _sdk_class: type | None
-
-    def __instancecheck__(cls, instance: object) -> bool:
-        target = cls._sdk_class
-        if target is None:
-            # Not imported yet: then no instance of it exists either. Never imported from here.
-            target = getattr(sys.modules.get(cls._sdk_module), cls._sdk_name, None)
-            if not isinstance(target, type):
-                return False
-            cls._sdk_class = target
-        return isinstance(instance, target)
-
-
-def sdk_type(module: str, name: str) -> type:
-    """A stand-in for the SDK class ``module.name`` in ``isinstance`` checks (stream types,
-    exception classes), for wrappers built at instrument time without importing the SDK.
-
-    It looks the class up in ``sys.modules`` at the first check after ``module`` is imported
-    (which is when such an instance can first exist) and then delegates to it; a name the
-    installed version lacks matches nothing.
-    """
-    namespace = {"_sdk_module": module, "_sdk_name": name, "_sdk_class": None, "__slots__": ()}
-    return _SdkTypeMeta(f"sdk_type[{module}.{name}]", (), namespace)
 
 
 def _library_module(cls: type) -> str | None:

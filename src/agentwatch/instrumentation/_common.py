@@ -7,13 +7,24 @@ type, so a changed SDK yields a missing attribute, never a wrong one or an excep
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["as_float", "as_int", "as_str", "as_str_list", "get", "parse_json", "put", "server_of"]
+__all__ = [
+    "as_float",
+    "as_int",
+    "as_str",
+    "as_str_list",
+    "get",
+    "parse_json",
+    "put",
+    "sdk_attribute",
+    "server_of",
+]
 
 
 def as_int(value: object) -> int | None:
@@ -81,3 +92,11 @@ def server_of(client: object) -> tuple[str | None, int | None]:
     if port is None:
         port = 443 if getattr(url, "scheme", "https") == "https" else 80
     return host, port
+
+
+def sdk_attribute(module: str, name: str) -> Any:
+    """``module.name`` of an instrumented SDK, or ``None`` in the versions that lack it."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
@@ -19,16 +19,26 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
     OnItem,
+    SyncGeneratorProxy,
     SyncStreamManagerProxy,
     SyncStreamProxy,
 )
-from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
+from agentwatch.instrumentation._policies import (
+    AttemptOptions,
+    LLMPolicies,
+    safe_policy_for,
+    stream_limits,
+)
 
-__all__ = ["Operation", "async_wrapper", "stream_manager_wrapper", "sync_wrapper"]
+if TYPE_CHECKING:
+    from agentwatch.resilience import Policy
+
+__all__ = ["Operation", "async_wrapper", "generator_wrapper", "stream_manager_wrapper", "sync_wrapper"]
 
 ClientInfo = Callable[[Any], tuple[str, str | None, int | None]]
 """instance -> (gen_ai.provider.name, server.address, server.port)"""
@@ -45,9 +55,15 @@ class Operation:
     stream_types: tuple[type, ...] = ()
     adjust_kwargs: Callable[[Telemetry, dict[str, Any]], dict[str, Any]] | None = None
     streams: Callable[[Mapping[str, Any]], bool] = lambda kwargs: kwargs.get("stream") is True
-    native_span: Callable[[Any], bool] | None = None
-    """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
+    native_span: Callable[[Any, Mapping[str, Any]], bool] | None = None
+    """(instance, kwargs) -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    error_type: Callable[[BaseException], str] | None = None
+    """The SDK's own ``error.type`` reader, where the exception class alone says too little."""
+    attempt_options: AttemptOptions | None = None
+    """How a policy's attempt passes its timeout and turns the SDK's retries off (see _policies)."""
+    raw: RawResponses | None = None
+    """The SDK's raw-response classes (``with_raw_response``/``with_streaming_response``)."""
 
 
 def start_call(
@@ -55,9 +71,13 @@ def start_call(
 ) -> InferenceCall | None:
     try:
         provider, host, port = op.client_info(instance)
-        model = kwargs.get("model")
+        # The SDKs merge ``extra_body`` into the JSON body over the named arguments (OpenAI-
+        # compatible servers take top_k, seed ... that way): read the request that is sent.
+        extra = kwargs.get("extra_body")
+        params = {**kwargs, **extra} if isinstance(extra, Mapping) and extra else kwargs
+        model = params.get("model")
         # A policy's span must cover every attempt, so it is always agentwatch's own.
-        native = not own_span and op.native_span is not None and op.native_span(instance)
+        native = not own_span and op.native_span is not None and op.native_span(instance, kwargs)
         call = InferenceCall(
             telemetry,
             operation=op.name,
@@ -65,17 +85,21 @@ def start_call(
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
-            attributes=_request_attributes(op, kwargs),
+            attributes=_request_attributes(op, params),
             stream=op.streams(kwargs),
             owns_span=not native,
         )
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
-        call.client = getattr(instance, "_client", None)
+        elif op.error_type is not None:
+            call.error_typer = op.error_type
+        # The client whose credentials an error description must not quote (openai and
+        # anthropic resources hold it as ``_client``, google-genai's ``Models`` as ``_api_client``).
+        call.client = getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
-                op.content(call, kwargs)
+                op.content(call, params)
             except Exception:  # noqa: BLE001
                 call.fault(f"reading {op.name} request content")
         return call
@@ -131,6 +155,9 @@ def finish_call(
     proxy: type[SyncStreamProxy] | type[AsyncStreamProxy],
     limits: tuple[float | None, float | None] | None = None,
 ) -> Any:
+    raw = op.raw
+    if raw is not None and isinstance(result, raw.types):
+        return raw.finish(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
             return proxy(result, call, op.stream_items(call.capture_content), limits)
@@ -146,6 +173,16 @@ def finish_call(
     return result
 
 
+def _begin(
+    telemetry: Telemetry, policies: LLMPolicies, op: Operation, instance: Any, kwargs: dict[str, Any]
+) -> tuple[Policy | None, InferenceCall | None]:
+    """The call's policy and its started call (None when starting it failed)."""
+    policy = safe_policy_for(policies, kwargs.get("model"))
+    if policy is not None or telemetry.settings.capture.enabled:
+        make_replayable(kwargs)
+    return policy, start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+
+
 def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     policies = policies_of(telemetry)
 
@@ -154,10 +191,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        policy = safe_policy_for(policies, kwargs.get("model"))
-        if policy is not None or telemetry.settings.capture.enabled:
-            make_replayable(kwargs)
-        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
@@ -167,7 +201,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             if policy is None:
                 result = wrapped(*args, **kwargs)
             else:
-                result = policies.call(call, policy, wrapped, instance, args, kwargs)
+                result = policies.call(call, policy, wrapped, instance, args, kwargs, op.attempt_options)
         except BaseException as exc:
             call.end(exc)
             raise
@@ -186,10 +220,7 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     ) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        policy = safe_policy_for(policies, kwargs.get("model"))
-        if policy is not None or telemetry.settings.capture.enabled:
-            make_replayable(kwargs)
-        call = start_call(telemetry, op, instance, kwargs, own_span=policy is not None)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         if op.adjust_kwargs is not None:
@@ -199,15 +230,108 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             if policy is None:
                 result = await wrapped(*args, **kwargs)
             else:
-                result = await policies.acall(call, policy, wrapped, instance, args, kwargs)
+                result = await policies.acall(
+                    call, policy, wrapped, instance, args, kwargs, op.attempt_options
+                )
         except BaseException as exc:
             call.end(exc)
             raise
         finally:
             call.deactivate()
+        raw = op.raw
+        if raw is not None and isinstance(result, raw.types):
+            # AsyncAPIResponse.parse() is a coroutine.
+            return await raw.afinish(call, op, result, AsyncStreamProxy, stream_limits(policy))
         return finish_call(call, op, result, AsyncStreamProxy, stream_limits(policy))
 
     return traced
+
+
+_NO_ITEM: Any = object()
+
+
+def generator_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
+    """For a sync SDK method that returns a generator sending its request at the first ``next()``
+    (google-genai's streams).
+
+    The span starts at the call; the request is still made when the caller first iterates, as
+    without agentwatch, but with the call's span current (:class:`SyncGeneratorProxy`). With a
+    policy, that first step is the policy's call: each attempt opens a generator of its own and
+    reads its first item, so retries, fallbacks and the breaker see the request's failures; once
+    a first item has arrived the stream is the caller's, as with the other SDKs' streams.
+    """
+    policies = policies_of(telemetry)
+    if op.stream_items is None:
+        raise ValueError(f"{op.name}: a generator wrapper needs stream_items")
+    stream_items = op.stream_items
+
+    def traced(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        policy, call = _begin(telemetry, policies, op, instance, kwargs)
+        try:
+            generator = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            if call is not None:
+                call.end(exc)
+            raise
+        if call is None:
+            return generator
+        opener = (
+            None
+            if policy is None
+            else _policy_opener(policies, policy, op, call, wrapped, instance, args, kwargs)
+        )
+        try:
+            return SyncGeneratorProxy(
+                generator, call, stream_items(call.capture_content), stream_limits(policy), opener
+            )
+        except Exception:  # noqa: BLE001
+            call.fault("wrapping a stream")
+            call.end()
+            return generator
+
+    return traced
+
+
+def _policy_opener(
+    policies: LLMPolicies,
+    policy: Policy,
+    op: Operation,
+    call: InferenceCall,
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Callable[[SyncGeneratorProxy], Any]:
+    def first(generator: Any) -> tuple[Any, Any]:
+        # An empty stream is a success, not a StopIteration escaping into the pipeline.
+        return generator, next(generator, _NO_ITEM)
+
+    base = op.attempt_options or policies.stainless_options
+
+    def options(
+        target: Callable[..., Any],
+        owner: Any,
+        attempt_kwargs: dict[str, Any],
+        limit: float | None,
+        no_retries: bool,
+    ) -> Callable[..., Any]:
+        chosen = base(target, owner, attempt_kwargs, limit, no_retries)
+        return lambda *a, **k: first(chosen(*a, **k))
+
+    def opener(proxy: SyncGeneratorProxy) -> Any:
+        # Each attempt returns its own generator; only the pipeline's winner becomes the stream
+        # (an attempt cut by a timeout may still finish later, in its thread).
+        generator, item = policies.call(call, policy, wrapped, instance, args, kwargs, options)
+        proxy.__wrapped__ = generator
+        if item is _NO_ITEM:
+            raise StopIteration
+        return item
+
+    return opener
 
 
 _policies: weakref.WeakKeyDictionary[Telemetry, LLMPolicies] = weakref.WeakKeyDictionary()

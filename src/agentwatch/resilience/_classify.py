@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agentwatch._internal import report_internal_error
-from agentwatch._telemetry._errors import http_status, provider_error_codes
+from agentwatch._telemetry._errors import error_body, http_status, provider_error_codes
 
 __all__ = [
     "Classification",
@@ -108,6 +108,7 @@ _FALLBACK_CODES = frozenset(
 )
 _FALLBACK_MESSAGES = ("prompt is too long", "context window", "maximum context length")
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+_TIMEOUT_CODES = frozenset({"deadline_exceeded"})
 
 
 def default_classifier(exc: BaseException) -> Classification:
@@ -117,8 +118,9 @@ def default_classifier(exc: BaseException) -> Classification:
     timeout; ``ConnectionError`` and every other ``OSError`` is a dependency failure; ``ValueError``,
     ``TypeError`` and ``KeyError`` are validation errors. HTTP errors of the LLM SDKs and HTTP
     clients are classified by status code (408, 409, 429 and 5xx transient; other 4xx validation),
-    read from ``exc.status_code`` or ``exc.response.status_code``, and honour the response's
-    ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers.
+    read from ``exc.status_code``, ``exc.code`` (google-genai) or the response's status, and honour
+    the response's ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers (and Google's
+    ``RetryInfo`` delay); Google's ``DEADLINE_EXCEEDED`` is a timeout.
 
     Unknown exceptions are not retried, because retrying a call whose failure nobody understood may
     repeat a side effect (tools are not known to be idempotent) or a bug; but they count as a breaker
@@ -156,9 +158,20 @@ def _classify(exc: Exception) -> Classification:
 def _classify_status(exc: BaseException, status: int) -> Classification:
     headers = getattr(getattr(exc, "response", None), "headers", None)
     retry_after = parse_retry_after(headers)
+    if retry_after is None:
+        retry_after = _retry_delay(exc)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
     codes = _error_codes(exc)
+    if status >= 500 and codes & _TIMEOUT_CODES:
+        # Google's DEADLINE_EXCEEDED (HTTP 504): the server gave up waiting, a timeout.
+        return Classification(
+            category=ErrorCategory.TIMEOUT,
+            retryable=not vetoed,
+            counts_as_failure=True,
+            retry_after=retry_after,
+            fallback=True,
+        )
     if status == 429:
         quota = bool(codes & _QUOTA_CODES)
         return Classification(
@@ -185,8 +198,29 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
 
 
 def _error_codes(exc: BaseException) -> set[str]:
-    """The provider's ``code``/``type`` strings, from the exception or its JSON body."""
+    """The provider's ``code``/``type``/``status`` strings, from the exception or its JSON body
+    (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``)."""
     return {code.lower() for code in provider_error_codes(exc)}
+
+
+def _retry_delay(exc: BaseException) -> float | None:
+    """Google's ``RetryInfo`` detail (``"retryDelay": "7s"``), which its 429s carry instead of a
+    ``Retry-After`` header."""
+    body = error_body(exc)
+    inner = body.get("error") if body is not None else None
+    details = inner.get("details") if isinstance(inner, Mapping) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    seconds = float(delay[:-1])
+                except ValueError:
+                    return None
+                return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
 
 
 def _mentions(exc: BaseException, phrases: tuple[str, ...]) -> bool:

@@ -89,7 +89,37 @@ def _blocks(content: object) -> list[dict[str, Any]]:
     return parts
 
 
+def _tool_definitions(tools: object) -> list[dict[str, Any]] | None:
+    """Request tools in the shape of v1.41 ``gen_ai.tool.definitions``.
+
+    Custom tools (``name``, ``description``, ``input_schema``, type ``custom`` or none) are
+    functions: ``{type: function, name, description, parameters}``. Anthropic-defined tools (web
+    search, bash, text editor, MCP toolsets ...) keep their versioned type and their name. The beta
+    resource also takes tool objects (``@beta_tool``), which give their parameters by ``to_dict()``.
+    """
+    if not isinstance(tools, Sequence) or isinstance(tools, str) or not tools:
+        return None
+    definitions: list[dict[str, Any]] = []
+    for tool in tools:
+        to_dict = getattr(tool, "to_dict", None)
+        if callable(to_dict) and not isinstance(tool, Mapping):
+            tool = to_dict()
+        kind = get(tool, "type")
+        name = get(tool, "name") or get(tool, "mcp_server_name")
+        if kind in (None, "custom"):
+            definition: dict[str, Any] = {"type": "function", "name": name}
+            if (description := get(tool, "description")) is not None:
+                definition["description"] = description
+            if (schema := get(tool, "input_schema")) is not None:
+                definition["parameters"] = schema
+        else:
+            definition = {"type": kind, "name": name or kind}
+        definitions.append(definition)
+    return definitions or None
+
+
 def content(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
+    call.tool_definitions = _tool_definitions(kwargs.get("tools"))
     call.input_messages = [
         {"role": get(m, "role"), "parts": _blocks(get(m, "content"))} for m in kwargs.get("messages") or ()
     ]

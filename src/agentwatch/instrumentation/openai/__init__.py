@@ -9,7 +9,8 @@ Usage::
 or, with no code, ``opentelemetry-instrument python app.py`` (entry point ``agentwatch_openai``).
 
 Instrumented: ``chat.completions.create`` (and ``parse``), ``responses.create`` and
-``embeddings.create``, sync and async, streaming included. ``AzureOpenAI`` clients report
+``embeddings.create``, sync and async, streaming included, also through ``with_raw_response``
+and ``with_streaming_response`` (how LiteLLM calls the SDK). ``AzureOpenAI`` clients report
 ``gen_ai.provider.name = azure.ai.openai``; any other base URL keeps ``openai``.
 
 Configuration: see :mod:`agentwatch.environment_variables`.
