@@ -442,6 +442,50 @@ def test_resilience_metrics_go_to_instruments_meter_provider_when_loaded_later(t
     assert "agentwatch.resilience.events" in values["names"], values["names"]
 
 
+def test_every_public_name_loads_on_use_and_import_agentwatch_loads_none(tmp_path: Path) -> None:
+    """``__all__`` and the lazy table cannot drift apart: a name added to the public API but not
+    to ``_EXPORTS`` would be listed and fail at its first use."""
+    values = _script(
+        tmp_path,
+        """
+        loaded_by_import = sorted(
+            m for m in ("agentwatch._setup", "agentwatch.resilience", "agentwatch.tools", "agentwatch._session")
+            if m in sys.modules
+        )
+        resolved = {name: getattr(agentwatch, name) is not None for name in agentwatch.__all__}
+        report(
+            loaded_by_import=loaded_by_import,
+            exports=sorted(agentwatch._EXPORTS),
+            all=sorted(agentwatch.__all__),
+            resolved=resolved,
+            listed=sorted(set(agentwatch.__all__) - set(dir(agentwatch))),
+        )
+        """,
+    )
+    assert values["loaded_by_import"] == []
+    assert values["exports"] == [name for name in values["all"] if name != "__version__"]
+    assert all(values["resolved"].values()), values["resolved"]
+    assert values["listed"] == []
+
+
+def test_shared_state_loads_the_policies_only_when_asked_for(tmp_path: Path) -> None:
+    # AGENTWATCH_STATE_REDIS_URL asks for them: it starts its backend at instrument(). A bad
+    # value is refused naming the variable, from a process where nothing had loaded them.
+    values = _script(
+        tmp_path,
+        """
+        try:
+            instrument()
+        except agentwatch.ConfigError as exc:
+            refused = exc.setting
+        report(refused=refused, policies="agentwatch.resilience" in sys.modules)
+        """,
+        env={"AGENTWATCH_STATE_REDIS_URL": "http://127.0.0.1:1"},
+    )
+    assert values["refused"] == "AGENTWATCH_STATE_REDIS_URL"
+    assert values["policies"] is True
+
+
 # -- sdk_type ----------------------------------------------------------------------------------------
 
 
