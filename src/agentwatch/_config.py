@@ -359,11 +359,12 @@ def check_propagators(environ: Mapping[str, str] | None = None) -> None:
 
 def _policies_arg(setting: str, value: object, kind: CallKind, key: str) -> dict[str, Policy]:
     """Validate a ``{name or "*": Policy}`` argument of ``instrument()``."""
+    if value is None:
+        return {}
+    # Imported only when policies are given: instrument() without them loads no resilience code.
     from agentwatch.resilience import Policy
     from agentwatch.resilience._config import check_policy_kind
 
-    if value is None:
-        return {}
     if not isinstance(value, Mapping):
         raise ConfigError(setting, value, f'a mapping of {key} (or "*") to agentwatch.Policy')
     checked: dict[str, Policy] = {}
@@ -417,23 +418,31 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    from agentwatch.resilience._file import config_from_env
+    # The policies are imported only when there are some: most applications have none, and
+    # instrument() must not make them pay for loading the resilience machinery.
+    policies = None
+    if env.get(ev.AGENTWATCH_CONFIG, "").strip():
+        from agentwatch.resilience._file import config_from_env
 
-    policies = config_from_env(env)
+        policies = config_from_env(env)
     tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
     # Code is more specific than the file: a tool or model set in both takes the code's policy.
     llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
     tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
 
-    from agentwatch.resilience._config import SharedState, check_redis_url
-
+    # Resilience is loaded only when state is to be shared: an application that asks for that
+    # (in code or with AGENTWATCH_STATE_REDIS_URL) starts its backend at instrument() anyway.
     state: SharedState | None
     if shared_state is not None:
+        from agentwatch.resilience._config import SharedState
+
         if not isinstance(shared_state, SharedState):
             raise ConfigError("shared_state", shared_state, "an agentwatch.SharedState, or None")
         state = shared_state
     elif url := env.get(ev.AGENTWATCH_STATE_REDIS_URL, "").strip():
+        from agentwatch.resilience._config import SharedState, check_redis_url
+
         try:
             state = SharedState(redis_url=check_redis_url(ev.AGENTWATCH_STATE_REDIS_URL, url))
         except ConfigError as exc:

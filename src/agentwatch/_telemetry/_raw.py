@@ -26,14 +26,13 @@ Nothing here runs for ordinary calls: the wrappers check ``isinstance(result, ty
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, sdk_type
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import AsyncStreamProxy, Limits, OnItem, SyncStreamProxy
 
@@ -139,13 +138,15 @@ class RawResponses:
 
     @classmethod
     def of(cls, package: str) -> RawResponses:
-        types: list[type] = []
-        for module, name in (("_legacy_response", "LegacyAPIResponse"), ("_response", "BaseAPIResponse")):
-            try:
-                types.append(getattr(importlib.import_module(f"{package}.{module}"), name))
-            except (ImportError, AttributeError):
-                continue
-        return cls(tuple(types))
+        """The raw-response classes of the Stainless SDK ``package``, resolved when first checked:
+        built at instrument time, this must not import the SDK (a class the installed version
+        lacks matches nothing)."""
+        return cls(
+            (
+                sdk_type(f"{package}._legacy_response", "LegacyAPIResponse"),
+                sdk_type(f"{package}._response", "BaseAPIResponse"),
+            )
+        )
 
     # -- the call returned a raw response -------------------------------------------------------
 

@@ -18,6 +18,7 @@ hooks adopt them. Raw responses (``with_raw_response``/``with_streaming_response
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -27,11 +28,12 @@ from opentelemetry import trace
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._context import current_call
 from agentwatch._telemetry._core import Telemetry
+from agentwatch._telemetry._errors import error_type as default_error_type
 from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._raw import RawResponses, read_body
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
-from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._base import Patch, sdk_type
 from agentwatch.instrumentation._common import get, server_of
 from agentwatch.instrumentation._wrappers import (
     Operation,
@@ -131,6 +133,17 @@ def _finish_api_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -
     return outcome
 
 
+def _native_error_type(exc: BaseException) -> str:
+    """``error.type`` as the SDK's own tracing computes it (``anthropic._tracing.error_type``),
+    looked up when a call on an adopted SDK span fails: that module exists, and is imported, only
+    where the SDK traces itself."""
+    sdk = getattr(sys.modules.get("anthropic._tracing"), "error_type", None)
+    if not callable(sdk):
+        return default_error_type(exc)
+    value: str = sdk(exc)  # checked by InferenceCall._error_type, which falls back to ours
+    return value
+
+
 # How the SDK says a streamed body ended -> agentwatch.stream.outcome.
 _OUTCOMES = {"read": "completed", "closed": "closed", "failed": "error"}
 
@@ -159,18 +172,12 @@ def _end_with_the_body(call: InferenceCall, span: object, result: object) -> Non
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
-    import anthropic
-
+    # Resolved at the first call: importing anthropic here would import it into every application.
+    stream_types = (
+        sdk_type("anthropic._streaming", "Stream"),
+        sdk_type("anthropic._streaming", "AsyncStream"),
+    )
     raw = RawResponses.of("anthropic")
-
-    native_error_type = None
-    try:
-        from anthropic import _tracing
-
-        native_error_type = getattr(_tracing, "error_type", None)
-    except ImportError:
-        pass
-    stream_types: tuple[type, ...] = (anthropic.Stream, anthropic.AsyncStream)
     create = Operation(
         name=sc.OP_CHAT,
         client_info=client_info,
@@ -180,7 +187,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_items=ex.event_handler,
         stream_types=stream_types,
         native_span=native_span,
-        native_error_type=native_error_type,
+        native_error_type=_native_error_type,
         raw=raw,
     )
     # messages.stream() always streams; otherwise read exactly like create(stream=True).

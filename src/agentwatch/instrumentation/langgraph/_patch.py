@@ -54,22 +54,32 @@ _current_run: ContextVar[_GraphRun | None] = ContextVar("agentwatch_langgraph_ru
 class GraphRuns:
     """What every run shares: built once per instrumentor."""
 
-    __slots__ = ("bubble_up", "recursion", "signals", "tracer")
+    __slots__ = ("_errors", "signals", "tracer")
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.tracer = telemetry.tracer
         self.signals = (telemetry, SessionInstruments(telemetry))
-        from langgraph import errors
+        self._errors: tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]] | None = None
 
-        # Control flow, not failures: an interrupt (human in the loop), a Command to the parent
-        # graph (handoffs), a drain.
-        self.bubble_up: tuple[type[BaseException], ...] = tuple(
-            cls
-            for cls in (getattr(errors, "GraphBubbleUp", None), getattr(errors, "GraphInterrupt", None))
-            if isinstance(cls, type)
-        )
-        recursion = getattr(errors, "GraphRecursionError", None)
-        self.recursion: tuple[type[BaseException], ...] = (recursion,) if isinstance(recursion, type) else ()
+    def errors(self) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+        """(control flow, recursion limit) exception classes of the installed langgraph.
+
+        Looked up at the first run's end, not at instrument(): instrumenting imports no part of
+        langgraph the application has not imported (a run means it has).
+        """
+        if self._errors is None:
+            from langgraph import errors
+
+            # Control flow, not failures: an interrupt (human in the loop), a Command to the
+            # parent graph (handoffs), a drain.
+            bubble_up = tuple(
+                cls
+                for cls in (getattr(errors, "GraphBubbleUp", None), getattr(errors, "GraphInterrupt", None))
+                if isinstance(cls, type)
+            )
+            recursion = getattr(errors, "GraphRecursionError", None)
+            self._errors = (bubble_up, (recursion,) if isinstance(recursion, type) else ())
+        return self._errors
 
 
 def _config_value(sources: Iterable[object], key: str) -> object:
@@ -201,11 +211,11 @@ class _GraphRun:
             report_internal_error("ending a LangGraph run")
 
     def _end(self, error: BaseException | None) -> None:
-        runs = self._runs
+        bubble_up, recursion = self._runs.errors()
         outcome: str | None = None
-        if error is not None and isinstance(error, runs.bubble_up):
+        if error is not None and isinstance(error, bubble_up):
             outcome, error = sc.OUTCOME_INTERRUPTED, None
-        elif error is not None and isinstance(error, runs.recursion):
+        elif error is not None and isinstance(error, recursion):
             outcome = sc.OUTCOME_MAX_ITERATIONS
         elif error is None and self._interrupted:
             outcome = sc.OUTCOME_INTERRUPTED

@@ -15,7 +15,7 @@ from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
 from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
-from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._base import Patch, sdk_type
 from agentwatch.instrumentation._common import server_of
 from agentwatch.instrumentation._wrappers import (
     Operation,
@@ -52,9 +52,8 @@ def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, An
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
-    import openai
-
-    stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
+    # Resolved at the first call: importing openai here would import it into every application.
+    stream_types = (sdk_type("openai._streaming", "Stream"), sdk_type("openai._streaming", "AsyncStream"))
     raw = RawResponses.of("openai")
     chat = Operation(
         name=sc.OP_CHAT,
