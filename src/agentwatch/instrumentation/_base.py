@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
+import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
 from wrapt import register_post_import_hook, wrap_function_wrapper
 
 from agentwatch._config import Settings, check_instrument_arguments, resolve_settings
@@ -94,6 +94,32 @@ def _library_module(cls: type) -> str | None:
     return describe_package(package)[2]
 
 
+# What every wrapt wrapper is an instance of: wrapt 2's ObjectProxy is a Python subclass of it,
+# which its C FunctionWrapper does not inherit from; wrapt 1 has no BaseObjectProxy.
+_WRAPT_PROXY: Any = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+
+
+def _remove(owner: object, attribute: str, ours: Any) -> None:
+    """Take agentwatch's wrapper ``ours`` off ``owner.attribute``, and nothing else.
+
+    OTel's ``unwrap`` removes whichever wrapper is outermost: when another instrumentor (OTel
+    openai-v2, the botocore one, an APM agent) wrapped the method after agentwatch, it would take
+    theirs off and leave ours. Ours is spliced out of the chain instead; theirs stays, now over
+    the original. A chain that no longer holds ours (someone replaced the attribute) is left alone.
+    """
+    original = ours.__wrapped__
+    outer: Any = vars(owner).get(attribute)
+    if outer is ours:
+        setattr(owner, attribute, original)
+        return
+    while isinstance(outer, _WRAPT_PROXY):
+        inner = outer.__wrapped__
+        if inner is ours:
+            outer.__wrapped__ = original
+            return
+        outer = inner
+
+
 class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     scope: ClassVar[str]
 
@@ -143,7 +169,7 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._built = False
             self._wanted: dict[str, list[tuple[str, Wrapper]]] = {}
             self._done: set[tuple[str, str]] = set()
-            self._applied: list[tuple[object, str]] = []
+            self._applied: list[tuple[object, str, Any]] = []
             generation = self._generation
         if library is None or library in sys.modules:
             try:
@@ -231,8 +257,7 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             # Only wrap methods the class defines itself; an inherited one would be wrapped on
             # the parent's behalf and unwrapped from the wrong class.
             return
-        wrap_function_wrapper(owner, attribute, wrapper)
-        self._applied.append((owner, attribute))
+        self._applied.append((owner, attribute, wrap_function_wrapper(owner, attribute, wrapper)))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         with _lock:
@@ -240,6 +265,6 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._armed = False  # disarms the hooks still waiting
             self._wanted = {}
             self._done = set()
-            for owner, attribute in reversed(getattr(self, "_applied", [])):
-                unwrap(owner, attribute)
+            for owner, attribute, ours in reversed(getattr(self, "_applied", [])):
+                _remove(owner, attribute, ours)
             self._applied = []
