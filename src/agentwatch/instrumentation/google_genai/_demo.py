@@ -91,7 +91,7 @@ class GeminiDemo(DemoProvider):
         return _turn(part for chunk in models.generate_content_stream(**kwargs) for part in _parts(chunk))
 
     def close(self) -> None:
-        close = getattr(self._client, "close", None)  # google-genai >= 1.33
+        close = getattr(self._client, "close", None)  # older google-genai clients have none
         if close is not None:
             close()
 
