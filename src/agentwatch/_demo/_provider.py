@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "TurnRequest",
     "demo_providers",
     "find_provider",
+    "json_arguments",
     "provider_names",
 ]
 
@@ -107,6 +109,16 @@ class TurnRequest:
     tools: tuple[ToolSpec, ...]
     stream: bool
     headers: Mapping[str, str]
+
+
+def json_arguments(text: str) -> dict[str, Any]:
+    """A tool call's arguments streamed as JSON text; ``{}`` when they are not a JSON object (the
+    tool registry then answers the missing arguments with an ``InvalidArguments`` result)."""
+    try:
+        parsed = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class DemoProvider(ABC):

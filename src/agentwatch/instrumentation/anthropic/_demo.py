@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest
+from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest, json_arguments
 
 if TYPE_CHECKING:
     from agentwatch._fakellm import FakeLLMServer
@@ -41,11 +41,7 @@ def _messages(request: TurnRequest) -> list[dict[str, Any]]:
 
 def _streamed_call(call_id: str, name: str, partial_json: str) -> ToolCall:
     """A tool call assembled from a stream's deltas, as a ``tool_use`` block dict."""
-    try:
-        arguments = json.loads(partial_json or "{}")
-    except ValueError:
-        arguments = None  # the registry answers invalid arguments with an InvalidArguments result
-    arguments = arguments if isinstance(arguments, dict) else {}
+    arguments = json_arguments(partial_json)
     native = {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
     return ToolCall(call_id, name, arguments, native)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest
+from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest, json_arguments
 
 if TYPE_CHECKING:
     from agentwatch._fakellm import FakeLLMServer
@@ -73,8 +73,6 @@ def _turn(blocks: Iterable[Mapping[str, Any]]) -> AssistantTurn:
 
 def _streamed_blocks(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """ConverseStream's events assembled into Converse's content blocks."""
-    import json
-
     blocks: dict[int, dict[str, Any]] = {}
     for event in events:
         if "contentBlockStart" in event:
@@ -92,10 +90,7 @@ def _streamed_blocks(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     for block in blocks.values():
         use = block.get("toolUse")
         if use is not None:
-            try:
-                use["input"] = json.loads(use["input"] or "{}")
-            except ValueError:
-                use["input"] = {}  # the registry answers missing arguments with an InvalidArguments result
+            use["input"] = json_arguments(use["input"])
     return [blocks[i] for i in sorted(blocks)]
 
 

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from agentwatch._demo._plan import FALLBACK_MODEL, MAIN_MODEL
-from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest
+from agentwatch._demo._provider import AssistantTurn, DemoProvider, ToolCall, TurnRequest, json_arguments
 
 if TYPE_CHECKING:
     from agentwatch._fakellm import FakeLLMServer
@@ -35,11 +35,7 @@ def _messages(request: TurnRequest) -> list[dict[str, Any]]:
 
 def _call(call_id: str, name: str, arguments: str) -> ToolCall:
     native = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-    try:
-        parsed = json.loads(arguments or "{}")
-    except ValueError:
-        parsed = None  # the registry answers invalid arguments with an InvalidArguments result
-    return ToolCall(call_id, name, parsed if isinstance(parsed, dict) else {}, native)
+    return ToolCall(call_id, name, json_arguments(arguments), native)
 
 
 class OpenAIDemo(DemoProvider):
