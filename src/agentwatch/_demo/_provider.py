@@ -141,6 +141,13 @@ class DemoProvider(ABC):
     fallback_model: ClassVar[str]
     """The model of the policy's fallback chain, which answers while the main one is down."""
 
+    @classmethod
+    def wire_model(cls, model: str) -> str:
+        """``model`` as the fake server reads it from a request for it (the scripted faults hit
+        the main model): the same name, unless the SDK rewrites it (LiteLLM sends
+        ``openai/gpt-4o-mini`` as ``gpt-4o-mini``)."""
+        return model
+
     @abstractmethod
     def __init__(self, server: FakeLLMServer) -> None:
         """Make the SDK's client, pointed at ``server``, with the SDK's own retries off (the

@@ -356,7 +356,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
     previous_resilience = resilience_telemetry._current
     started_at = time.time()
     interrupted = cut = False
-    server = FakeLLMServer(responder=ScriptedResponder(world, adapter.main_model))
+    server = FakeLLMServer(responder=ScriptedResponder(world, adapter.wire_model(adapter.main_model)))
     metrics: MetricsData | None = None
     runner: _Runner | None = None
     llm_server = ""
