@@ -107,6 +107,30 @@ def test_a_fallback_chain_of_bedrock_models(
     assert [e.name for e in span.events] == ["fallback"]
 
 
+def test_a_fallback_answer_is_the_fallback_models_in_model_and_cost(
+    with_policies: Any, fake_llm: FakeLLMServer, bedrock: Any
+) -> None:
+    """Converse names no model in its answer: the one the fallback asked answered, and is billed."""
+    signals = with_policies(**{CLAUDE: Policy(fallback_models=(NOVA,))})
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    fake_llm.enqueue(Reply.error(503), Reply.text("from nova", **usage), Reply.text("nova asked", **usage))
+    bedrock.converse(modelId=CLAUDE, messages=converse_user())
+    bedrock.converse(modelId=NOVA, messages=converse_user())
+    fallback, direct = (dict(span.attributes or {}) for span in signals.finished())
+    assert fallback["gen_ai.request.model"] == CLAUDE
+    assert fallback["gen_ai.response.model"] == NOVA
+    assert "gen_ai.response.model" not in direct  # no fallback: nothing to say beyond the request
+    assert fallback["gen_ai.usage.cost.amount"] == direct["gen_ai.usage.cost.amount"] > 0
+    costs = {
+        (p.attributes["gen_ai.request.model"], p.attributes.get("gen_ai.response.model")): p.sum
+        for p in signals.points("gen_ai.client.operation.cost")
+    }
+    assert costs == {
+        (CLAUDE, NOVA): direct["gen_ai.usage.cost.amount"],
+        (NOVA, None): direct["gen_ai.usage.cost.amount"],
+    }
+
+
 def test_an_open_circuit_sends_nothing(with_policies: Any, fake_llm: FakeLLMServer, bedrock: Any) -> None:
     with_policies(**{CLAUDE: Policy(breaker=CircuitBreaker(failure_threshold=2))})
     fake_llm.enqueue(*[Reply.error(500)] * 2)

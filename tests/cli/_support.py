@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -92,3 +93,27 @@ def metric_names(lines: Sequence[Mapping[str, Any]]) -> set[str]:
         for scope_metrics in resource_metrics.get("scopeMetrics", [])
         for metric in scope_metrics.get("metrics", [])
     }
+
+
+# The lines of the summary whose wording the README shows (tables and the drawing vary by run).
+_SHAPE_LINES = re.compile(
+    r"^(\S.*|  .*(sessions ran in|requests sent for|sessions:|completion rate|p95 latency|: session |"
+    r"marks: |again: |written as|list its sessions).*)$"
+)
+
+
+def summary_shape(text: str) -> list[str]:
+    """The wording of the demo's summary, with what varies between runs (figures, ids, outcomes) masked."""
+    shape = []
+    for line in text.splitlines():
+        if not _SHAPE_LINES.match(line):
+            continue
+        line = re.sub(r"[0-9a-f]{32}|[0-9a-f]{8}\b", "<id>", line)
+        line = re.sub(r"demo-[0-9a-f]{6}-\d{4} \(\w+\) had .*", "<session>", line)
+        line = re.sub(r"(to|traces) \S+agentwatch-demo-\S+\.jsonl", r"\1 <file>", line)
+        line = re.sub(r"marks: .*", "marks: ...", line)
+        # What depends on timing: which outcomes occurred, whether a fallback happened.
+        line = re.sub(r"sessions: .*", "sessions: ...", line)
+        line = re.sub(r" \(from .*\)$", "", line)
+        shape.append(" ".join(re.sub(r"\d[\d,.]*", "#", line).split()))
+    return shape

@@ -38,8 +38,9 @@ _SIGNAL_NAMES = {
 }
 
 _DESCRIPTION = """\
-Run scripted agent sessions against an embedded fake OpenAI-compatible LLM on 127.0.0.1, with
-the real openai SDK instrumented by agentwatch, and print what the SDK's own metrics say.
+Run scripted agent sessions against an embedded fake LLM server on 127.0.0.1, through the real
+SDK of the --provider (openai by default) instrumented by agentwatch, and print what the
+OpenTelemetry SDK's own metrics say.
 
 The model asks for tools (a flaky critical search_knowledge_base, an optional slow
 get_user_preferences, an optional fetch_related_content whose dependency goes down mid-run),
@@ -57,6 +58,22 @@ may differ slightly between runs.
 """
 
 
+_PROVIDERS = "{providers}"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Lists the ``--provider`` values only when the help is shown: they come from the integration
+    registry, which every other command line would otherwise pay for."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is not None and _PROVIDERS in text:
+            from agentwatch._demo._provider import provider_names
+
+            text = text.replace(_PROVIDERS, ", ".join(provider_names()))
+        return text
+
+
 def add_parser(commands: Any) -> None:
     from agentwatch._cli._common import DEMO_FILES_KEPT, demo_output_dir
 
@@ -64,7 +81,14 @@ def add_parser(commands: Any) -> None:
         "demo",
         help="run scripted agent sessions against a fake LLM and summarize the telemetry",
         description=_DESCRIPTION.format(directory=demo_output_dir(), kept=DEMO_FILES_KEPT),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--provider",
+        default="openai",
+        metavar="NAME",
+        help=f"the LLM SDK the agent calls, through the fake server's wire format of that provider: "
+        f"{_PROVIDERS} (default: openai)",
     )
     parser.add_argument(
         "--sessions", type=positive_int, default=30, metavar="N", help="agent sessions to run (default: 30)"
@@ -133,6 +157,13 @@ def _check_output(path: Path, parser: argparse.ArgumentParser) -> Path:
     return path.resolve()
 
 
+def _on_provider(name: str) -> str:
+    """``provider NAME, `` for another provider than the default (whose output names none)."""
+    from agentwatch._demo._provider import DEFAULT_PROVIDER
+
+    return "" if name == DEFAULT_PROVIDER else f"provider {name}, "
+
+
 def _warn(message: str) -> None:
     print(f"agentwatch demo: {message}", file=sys.stderr, flush=True)
 
@@ -142,17 +173,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from agentwatch._errors import ConfigError
 
     try:
-        import openai  # noqa: F401
-    except ImportError:
-        # An optional extra: a plain `pip install agentwatch` has the command but not the SDK.
-        _warn(
-            'agentwatch demo drives the real openai SDK, which is not installed: pip install "agentwatch[openai]"'
-        )
-        return 1
-    try:
         from agentwatch._demo import TOOL_NAMES, DemoOptions, run_demo
         from agentwatch._demo._otel import check_settings, otlp_endpoint, otlp_protocol
+        from agentwatch._demo._provider import ProviderUnavailable, find_provider
 
+        # An unknown provider, or one whose SDK is an extra that is not installed (a plain
+        # `pip install agentwatch` has the command but no SDK), before anything is created.
+        try:
+            find_provider(args.provider)
+        except ProviderUnavailable as exc:
+            parser.error(f"argument --provider: {exc}")
         # Every OTEL_* setting the demo uses, whether or not an endpoint is set: the SDK would
         # only warn about a bad value and carry on with its default.
         check_settings()
@@ -183,6 +213,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         options = DemoOptions(
+            provider=args.provider,
             sessions=args.sessions,
             concurrency=args.concurrency,
             seed=args.seed,
@@ -195,7 +226,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(exc))
 
     _warn(
-        f"{args.sessions} sessions, concurrency {args.concurrency}, seed {args.seed}, "
+        f"{_on_provider(args.provider)}{args.sessions} sessions, concurrency {args.concurrency}, seed {args.seed}, "
         f"fault rate {args.fault_rate:g}; Ctrl-C stops and still prints the summary"
     )
     sigterm = _SigtermHandler()
@@ -309,7 +340,8 @@ def _render_text(result: DemoResult, tool_order: tuple[str, ...]) -> str:
     fault = options.fault_model
     lines = [
         "",
-        f"agentwatch demo: seed {options.seed}, fault rate {fault.rate:g}, plan {result.plan_digest}",
+        f"agentwatch demo: {_on_provider(options.provider)}seed {options.seed}, fault rate {fault.rate:g}, "
+        f"plan {result.plan_digest}",
         _sessions_line(result),
         "",
         "LLM calls by model (gen_ai.client.operation.duration, gen_ai.client.token.usage, gen_ai.client.operation.cost)",
@@ -336,6 +368,8 @@ def _render_json(result: DemoResult, tool_order: tuple[str, ...]) -> str:
     summary = summarize(result.metrics, tool_order=tool_order)
     interesting = result.interesting
     document = {
+        "provider": result.options.provider,
+        "gen_ai.provider.name": result.provider_name,
         "seed": result.options.seed,
         "faults": result.options.fault_model.describe(),
         "plan_digest": result.plan_digest,

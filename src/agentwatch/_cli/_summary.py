@@ -27,6 +27,9 @@ _ATTEMPTS = "agentwatch.resilience.attempts"
 _EVENTS = "agentwatch.resilience.events"
 _TRANSITIONS = {"circuit_opened": "opened", "circuit_half_opened": "half-opened", "circuit_closed": "closed"}
 _REJECTIONS = frozenset({"circuit_rejected", "bulkhead_rejected", "tool_disabled"})
+# The operations in which a model generates an answer: "LLM calls" (google-genai's are
+# generate_content, the chat SDKs' chat); embeddings are not among them.
+_GENERATIONS = frozenset({sc.OP_CHAT, "generate_content", "text_completion"})
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float | None:
@@ -195,7 +198,7 @@ def _models(data: MetricsData | None, llm: LLMStats) -> list[ModelRow]:
     latency: dict[str, Histogram] = defaultdict(Histogram)
     overall = Histogram()
     for point in _histograms(data, sc.METRIC_OPERATION_DURATION):
-        if (point.attributes or {}).get(sc.OPERATION_NAME) != sc.OP_CHAT:
+        if (point.attributes or {}).get(sc.OPERATION_NAME) not in _GENERATIONS:
             continue
         overall.add(point)
         model = _model_of(point.attributes)

@@ -1,7 +1,8 @@
 """The demo agent engine behind ``agentwatch demo``, importable on its own (the stack e2e test drives it).
 
-A fake OpenAI-compatible server on 127.0.0.1 answers with scripted, seeded tool-calling turns; the
-real ``openai`` SDK, instrumented by agentwatch, calls it; the tools run through a
+A fake LLM server on 127.0.0.1 answers with scripted, seeded tool-calling turns; the real SDK of
+the run's provider (``openai`` by default; see ``_provider.py`` for the seam and where each
+provider's adapter lives), instrumented by agentwatch, calls it; the tools run through a
 :class:`agentwatch.ToolRegistry` and their resilience policies. See :func:`run_demo`.
 
 ``REGISTRY`` is the demo's tool registry (``agentwatch runbook --registry agentwatch._demo:REGISTRY``).

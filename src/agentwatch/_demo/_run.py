@@ -1,15 +1,16 @@
 """``run_demo(options) -> DemoResult``: scripted agent sessions against an embedded fake LLM.
 
-The run instruments the ``openai`` SDK with the demo's own providers (``agentwatch.instrument(...,
+The run instruments the LLM SDKs with the demo's own providers (``agentwatch.instrument(...,
 configure_sdk=False)``; no global provider is set) and undoes it at the end, so it must not run in
 a process that agentwatch already instruments. Sessions run on daemon worker threads sharing one
-``openai.OpenAI`` client. Interrupting the run (``KeyboardInterrupt`` in the calling thread) stops
+client of the SDK of ``options.provider`` (:mod:`agentwatch._demo._provider`). Interrupting the run (``KeyboardInterrupt`` in the calling thread) stops
 starting sessions, lets the running ones stop at their next step, and still flushes and returns
 what ran.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -19,14 +20,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from agentwatch._cli._spans import SpanView
 from agentwatch._demo._agent import run_session
 from agentwatch._demo._otel import DemoTelemetry, ExportCounts, SessionRecord, check_settings, otlp_endpoint
-from agentwatch._demo._plan import FALLBACK_MODEL, MAIN_MODEL, TOOL_NAMES, FaultModel, build_plan, plan_digest
+from agentwatch._demo._plan import FALLBACK_MODEL, TOOL_NAMES, FaultModel, build_plan, plan_digest
+from agentwatch._demo._provider import DEFAULT_PROVIDER, DemoProvider, find_provider
 from agentwatch._demo._responder import ScriptedResponder
 from agentwatch._demo._tools import bound_world
 from agentwatch._demo._world import World
@@ -35,7 +36,8 @@ from agentwatch.resilience import CircuitBreaker, Policy, Retry
 __all__ = ["LLM_POLICY", "DemoOptions", "DemoProgress", "DemoResult", "default_output_path", "run_demo"]
 
 # The main model's policy: transient faults are retried (honouring retry-after), three failed
-# requests in a row open its circuit for a second, and the fallback model answers meanwhile.
+# requests in a row open its circuit for a second, and the fallback model answers meanwhile. The
+# fallback is the OpenAI demo's; other providers' runs name their own (:func:`llm_policy`).
 LLM_POLICY = Policy(
     timeout=20.0,
     retry=Retry(attempts=3, backoff=0.05, max_delay=0.5),
@@ -83,8 +85,11 @@ class DemoOptions:
         keep_sessions: keep one small record per session in the result (trace id, outcome).
         metric_export_millis: export interval of the file/OTLP metric readers (``OTEL_METRIC_EXPORT_INTERVAL`` wins).
         on_progress: called after each session ends, from the worker threads.
+        provider: the ``agentwatch demo --provider`` value: the LLM SDK the agent calls
+            (:func:`agentwatch._demo._provider.provider_names`).
     """
 
+    provider: str = DEFAULT_PROVIDER
     sessions: int = 30
     concurrency: int = 4
     seed: int = 7
@@ -100,6 +105,8 @@ class DemoOptions:
     on_progress: Callable[[DemoProgress], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.provider, str):
+            raise ValueError(f"provider must be a string, got {self.provider!r}")
         _positive_int("sessions", self.sessions)
         _positive_int("concurrency", self.concurrency)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -128,6 +135,7 @@ class DemoResult:
     """What a run did; ``metrics`` is the SDK's final (cumulative) metric data, the summary's source."""
 
     options: DemoOptions
+    provider_name: str  # gen_ai.provider.name of the run's chat spans
     plan_digest: str
     run_id: str
     planned: int
@@ -171,10 +179,10 @@ class DemoResult:
 
 
 class _Runner:
-    def __init__(self, options: DemoOptions, world: World, client: Any, run_id: str) -> None:
+    def __init__(self, options: DemoOptions, world: World, provider: DemoProvider, run_id: str) -> None:
         self.options = options
         self.world = world
-        self.client = client
+        self.provider = provider
         self.run_id = run_id
         self.jobs: queue.Queue[int | None] = queue.Queue()
         self.lock = threading.Lock()
@@ -199,7 +207,7 @@ class _Runner:
                 self.cut = True  # queued before the budget ran out, but not started in time
                 continue
             self.world.session_started()
-            outcome = run_session(self.client, self.world.plans[index], self.world, self.session_id(index))
+            outcome = run_session(self.provider, self.world.plans[index], self.world, self.session_id(index))
             with self.lock:
                 self.outcomes[outcome.outcome] += 1
                 progress = DemoProgress(
@@ -289,11 +297,19 @@ def default_output_path(run_id: str) -> Path:
     )
 
 
-def _reset_circuits() -> None:
+def llm_policy(adapter: type[DemoProvider]) -> Policy:
+    """:data:`LLM_POLICY` (read when the run starts) with the provider's fallback model."""
+    if LLM_POLICY.fallback_models == (adapter.fallback_model,):
+        return LLM_POLICY
+    return dataclasses.replace(LLM_POLICY, fallback_models=(adapter.fallback_model,))
+
+
+def _reset_circuits(adapter: type[DemoProvider]) -> None:
     """Circuits live in the process-wide registry: a second run in one process starts them closed."""
     from agentwatch.resilience import circuit
 
-    for key in (*TOOL_NAMES, f"openai:{MAIN_MODEL}", f"openai:{FALLBACK_MODEL}"):
+    models = (adapter.main_model, adapter.fallback_model)
+    for key in (*TOOL_NAMES, *(f"{adapter.provider_name}:{model}" for model in models)):
         found = circuit(key)
         if found is not None:
             found.reset()
@@ -301,24 +317,25 @@ def _reset_circuits() -> None:
 
 def run_demo(options: DemoOptions | None = None) -> DemoResult:
     """Run the demo; see :class:`DemoOptions`. Raises ``ValueError``/``ConfigError`` for bad settings
-    and ``RuntimeError`` when the process is already instrumented or another run is going on."""
-    import openai
-
+    (:class:`~agentwatch._demo._provider.ProviderUnavailable` for an unknown provider or one whose
+    SDK is not installed) and ``RuntimeError`` when the process is already instrumented or another
+    run is going on."""
     from agentwatch import instrument, uninstrument
     from agentwatch._config import resolve_settings
     from agentwatch._fakellm import FakeLLMServer
     from agentwatch._telemetry import _core
-    from agentwatch.instrumentation.openai import OpenAIInstrumentor
     from agentwatch.resilience import _telemetry as resilience_telemetry
 
     options = options or DemoOptions()
-    if OpenAIInstrumentor().is_instrumented_by_opentelemetry:
+    entry, adapter = find_provider(options.provider)
+    if entry.integration.instrumentor().is_instrumented_by_opentelemetry:
         raise RuntimeError(
-            "the openai SDK is already instrumented in this process; the demo instruments it with "
-            "its own providers, so run it in a process of its own (agentwatch demo)"
+            f"the {adapter.sdk} SDK is already instrumented in this process; the demo instruments "
+            "it with its own providers, so run it in a process of its own (agentwatch demo)"
         )
+    llm_policies = {adapter.main_model: llm_policy(adapter)}
     # A bad agentwatch or OTel setting in the environment fails here, before any file is created.
-    resolve_settings(llm_policies={MAIN_MODEL: LLM_POLICY})
+    resolve_settings(llm_policies=llm_policies)
     check_settings()
     faults = options.fault_model
     plans = build_plan(options.seed, options.sessions, faults)
@@ -339,27 +356,25 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
     previous_resilience = resilience_telemetry._current
     started_at = time.time()
     interrupted = cut = False
-    server = FakeLLMServer(responder=ScriptedResponder(world))
+    server = FakeLLMServer(responder=ScriptedResponder(world, adapter.wire_model(adapter.main_model)))
     metrics: MetricsData | None = None
     runner: _Runner | None = None
     llm_server = ""
     try:
         with bound_world(world):
-            _reset_circuits()
+            _reset_circuits(adapter)
             instrument(
                 tracer_provider=telemetry.tracer_provider,
                 meter_provider=telemetry.meter_provider,
                 logger_provider=telemetry.logger_provider,
                 configure_sdk=False,
-                llm_policies={MAIN_MODEL: LLM_POLICY},
+                llm_policies=llm_policies,
             )
             try:
                 server.start()
                 llm_server = server.url
-                client = openai.OpenAI(
-                    base_url=server.openai_base_url, api_key="sk-agentwatch-demo", max_retries=0
-                )
-                runner = _Runner(options, world, client, run_id)
+                provider = adapter(server)
+                runner = _Runner(options, world, provider, run_id)
                 try:
                     runner.dispatch()
                     runner.join(None)
@@ -375,7 +390,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
                     except KeyboardInterrupt:
                         pass  # a second Ctrl-C: stop waiting; what ended is still exported
                     runner.ended = time.monotonic()
-                client.close()
+                provider.close()
             finally:
                 world.stopping.set()
                 server.stop()
@@ -393,6 +408,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
             outcomes = dict(runner.outcomes)
     return DemoResult(
         options=options,
+        provider_name=adapter.provider_name,
         plan_digest=plan_digest(plans),
         run_id=run_id,
         planned=len(plans),

@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from agentwatch._demo._plan import PREFERENCES, RELATED, SEARCH, PlannedCall
+from agentwatch._demo._provider import ToolSpec
 from agentwatch._demo._world import World, current_call
 from agentwatch.resilience import Bulkhead, Cache, CircuitBreaker, Policy, Retry
 from agentwatch.tools import ToolRegistry
 
-__all__ = ["POLICIES", "REGISTRY", "TOOL_SCHEMAS", "bound_world"]
+__all__ = ["POLICIES", "REGISTRY", "TOOL_SPECS", "bound_world"]
 
 # The slow tool's slow attempts take this long: past its attempt timeout, so the policy cuts them.
 SLOW_ATTEMPT = 0.8
@@ -137,41 +138,29 @@ def fetch_related_content(topic: str, limit: int = 3) -> dict[str, Any]:
     }
 
 
-TOOL_SCHEMAS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": SEARCH,
-            "description": REGISTRY.get(SEARCH).description,
-            "parameters": {
-                "type": "object",
-                "properties": {"query": {"type": "string"}, "top_k": {"type": "integer", "minimum": 1}},
-                "required": ["query"],
-            },
+# In the neutral form of the demo's provider seam: each provider's adapter renders them its way.
+TOOL_SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        SEARCH,
+        REGISTRY.get(SEARCH).description or "",
+        {
+            "type": "object",
+            "properties": {"query": {"type": "string"}, "top_k": {"type": "integer", "minimum": 1}},
+            "required": ["query"],
         },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": PREFERENCES,
-            "description": REGISTRY.get(PREFERENCES).description,
-            "parameters": {
-                "type": "object",
-                "properties": {"user_id": {"type": "string"}},
-                "required": ["user_id"],
-            },
+    ),
+    ToolSpec(
+        PREFERENCES,
+        REGISTRY.get(PREFERENCES).description or "",
+        {"type": "object", "properties": {"user_id": {"type": "string"}}, "required": ["user_id"]},
+    ),
+    ToolSpec(
+        RELATED,
+        REGISTRY.get(RELATED).description or "",
+        {
+            "type": "object",
+            "properties": {"topic": {"type": "string"}, "limit": {"type": "integer", "minimum": 1}},
+            "required": ["topic"],
         },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": RELATED,
-            "description": REGISTRY.get(RELATED).description,
-            "parameters": {
-                "type": "object",
-                "properties": {"topic": {"type": "string"}, "limit": {"type": "integer", "minimum": 1}},
-                "required": ["topic"],
-            },
-        },
-    },
-]
+    ),
+)

@@ -49,6 +49,7 @@ class InferenceCall:
         "_start_perf",
         "_tokens",
         "after_end",
+        "answered_by",
         "attributes",
         "before_end",
         "chunk_gaps",
@@ -98,6 +99,10 @@ class InferenceCall:
         self.stream = stream
         self.response_id: str | None = None
         self.response_model: str | None = None
+        # The model of the request that answered when a policy's fallback sent it to another
+        # model than the requested one: the model that answered when the response does not say
+        # (Bedrock's Converse), and the one that is billed (a Bedrock model id names its price).
+        self.answered_by: str | None = None
         self.finish_reasons: list[str] | None = None
         self.usage = _NO_USAGE
         self.response_attributes: dict[str, AttributeValue] | None = None
@@ -272,8 +277,9 @@ class InferenceCall:
             value = attrs.get(key)
             if value is not None:
                 metric_attrs[key] = value
-        if self.response_model:
-            metric_attrs[sc.RESPONSE_MODEL] = self.response_model
+        response_model = self.response_model or self.answered_by
+        if response_model:
+            metric_attrs[sc.RESPONSE_MODEL] = response_model
 
         # Only the duration and token-usage metrics carry the provider's extra attributes.
         extra = self.metric_attributes
@@ -293,7 +299,7 @@ class InferenceCall:
         cost: float | None = None
         unpriced = False
         if usage.reported:
-            cost = tel.pricer.cost(self.provider, (self.response_model, self.request_model), usage)
+            cost = tel.pricer.cost(self.provider, self._priced_models(), usage)
             if cost is None:
                 unpriced = True
             else:
@@ -358,6 +364,10 @@ class InferenceCall:
     def owns_span(self) -> bool:
         return self._owns_span
 
+    def _priced_models(self) -> tuple[str | None, str | None]:
+        """(the response's model, the model requested of the request that answered) for the pricer."""
+        return (self.response_model or self.answered_by, self.answered_by or self.request_model)
+
     def write_response_to_span(self) -> None:
         """Write what is known of the response now, for a span the SDK ends itself."""
         span = self.span
@@ -367,9 +377,7 @@ class InferenceCall:
             self.before_end(self)
         cost = None
         if self.usage.reported:
-            cost = self.telemetry.pricer.cost(
-                self.provider, (self.response_model, self.request_model), self.usage
-            )
+            cost = self.telemetry.pricer.cost(self.provider, self._priced_models(), self.usage)
         self._write_response(
             span, self._response_attributes(cost, self.usage.reported and cost is None, None)
         )
@@ -381,8 +389,9 @@ class InferenceCall:
         out: dict[str, AttributeValue] = {}
         if self.response_id:
             out[sc.RESPONSE_ID] = self.response_id
-        if self.response_model:
-            out[sc.RESPONSE_MODEL] = self.response_model
+        response_model = self.response_model or self.answered_by
+        if response_model:
+            out[sc.RESPONSE_MODEL] = response_model
         if self.finish_reasons:
             out[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
         usage = self.usage

@@ -185,15 +185,16 @@ class LLMPolicies:
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
         grants = _Grants(call, policy, kwargs)
+        answers = _Answers()
 
         def attempt(ctx: AttemptContext) -> Any:
             grants.last = ctx.rate_limit
             target, call_kwargs = self._attempt(
                 wrapped, instance, kwargs, ctx, policy, call, options, model_key
             )
-            return target(*args, **call_kwargs)
+            return answers.add(target(*args, **call_kwargs), ctx)
 
-        return pipeline.call(attempt, span=call.span, tokens=grants.estimate)
+        return answers.settle(call, pipeline.call(attempt, span=call.span, tokens=grants.estimate))
 
     async def acall(
         self,
@@ -209,15 +210,38 @@ class LLMPolicies:
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
         grants = _Grants(call, policy, kwargs)
+        answers = _Answers()
 
-        def attempt(ctx: AttemptContext) -> Awaitable[Any]:
+        async def attempt(ctx: AttemptContext) -> Any:
             grants.last = ctx.rate_limit
             target, call_kwargs = self._attempt(
                 wrapped, instance, kwargs, ctx, policy, call, options, model_key
             )
-            return target(*args, **call_kwargs)  # type: ignore[no-any-return]
+            return answers.add(await target(*args, **call_kwargs), ctx)
 
-        return await pipeline.acall(attempt, span=call.span, tokens=grants.estimate)
+        return answers.settle(call, await pipeline.acall(attempt, span=call.span, tokens=grants.estimate))
+
+
+class _Answers:
+    """Which model each attempt that returned asked, so that the call knows the model of the
+    answer the pipeline chose (``InferenceCall.answered_by``): an attempt abandoned at its timeout
+    may still return later, so the last attempt to return is not necessarily the one chosen."""
+
+    __slots__ = ("_models",)
+
+    def __init__(self) -> None:
+        self._models: list[tuple[object, str | None]] = []
+
+    def add(self, result: Any, ctx: AttemptContext) -> Any:
+        self._models.append((result, ctx.model))
+        return result
+
+    def settle(self, call: InferenceCall, result: Any) -> Any:
+        model = next((m for answer, m in self._models if answer is result), None)
+        self._models.clear()
+        if model is not None and model != call.request_model:
+            call.answered_by = model
+        return result
 
 
 class _Grants:

@@ -14,7 +14,9 @@ integration needs is declared in the ``package.py`` next to its instrumentor:
 - ``_duplicated_by`` (optional): library -> what another instrumentor of that library would do
   next to this one (``agentwatch doctor`` warns about it);
 - ``_resolved`` (optional): those of ``_duplicated_by`` that agentwatch settles itself (the other
-  instrumentor stands aside for the calls agentwatch traces): the doctor lists them, as no problem.
+  instrumentor stands aside for the calls agentwatch traces): the doctor lists them, as no problem;
+- ``_demo`` (optional): the ``agentwatch demo --provider`` value whose adapter is the ``_demo.py``
+  next to it (``agentwatch._demo._provider`` says what an adapter does).
 
 Listing the integrations imports agentwatch's integration packages but never a client library: an
 integration's library is looked up with ``importlib.util.find_spec`` (:meth:`Integration.installed`).
@@ -48,6 +50,7 @@ class Integration:
     instruments: tuple[str, ...]
     duplicated_by: Mapping[str, str] = field(default_factory=dict)
     resolved: frozenset[str] = frozenset()
+    demo: str | None = None  # the `agentwatch demo --provider` value of its _demo.py adapter
 
     def installed(self) -> bool:
         """Whether the library can be imported, without importing it (a dotted name imports its parent)."""
@@ -91,6 +94,7 @@ def _describe(entry_point: EntryPoint) -> Integration:
         instruments=instruments,
         duplicated_by=dict(getattr(package, "_duplicated_by", {})),
         resolved=frozenset(getattr(package, "_resolved", ())),
+        demo=getattr(package, "_demo", None),
     )
 
 

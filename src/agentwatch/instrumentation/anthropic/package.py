@@ -6,3 +6,5 @@ _duplicated_by = {
     "anthropic": "a second span for every Anthropic call (double the chat spans and metrics)",
     "httpx": "an HTTP span under every LLM call (the SDKs use httpx), plus its own HTTP metrics",
 }
+# `agentwatch demo --provider anthropic` runs the demo agent through the _demo.py next to this file.
+_demo = "anthropic"

@@ -14,3 +14,5 @@ _duplicated_by = {
 # agentwatch makes the botocore instrumentor stand aside for the calls it traces (see _patch): both
 # can stay on, and disabling it would lose the spans of every other AWS call.
 _resolved = ("botocore",)
+# `agentwatch demo --provider bedrock` runs the demo agent through the _demo.py next to this file.
+_demo = "bedrock"

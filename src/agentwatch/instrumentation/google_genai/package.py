@@ -8,3 +8,5 @@ _duplicated_by = {
     "httpx": "an HTTP span under every Gemini call (google-genai < 2 sends through httpx), plus its own HTTP metrics",
     "aiohttp": "an HTTP span under every async Gemini call (google-genai's async client uses aiohttp when installed)",
 }
+# `agentwatch demo --provider gemini` runs the demo agent through the _demo.py next to this file.
+_demo = "gemini"
