@@ -6,11 +6,16 @@ itself mid-way (status ERROR), and a stream that is simply dropped: a ``weakref.
 the proxy ends the span when it is garbage-collected, with outcome ``abandoned`` and the end
 time of its last chunk. The proxies are ``wrapt.ObjectProxy`` subclasses, so ``isinstance``
 checks and every attribute of the SDK stream (``response``, ``until_done`` ...) still work.
+
+Until the first item arrives, each read runs with the call current: some streams send their
+request only then (LiteLLM starts its Anthropic, Gemini... streams at the first read), and that
+request must carry the call's trace context and be recognised as part of the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import weakref
 from collections.abc import Awaitable, Callable
@@ -121,6 +126,16 @@ class SyncStreamProxy(_StreamProxyBase):
         return self
 
     def __next__(self) -> Any:
+        call = self._self_call
+        if call.first_chunk_at is not None:
+            return self._self_next()
+        tokens = call.enter()
+        try:
+            return self._self_next()
+        finally:
+            call.leave(tokens)
+
+    def _self_next(self) -> Any:
         try:
             item = self.__wrapped__.__next__()
         except StopIteration:
@@ -160,6 +175,16 @@ class AsyncStreamProxy(_StreamProxyBase):
         return self
 
     async def __anext__(self) -> Any:
+        call = self._self_call
+        if call.first_chunk_at is not None:
+            return await self._self_next()
+        tokens = call.enter()
+        try:
+            return await self._self_next()
+        finally:
+            call.leave(tokens)
+
+    async def _self_next(self) -> Any:
         try:
             if self._self_limits is None:
                 item = await self.__wrapped__.__anext__()
@@ -186,7 +211,11 @@ class AsyncStreamProxy(_StreamProxyBase):
             timeout = _chunk_timeout(call, limits)
         # The HTTP response is abandoned mid-read: close it so the connection is not reused.
         try:
-            await self.__wrapped__.close()
+            stream = self.__wrapped__
+            # aclose() where the stream has both (LiteLLM's sync close() cannot await the body).
+            closed = stream.aclose() if hasattr(stream, "aclose") else stream.close()
+            if inspect.isawaitable(closed):
+                await closed
         except Exception:  # noqa: BLE001
             call.fault("closing a timed-out stream")
         raise timeout
@@ -201,9 +230,22 @@ class AsyncStreamProxy(_StreamProxyBase):
         finally:
             self._self_end(None, "closed")
 
-    async def close(self) -> Any:
+    def close(self) -> Any:
+        # As the stream's own close(): a coroutine for the SDKs' async streams, a plain call for
+        # LiteLLM's (whose async streams close with aclose() and also have a sync close()).
         try:
-            return await self.__wrapped__.close()
+            closed = self.__wrapped__.close()
+        except BaseException:
+            self._self_end(None, "closed")
+            raise
+        if inspect.isawaitable(closed):
+            return self._self_closing(closed)
+        self._self_end(None, "closed")
+        return closed
+
+    async def _self_closing(self, closing: Awaitable[Any]) -> Any:
+        try:
+            return await closing
         finally:
             self._self_end(None, "closed")
 

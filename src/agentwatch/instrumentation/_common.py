@@ -10,10 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["as_float", "as_int", "as_str", "as_str_list", "get", "parse_json", "put", "server_of"]
+__all__ = [
+    "as_float",
+    "as_int",
+    "as_str",
+    "as_str_list",
+    "get",
+    "parse_json",
+    "put",
+    "server_of",
+    "server_of_url",
+]
 
 
 def as_int(value: object) -> int | None:
@@ -81,3 +92,15 @@ def server_of(client: object) -> tuple[str | None, int | None]:
     if port is None:
         port = 443 if getattr(url, "scheme", "https") == "https" else 80
     return host, port
+
+
+def server_of_url(url: object) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` of a base URL given as text (``https://api.groq.com/openai/v1``)."""
+    if not isinstance(url, str) or not url:
+        return None, None
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+    except ValueError:
+        return None, None
+    return (parts.hostname or None), port

@@ -2,10 +2,13 @@
 ``[llm."model"]`` in ``AGENTWATCH_CONFIG``).
 
 The call's span (agentwatch's own: with a policy it always owns one, see the anthropic patch)
-covers every attempt and fallback. Exactly one layer retries: when the policy retries, each
-attempt goes through a copy of the client with ``max_retries=0`` (``with_options`` shares the
-HTTP connection pool), so 3 attempts are 3 requests. Each attempt sends the model the pipeline
-names (the fallback chain) and at most the attempt's remaining time as the SDK timeout.
+covers every attempt and fallback. Exactly one layer retries: when the policy retries, the SDK's
+own retries are off for each attempt, so 3 attempts are 3 requests. Each attempt sends the model
+the pipeline names (the fallback chain) and at most the attempt's remaining time as the SDK
+timeout. How an SDK takes those two settings is its :data:`AttemptOptions`; by default (the
+Stainless SDKs, openai and anthropic) the timeout is the ``timeout`` argument and the attempt goes
+through a copy of the client with ``max_retries=0`` (``with_options`` shares the HTTP connection
+pool).
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from agentwatch._telemetry._inference import InferenceCall
 if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
 
-__all__ = ["LLMPolicies"]
+__all__ = ["AttemptOptions", "LLMPolicies"]
+
+AttemptOptions = Callable[[Callable[..., Any], Any, dict[str, Any], "float | None", bool], Callable[..., Any]]
+"""(wrapped, instance, kwargs, timeout in seconds or None, SDK retries off) -> what to call.
+
+Puts one attempt's timeout and "no SDK retries" into ``kwargs`` (a copy, the attempt's own) or
+into the callable it returns, the way the SDK takes them."""
 
 
 class LLMPolicies:
@@ -73,6 +82,18 @@ class LLMPolicies:
             resource = resources[type(instance)] = type(instance)(resources["client"])
         return wrapped.__func__.__get__(resource)  # type: ignore[attr-defined, no-any-return]
 
+    def stainless_options(
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        kwargs: dict[str, Any],
+        limit: float | None,
+        no_retries: bool,
+    ) -> Callable[..., Any]:
+        """The Stainless SDKs' (openai, anthropic) :data:`AttemptOptions`."""
+        cap_timeout(kwargs, limit)
+        return self._without_sdk_retries(wrapped, instance) if no_retries else wrapped
+
     def _attempt(
         self,
         wrapped: Callable[..., Any],
@@ -80,24 +101,22 @@ class LLMPolicies:
         kwargs: Mapping[str, Any],
         ctx: AttemptContext,
         policy: Policy,
+        call: InferenceCall,
+        options: AttemptOptions | None,
     ) -> tuple[Callable[..., Any], dict[str, Any]]:
         call_kwargs = dict(kwargs)
         if ctx.model is not None:
             call_kwargs["model"] = ctx.model
         limit = ctx.attempt_timeout
-        if kwargs.get("stream") is True:
+        if call.stream:
             # Sync streams cannot be interrupted between reads from another thread; the SDK's
             # read timeout bounds every read (first chunk and idle alike) instead.
             first, idle = stream_limits(policy) or (None, None)
             chunk_limits = [t for t in (first, idle) if t is not None]
             if chunk_limits:
                 limit = max(chunk_limits) if limit is None else min(limit, max(chunk_limits))
-        if limit is not None:
-            given = call_kwargs.get("timeout")
-            if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
-                call_kwargs["timeout"] = limit
-        target = self._without_sdk_retries(wrapped, instance) if ctx.disable_sdk_retries else wrapped
-        return target, call_kwargs
+        apply = options or self.stainless_options
+        return apply(wrapped, instance, call_kwargs, limit, ctx.disable_sdk_retries), call_kwargs
 
     def call(
         self,
@@ -107,11 +126,12 @@ class LLMPolicies:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
+        options: AttemptOptions | None = None,
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
 
         def attempt(ctx: AttemptContext) -> Any:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
+            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
             return target(*args, **call_kwargs)
 
         return pipeline.call(attempt, span=call.span)
@@ -124,14 +144,23 @@ class LLMPolicies:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
+        options: AttemptOptions | None = None,
     ) -> Any:
         pipeline = self.pipeline(call.provider, call.request_model or "", policy)
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy)
+            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
             return target(*args, **call_kwargs)  # type: ignore[no-any-return]
 
         return await pipeline.acall(attempt, span=call.span)
+
+
+def cap_timeout(kwargs: dict[str, Any], limit: float | None) -> None:
+    """Lower ``kwargs["timeout"]`` to ``limit`` seconds, unless the caller gave a smaller number."""
+    if limit is not None:
+        given = kwargs.get("timeout")
+        if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
+            kwargs["timeout"] = limit
 
 
 def stream_limits(policy: Policy | None) -> tuple[float | None, float | None] | None:

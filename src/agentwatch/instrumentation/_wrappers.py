@@ -4,6 +4,10 @@ An :class:`Operation` says how to read one SDK method (request attributes, conte
 stream items); :func:`sync_wrapper`/:func:`async_wrapper` turn it into a wrapt wrapper once, at
 instrument time. The wrapper returns exactly what the SDK returned (or a transparent proxy of a
 stream) and re-raises exactly what it raised.
+
+A wrapped method called while another instrumented call is open (:func:`open_call`) is that call
+seen by a second layer (LiteLLM over the openai SDK, LiteLLM retrying itself): it passes straight
+through, so the outer call's span, metrics, policy and session accounting are the only ones.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._context import open_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import (
@@ -26,12 +31,19 @@ from agentwatch._telemetry._stream import (
     SyncStreamManagerProxy,
     SyncStreamProxy,
 )
-from agentwatch.instrumentation._policies import LLMPolicies, safe_policy_for, stream_limits
+from agentwatch.instrumentation._policies import (
+    AttemptOptions,
+    LLMPolicies,
+    safe_policy_for,
+    stream_limits,
+)
 
 __all__ = ["Operation", "async_wrapper", "stream_manager_wrapper", "sync_wrapper"]
 
 ClientInfo = Callable[[Any], tuple[str, str | None, int | None]]
 """instance -> (gen_ai.provider.name, server.address, server.port)"""
+Target = Callable[[Any, Mapping[str, Any]], tuple[str, str | None, str | None, int | None]]
+"""(instance, kwargs) -> (gen_ai.provider.name, gen_ai.request.model, server.address, server.port)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +60,25 @@ class Operation:
     native_span: Callable[[Any], bool] | None = None
     """instance -> whether the SDK makes its own span for this call (then it is enriched)."""
     native_error_type: Callable[[BaseException], str] | None = None
+    attempt_options: AttemptOptions | None = None
+    """How a policy's attempt passes its timeout and turns the SDK's retries off (see _policies)."""
+    target: Target | None = None
+    """Where the request names the provider, model and server rather than the client (LiteLLM's
+    ``"groq/llama-3.1-8b-instant"``): read from it instead of ``client_info`` and ``model``."""
+    credentials: Callable[[Any, Mapping[str, Any]], object] | None = None
+    """(instance, kwargs) -> what holds the call's API key (scrubbed from error descriptions), when
+    it is not ``instance._client``."""
 
 
 def start_call(
     telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any], *, own_span: bool = False
 ) -> InferenceCall | None:
     try:
-        provider, host, port = op.client_info(instance)
-        model = kwargs.get("model")
+        if op.target is not None:
+            provider, model, host, port = op.target(instance, kwargs)
+        else:
+            provider, host, port = op.client_info(instance)
+            model = kwargs.get("model")
         # A policy's span must cover every attempt, so it is always agentwatch's own.
         native = not own_span and op.native_span is not None and op.native_span(instance)
         call = InferenceCall(
@@ -71,7 +94,11 @@ def start_call(
         )
         if native and op.native_error_type is not None:
             call.error_typer = op.native_error_type
-        call.client = getattr(instance, "_client", None)
+        call.client = (
+            op.credentials(instance, kwargs)
+            if op.credentials is not None
+            else getattr(instance, "_client", None)
+        )
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
@@ -152,7 +179,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        if not is_instrumentation_enabled() or open_call() is not None:
             return wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
         if policy is not None or telemetry.settings.capture.enabled:
@@ -167,7 +194,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             if policy is None:
                 result = wrapped(*args, **kwargs)
             else:
-                result = policies.call(call, policy, wrapped, instance, args, kwargs)
+                result = policies.call(call, policy, wrapped, instance, args, kwargs, op.attempt_options)
         except BaseException as exc:
             call.end(exc)
             raise
@@ -184,7 +211,7 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        if not is_instrumentation_enabled() or open_call() is not None:
             return await wrapped(*args, **kwargs)
         policy = safe_policy_for(policies, kwargs.get("model"))
         if policy is not None or telemetry.settings.capture.enabled:
@@ -199,7 +226,9 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
             if policy is None:
                 result = await wrapped(*args, **kwargs)
             else:
-                result = await policies.acall(call, policy, wrapped, instance, args, kwargs)
+                result = await policies.acall(
+                    call, policy, wrapped, instance, args, kwargs, op.attempt_options
+                )
         except BaseException as exc:
             call.end(exc)
             raise
@@ -235,14 +264,14 @@ def stream_manager_wrapper(
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if op is not None and telemetry.settings.capture.enabled and is_instrumentation_enabled():
+        if not is_instrumentation_enabled() or open_call() is not None:
+            return wrapped(*args, **kwargs)
+        if op is not None and telemetry.settings.capture.enabled:
             make_replayable(kwargs)
         manager = wrapped(*args, **kwargs)
-        if not is_instrumentation_enabled():
-            return manager
 
         def start() -> InferenceCall | None:
-            if op is None or not is_instrumentation_enabled():
+            if op is None or not is_instrumentation_enabled() or open_call() is not None:
                 return None
             return start_call(telemetry, op, instance, kwargs)
 
