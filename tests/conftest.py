@@ -17,6 +17,13 @@ from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
 
+# Nothing in the tests may reach the internet: LiteLLM fetches its model cost map from GitHub when
+# imported unless told not to, and may fetch tokenizers. Set here, before anything imports it, and
+# inherited by every subprocess the tests start.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["LITELLM_OFFLINE_MODE"] = "true"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 __all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
 # Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
 # example database in the working tree; HYPOTHESIS_PROFILE=explore draws new ones.

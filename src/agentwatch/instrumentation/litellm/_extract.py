@@ -1,0 +1,117 @@
+"""LiteLLM requests, responses and stream chunks -> :class:`InferenceCall` fields.
+
+LiteLLM takes OpenAI's request parameters and answers in OpenAI's shapes (``ModelResponse``,
+``ModelResponseStream``, ``EmbeddingResponse``) whichever provider it called, so the openai
+readers do most of the work. LiteLLM's own parts: ``top_k``, the usage as LiteLLM normalises it
+(``prompt_tokens`` includes cached and cache-creation tokens, which ``prompt_tokens_details``
+breaks out, and so on), the usage a stream reports, and the ``openai.*`` attributes, which are kept
+for the OpenAI providers only.
+
+A stream's usage is the provider's, never LiteLLM's estimate: LiteLLM attaches the usage the
+provider reported to the stream's last chunk (``_hidden_params["usage"]``, an ``UnreportedUsage``
+when there was none) or, when the application asked for ``stream_options.include_usage``, sends it
+in a final chunk of its own. After the stream ends it replaces the former with a count of its own
+(a tokenizer's estimate, when the provider reported nothing); agentwatch reads each chunk as it
+passes, before that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch import _semconv as sc
+from agentwatch._telemetry._inference import InferenceCall
+from agentwatch._telemetry._stream import OnItem
+from agentwatch._telemetry._usage import Usage
+from agentwatch.instrumentation._common import as_float, as_int, get, put
+from agentwatch.instrumentation.openai import _extract as openai_ex
+
+__all__ = [
+    "OPENAI_PROVIDERS",
+    "chat_chunk_handler",
+    "chat_request",
+    "chat_response",
+    "usage",
+]
+
+# The providers the openai.* attributes (service tier, system fingerprint) belong to.
+OPENAI_PROVIDERS = frozenset({"openai", "azure.ai.openai"})
+_OPENAI_ATTRIBUTES = (
+    sc.OPENAI_REQUEST_SERVICE_TIER,
+    sc.OPENAI_RESPONSE_SERVICE_TIER,
+    sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT,
+)
+
+
+def chat_request(kwargs: Mapping[str, Any], provider: str) -> dict[str, AttributeValue]:
+    attrs = openai_ex.chat_request(kwargs)
+    # LiteLLM passes top_k on to the providers that take it (Anthropic, Gemini...); v1.41 types it
+    # as a double.
+    put(attrs, sc.REQUEST_TOP_K, as_float(kwargs.get("top_k")))
+    if provider not in OPENAI_PROVIDERS:
+        attrs.pop(sc.OPENAI_REQUEST_SERVICE_TIER, None)
+    return attrs
+
+
+def usage(value: object) -> Usage | None:
+    """A LiteLLM ``Usage`` (or its dict) -> :class:`Usage`, as LiteLLM normalised the provider's."""
+    if value is None:
+        return None
+    prompt = get(value, "prompt_tokens_details")
+    completion = get(value, "completion_tokens_details")
+    cache_read = as_int(get(prompt, "cached_tokens"))
+    if cache_read is None:
+        cache_read = as_int(get(value, "cache_read_input_tokens"))
+    cache_creation = as_int(get(prompt, "cache_write_tokens"))
+    if cache_creation is None:
+        # Anthropic's, which LiteLLM also keeps under their own names.
+        cache_creation = as_int(get(value, "cache_creation_input_tokens"))
+    found = Usage(
+        input_tokens=as_int(get(value, "prompt_tokens")),
+        output_tokens=as_int(get(value, "completion_tokens")),
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
+        reasoning_tokens=as_int(get(completion, "reasoning_tokens")),
+    )
+    return found if found.reported else None
+
+
+def _drop_openai_attributes(call: InferenceCall) -> None:
+    extra = call.response_attributes
+    if extra and call.provider not in OPENAI_PROVIDERS:
+        call.response_attributes = {k: v for k, v in extra.items() if k not in _OPENAI_ATTRIBUTES} or None
+
+
+def chat_response(call: InferenceCall, response: object) -> None:
+    openai_ex.chat_response(call, response)
+    if (found := usage(get(response, "usage"))) is not None:
+        call.usage = found
+    _drop_openai_attributes(call)
+
+
+def _reported_usage(chunk: object) -> object:
+    """The provider-reported usage a chunk carries: its ``usage`` (the final chunk of an
+    ``include_usage`` stream), or the one LiteLLM attaches to the last chunk of the others."""
+    value = get(chunk, "usage")
+    if value is not None:
+        return value
+    hidden = getattr(chunk, "_hidden_params", None)
+    value = hidden.get("usage") if isinstance(hidden, Mapping) else None
+    if value is None or type(value).__name__ == "UnreportedUsage":
+        return None
+    return value
+
+
+def chat_chunk_handler(capture: bool) -> OnItem:
+    read = openai_ex.chat_chunk_handler(capture)
+
+    def on_chunk(call: InferenceCall, chunk: Any) -> None:
+        read(call, chunk)
+        if (found := usage(_reported_usage(chunk))) is not None:
+            call.usage = found
+        _drop_openai_attributes(call)
+
+    return on_chunk
