@@ -94,6 +94,9 @@ _CANCELLED = Classification(category=ErrorCategory.CANCELLED, retryable=False, c
 # none of those packages has to be imported (openai, anthropic, httpx, httpcore).
 _TIMEOUT_CLASS_NAMES = frozenset({"APITimeoutError", "TimeoutException"})
 _CONNECTION_CLASS_NAMES = frozenset({"APIConnectionError", "TransportError", "NetworkError"})
+# LiteLLM's exceptions for a request this model cannot serve but another might, whatever the
+# provider's own code said (LiteLLM maps each provider's wording to them).
+_FALLBACK_CLASS_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError"})
 
 # Provider error codes of a request that this model cannot serve but another model might:
 # context-length and content-policy rejections (OpenAI ``code``, Anthropic messages).
@@ -153,8 +156,17 @@ def _classify(exc: Exception) -> Classification:
     return _UNKNOWN
 
 
+def _response_headers(exc: BaseException) -> object:
+    # LiteLLM raises with an HTTP response of its own making (no headers) for the providers it
+    # calls itself, and keeps the provider's headers (Retry-After...) apart.
+    provider_headers = getattr(exc, "litellm_response_headers", None)
+    if provider_headers is not None:
+        return provider_headers
+    return getattr(getattr(exc, "response", None), "headers", None)
+
+
 def _classify_status(exc: BaseException, status: int) -> Classification:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
+    headers = _response_headers(exc)
     retry_after = parse_retry_after(headers)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
@@ -177,7 +189,11 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
             fallback=True,
         )
     if status >= 400:
-        fallback = bool(codes & _FALLBACK_CODES) or _mentions(exc, _FALLBACK_MESSAGES)
+        fallback = (
+            bool(codes & _FALLBACK_CODES)
+            or _mentions(exc, _FALLBACK_MESSAGES)
+            or any(cls.__name__ in _FALLBACK_CLASS_NAMES for cls in type(exc).__mro__)
+        )
         return Classification(
             category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=fallback
         )
