@@ -128,7 +128,7 @@ class LLMPolicies:
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
     ) -> Any:
-        pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs), policy)
 
         def attempt(ctx: AttemptContext) -> Any:
             target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
@@ -146,13 +146,20 @@ class LLMPolicies:
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
     ) -> Any:
-        pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs), policy)
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
             target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
             return target(*args, **call_kwargs)  # type: ignore[no-any-return]
 
         return await pipeline.acall(attempt, span=call.span)
+
+
+def _subject(call: InferenceCall, kwargs: Mapping[str, Any]) -> str:
+    """The pipeline's name: the model as the caller named it, which each attempt sends again
+    (LiteLLM's ``groq/llama-3.1-8b-instant``; ``gen_ai.request.model`` is the provider's name)."""
+    model = kwargs.get("model")
+    return model if isinstance(model, str) and model else call.request_model or ""
 
 
 def cap_timeout(kwargs: dict[str, Any], limit: float | None) -> None:
