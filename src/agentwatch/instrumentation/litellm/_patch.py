@@ -48,6 +48,7 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import open_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import with_trace_context
+from agentwatch._telemetry._inference import InferenceCall
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import server_of_url
 from agentwatch.instrumentation._policies import cap_timeout
@@ -147,6 +148,31 @@ def _resolve(model: str, custom: str | None, base: str | None) -> Target:
 
 def _chat_request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     return ex.chat_request(kwargs, target(None, kwargs)[0])
+
+
+def _answered_by(call: InferenceCall, response: object) -> None:
+    """When a policy's fallback chain moved the call to another provider's model, the provider
+    that answered (metrics, price and span): LiteLLM names the model it called in the response."""
+    hidden = getattr(response, "_hidden_params", None)
+    model = hidden.get("litellm_model_name") if isinstance(hidden, Mapping) else None
+    if not isinstance(model, str) or not model:
+        return
+    provider, name, _, _ = target(None, {"model": model})
+    # Only another model is another provider's: the requested one may have gone to a base URL
+    # that names its provider (an OpenAI-compatible host), which the model string alone does not.
+    if name != call.request_model and provider not in (call.provider, UNKNOWN_PROVIDER):
+        call.provider = provider
+        call.response_attributes = {**(call.response_attributes or {}), sc.PROVIDER_NAME: provider}
+
+
+def _chat_response(call: InferenceCall, response: object) -> None:
+    ex.chat_response(call, response)
+    _answered_by(call, response)
+
+
+def _embeddings_response(call: InferenceCall, response: object) -> None:
+    openai_ex.embeddings_response(call, response)
+    _answered_by(call, response)
 
 
 def _attempt_options(
@@ -255,7 +281,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         credentials=_credentials,
         request=_chat_request,
         content=openai_ex.chat_input,
-        response=ex.chat_response,
+        response=_chat_response,
         stream_items=ex.chat_chunk_handler,
         stream_types=stream_types,
         attempt_options=_attempt_options,
@@ -266,7 +292,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         target=target,
         credentials=_credentials,
         request=openai_ex.embeddings_request,
-        response=openai_ex.embeddings_response,
+        response=_embeddings_response,
         attempt_options=_attempt_options,
     )
     chat_args, embedding_args = ("model", "messages"), ("model", "input")
