@@ -28,12 +28,16 @@ from agentwatch._telemetry._inference import InferenceCall
 __all__ = [
     "AsyncStreamManagerProxy",
     "AsyncStreamProxy",
+    "OnEnd",
     "OnItem",
     "SyncStreamManagerProxy",
     "SyncStreamProxy",
 ]
 
 OnItem = Callable[[InferenceCall, Any], None]
+OnEnd = Callable[[InferenceCall, Any], None]
+"""(call, the SDK stream): what the stream object itself tells when it ends (LiteLLM's keeps the
+usage its provider reported with its chunks), read just before the call ends."""
 Limits = tuple[float | None, float | None]
 """A policy's (first_chunk_timeout, idle_timeout) in seconds."""
 
@@ -49,7 +53,16 @@ def _skip(call: InferenceCall, item: Any) -> None:
     pass
 
 
-def _abandon(call: InferenceCall) -> None:
+def _read_end(call: InferenceCall, stream: Any, on_end: OnEnd | None) -> None:
+    if on_end is not None:
+        try:
+            on_end(call, stream)
+        except Exception:  # noqa: BLE001 - the stream is the app's; its telemetry is incomplete
+            call.fault("reading a stream's end")
+
+
+def _abandon(call: InferenceCall, stream: Any, on_end: OnEnd | None) -> None:
+    _read_end(call, stream, on_end)
     call.end(None, outcome="abandoned", at_last_activity=True)
 
 
@@ -93,17 +106,24 @@ def _chunk_timeout(call: InferenceCall, limits: Limits, *, sync: bool = False) -
 
 class _StreamProxyBase(_Proxy):
     def __init__(
-        self, wrapped: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None
+        self,
+        wrapped: Any,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None = None,
+        on_end: OnEnd | None = None,
     ) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_on_item = on_item
         self._self_limits = limits
+        self._self_on_end = on_end
         # The finalizer must not reference the proxy, or it would keep it alive.
-        self._self_finalizer = weakref.finalize(self, _abandon, call)
+        self._self_finalizer = weakref.finalize(self, _abandon, call, wrapped, on_end)
 
     def _self_end(self, error: BaseException | None, outcome: str) -> None:
-        self._self_finalizer.detach()
+        if self._self_finalizer.detach() is not None:
+            _read_end(self._self_call, self.__wrapped__, self._self_on_end)
         self._self_call.end(error, outcome=outcome)
 
     def _self_item(self, item: Any) -> None:

@@ -27,6 +27,7 @@ from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
+    OnEnd,
     OnItem,
     SyncStreamManagerProxy,
     SyncStreamProxy,
@@ -65,6 +66,8 @@ class Operation:
     target: Target | None = None
     """Where the request names the provider, model and server rather than the client (LiteLLM's
     ``"groq/llama-3.1-8b-instant"``): read from it instead of ``client_info`` and ``model``."""
+    stream_end: OnEnd | None = None
+    """What the SDK stream object itself tells when it ends (see _stream.OnEnd)."""
     credentials: Callable[[Any, Mapping[str, Any]], object] | None = None
     """(instance, kwargs) -> what holds the call's API key (scrubbed from error descriptions), when
     it is not ``instance._client``."""
@@ -160,7 +163,7 @@ def finish_call(
 ) -> Any:
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
-            return proxy(result, call, op.stream_items(call.capture_content), limits)
+            return proxy(result, call, op.stream_items(call.capture_content), limits, op.stream_end)
         except Exception:  # noqa: BLE001
             call.fault("wrapping a stream")
             call.end()

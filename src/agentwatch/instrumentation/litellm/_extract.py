@@ -7,17 +7,16 @@ readers do most of the work. LiteLLM's own parts: ``top_k``, the usage as LiteLL
 breaks out, and so on), the usage a stream reports, and the ``openai.*`` attributes, which are kept
 for the OpenAI providers only.
 
-A stream's usage is the provider's, never LiteLLM's estimate: LiteLLM attaches the usage the
-provider reported to the stream's last chunk (``_hidden_params["usage"]``, an ``UnreportedUsage``
-when there was none) or, when the application asked for ``stream_options.include_usage``, sends it
-in a final chunk of its own. After the stream ends it replaces the former with a count of its own
-(a tokenizer's estimate, when the provider reported nothing); agentwatch reads each chunk as it
-passes, before that.
+A stream's usage is the provider's, never LiteLLM's estimate. LiteLLM keeps every chunk it read,
+the usage-only ones it does not pass on included, in the stream's ``chunks``; agentwatch reads the
+usage the provider reported there when the stream ends (:func:`stream_usage`). What LiteLLM puts
+on the last chunk it passes on (``_hidden_params["usage"]``) is not read: a zero usage or its own
+token-count estimate when the provider reported none, depending on the LiteLLM version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -34,6 +33,8 @@ __all__ = [
     "chat_chunk_handler",
     "chat_request",
     "chat_response",
+    "stream_end",
+    "stream_usage",
     "usage",
 ]
 
@@ -92,26 +93,47 @@ def chat_response(call: InferenceCall, response: object) -> None:
     _drop_openai_attributes(call)
 
 
-def _reported_usage(chunk: object) -> object:
-    """The provider-reported usage a chunk carries: its ``usage`` (the final chunk of an
-    ``include_usage`` stream), or the one LiteLLM attaches to the last chunk of the others."""
-    value = get(chunk, "usage")
-    if value is not None:
-        return value
-    hidden = getattr(chunk, "_hidden_params", None)
-    value = hidden.get("usage") if isinstance(hidden, Mapping) else None
-    if value is None or type(value).__name__ == "UnreportedUsage":
-        return None
-    return value
-
-
 def chat_chunk_handler(capture: bool) -> OnItem:
     read = openai_ex.chat_chunk_handler(capture)
 
     def on_chunk(call: InferenceCall, chunk: Any) -> None:
         read(call, chunk)
-        if (found := usage(_reported_usage(chunk))) is not None:
-            call.usage = found
         _drop_openai_attributes(call)
 
     return on_chunk
+
+
+def _latest(current: int | None, value: int | None) -> int | None:
+    # A chunk reports what it knows: a later zero (older LiteLLM versions zero the input count of a
+    # stream's closing usage) does not undo an earlier count.
+    if value is None:
+        return current
+    return value if value or current is None else current
+
+
+def stream_usage(chunks: object) -> Usage | None:
+    """The usage the provider reported in a LiteLLM stream, from the chunks LiteLLM kept; ``None``
+    when it reported none. Later chunks' counts replace earlier ones (they are running totals)."""
+    if not isinstance(chunks, Sequence):
+        return None
+    total: Usage | None = None
+    for chunk in chunks:
+        found = usage(get(chunk, "usage"))
+        if found is None:
+            continue
+        if total is None:
+            total = found
+            continue
+        total = Usage(
+            input_tokens=_latest(total.input_tokens, found.input_tokens),
+            output_tokens=_latest(total.output_tokens, found.output_tokens),
+            cache_read_tokens=_latest(total.cache_read_tokens, found.cache_read_tokens),
+            cache_creation_tokens=_latest(total.cache_creation_tokens, found.cache_creation_tokens),
+            reasoning_tokens=_latest(total.reasoning_tokens, found.reasoning_tokens),
+        )
+    return total
+
+
+def stream_end(call: InferenceCall, stream: object) -> None:
+    if (found := stream_usage(getattr(stream, "chunks", None))) is not None:
+        call.usage = found

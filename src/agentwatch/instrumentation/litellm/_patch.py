@@ -284,6 +284,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         response=_chat_response,
         stream_items=ex.chat_chunk_handler,
         stream_types=stream_types,
+        stream_end=ex.stream_end,
         attempt_options=_attempt_options,
     )
     embeddings = Operation(
