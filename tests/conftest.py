@@ -109,8 +109,7 @@ def litellm_setup(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ``asyncio.get_event_loop()`` on the calling thread (service logging), which creates and sets a
     loop that nobody closes: left to the garbage collector it would warn during a later test.
     """
-    import litellm
-
+    litellm = pytest.importorskip("litellm")
     monkeypatch.setattr(litellm, "suppress_debug_info", True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

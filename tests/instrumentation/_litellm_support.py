@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import litellm
+import pytest
 
 from agentwatch._fakellm import (
     WIRE_FORMATS,
@@ -24,7 +24,14 @@ from agentwatch._fakellm import (
 from agentwatch._fakellm import Route as Route_
 from support import user
 
+# The LiteLLM tests skip where LiteLLM is not installed (the compat runs on openai 1.x: it needs 2.x).
+litellm = pytest.importorskip("litellm")
+
 KEY = "sk-TESTKEYlitellm0123456789abcdefXYZ"
+
+# LiteLLM's stream wrapper closes (close(), aclose(), with, async with) since 1.108.
+STREAM_CLOSES = hasattr(litellm.CustomStreamWrapper, "close")
+needs_stream_close = pytest.mark.skipif(not STREAM_CLOSES, reason="this LiteLLM's streams cannot be closed")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-import litellm
 import openai
 import pytest
 from genai_prices import Usage as GPUsage
@@ -18,7 +17,7 @@ import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.tools import ToolRegistry
-from instrumentation._litellm_support import KEY, gemini_server, replay
+from instrumentation._litellm_support import KEY, gemini_server, litellm, replay
 from instrumentation.test_openai_hosts import ToFakeServer
 from support import Signals, make_signals, user
 

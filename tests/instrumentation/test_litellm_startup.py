@@ -14,7 +14,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cli._support import clean_env
+
+pytest.importorskip("litellm")
 
 GUARD = """
 import json, socket, sys

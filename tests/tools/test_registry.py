@@ -204,7 +204,7 @@ def test_litellm_tool_calls_link_their_ids(
     tele: Signals, fake_llm: FakeLLMServer, model: str, path: str
 ) -> None:
     """LiteLLM answers in OpenAI's shape whichever provider it called (its own ``ChatCompletionMessageToolCall``)."""
-    import litellm
+    litellm = pytest.importorskip("litellm")
 
     registry = make_registry()
     fake_llm.enqueue(Reply.tool_calls([("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Rome"})]))
