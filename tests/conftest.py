@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import anthropic
@@ -127,3 +129,18 @@ async def litellm_async_clients() -> AsyncIterator[None]:
 
     yield
     await close_clients()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_litellm_clients() -> Iterator[None]:
+    """LiteLLM keeps its sync HTTP clients for the life of the process: close them at the end of
+    the session, rather than leave their sockets to the interpreter's exit."""
+    yield
+    cache = getattr(sys.modules.get("litellm"), "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            try:
+                close()
+            except Exception:  # a client that cannot close is the process's to reap
+                pass

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
 
-import agentwatch
+import test_llm_policies as llm_policies
 from agentwatch import (
     Bulkhead,
     BulkheadFullError,
@@ -20,8 +19,7 @@ from agentwatch import (
     ToolTimeoutError,
 )
 from agentwatch._fakellm import FakeLLMServer, Reply
-from agentwatch._telemetry._core import set_default_telemetry
-from agentwatch.resilience import ErrorCategory, default_classifier, reset_registry
+from agentwatch.resilience import ErrorCategory, default_classifier
 from instrumentation._litellm_support import (
     ANTHROPIC,
     GROQ,
@@ -33,29 +31,15 @@ from instrumentation._litellm_support import (
     litellm,
     run,
 )
-from support import Signals
 
 pytestmark = pytest.mark.usefixtures("litellm_setup")
 
 FAST = Retry(attempts=3, backoff=0.01, max_delay=0.02)
 
 
-@pytest.fixture
-def with_policies(signals: Signals) -> Iterator[Any]:
-    reset_registry()
-
-    def instrument(**policies: Policy) -> Signals:
-        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
-        return signals
-
-    yield instrument
-    agentwatch.uninstrument()
-    set_default_telemetry()
-    reset_registry()
-
-
-def _events(signals: Signals) -> list[str]:
-    return [event.name for event in signals.only_span().events]
+# The fixture that instruments with given policies, and the span's event names: as for the SDKs.
+with_policies = llm_policies.with_policies
+_events = llm_policies._events
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)

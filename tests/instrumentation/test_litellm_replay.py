@@ -71,6 +71,14 @@ def _price(tokens_in: int, tokens_out: int, model: str, provider_id: str) -> flo
     )
 
 
+def _litellm_stream(server: FakeLLMServer, model: str) -> list[Any]:
+    return _chunks(
+        litellm.completion(
+            model=model, messages=user(), api_base=server.openai_base_url, api_key=KEY, stream=True
+        )
+    )
+
+
 def _openai_at(server: FakeLLMServer, base_url: str) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=base_url,
@@ -146,15 +154,7 @@ def test_groq_chat_through_the_openai_sdk_at_groqs_host(signals_and_server: Any)
 def test_groq_stream_through_litellm(signals_and_server: Any) -> None:
     def scenario(server: FakeLLMServer) -> Any:
         server.enqueue(replay("groq_chat_stream.sse"))
-        return _chunks(
-            litellm.completion(
-                model="groq/llama3-8b-8192",
-                messages=user(),
-                api_base=server.openai_base_url,
-                api_key=KEY,
-                stream=True,
-            )
-        )
+        return _litellm_stream(server, "groq/llama3-8b-8192")
 
     bare, instrumented, signals = signals_and_server(scenario)
     assert _strip_ids(instrumented) == _strip_ids(bare)
@@ -175,15 +175,7 @@ def test_groq_stream_through_litellm(signals_and_server: Any) -> None:
 def test_mistral_stream_through_litellm_and_the_openai_sdk(signals_and_server: Any) -> None:
     def through_litellm(server: FakeLLMServer) -> Any:
         server.enqueue(replay("mistral_chat_stream.sse"))
-        return _chunks(
-            litellm.completion(
-                model="mistral/mistral-tiny",
-                messages=user(),
-                api_base=server.openai_base_url,
-                api_key=KEY,
-                stream=True,
-            )
-        )
+        return _litellm_stream(server, "mistral/mistral-tiny")
 
     def through_openai(server: FakeLLMServer) -> Any:
         server.enqueue(replay("mistral_chat_stream.sse"))

@@ -172,19 +172,14 @@ def test_named_hosts_are_priced_as_genai_prices_matches_their_url() -> None:
     """Where genai-prices recognises a provider by its API URL, it is the provider our name prices
     with: the two tables cannot drift apart unnoticed."""
     snapshot = data_snapshot.get_snapshot()
+    urls = [(f"https://{host}/v1", provider) for host, provider in HOST_PROVIDERS.items()]
+    urls += [(f"https://example{suffix}/v1", provider) for suffix, provider in HOST_SUFFIX_PROVIDERS]
     checked = 0
-    for host, provider in HOST_PROVIDERS.items():
+    for url, provider in urls:
         try:
-            matched = snapshot.find_provider(None, None, f"https://{host}/v1")
+            matched = snapshot.find_provider(None, None, url)
         except LookupError:
             continue
-        assert _PROVIDER_IDS[provider] == matched.id, host
-        checked += 1
-    for suffix, provider in HOST_SUFFIX_PROVIDERS:
-        try:
-            matched = snapshot.find_provider(None, None, f"https://example{suffix}/v1")
-        except LookupError:
-            continue
-        assert _PROVIDER_IDS[provider] == matched.id, suffix
+        assert _PROVIDER_IDS[provider] == matched.id, url
         checked += 1
     assert checked >= 8
