@@ -39,6 +39,7 @@ def test_the_registry_is_pyprojects_entry_points() -> None:
     assert described == {
         "agentwatch_anthropic": ("anthropic", "anthropic"),
         "agentwatch_langchain": ("langchain-core", "langchain_core"),
+        "agentwatch_litellm": ("litellm", "litellm"),
         "agentwatch_mcp": ("mcp", "mcp"),
         "agentwatch_openai": ("openai", "openai"),
     }
@@ -73,12 +74,12 @@ def test_listing_the_integrations_imports_no_client_library(tmp_path: Path) -> N
         "import json, sys\n"
         "from agentwatch.instrumentation._registry import load_registry\n"
         "registry = load_registry()\n"
-        "assert len(registry.integrations) == 4 and all(i.installed() for i in registry.integrations)\n"
+        "assert len(registry.integrations) == 5 and all(i.installed() for i in registry.integrations)\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not {"openai", "anthropic", "mcp", "langchain_core", "httpx"} & set(
+    assert not {"openai", "anthropic", "mcp", "langchain_core", "litellm", "httpx"} & set(
         json.loads(result.stdout.replace("'", '"'))
     )
 
