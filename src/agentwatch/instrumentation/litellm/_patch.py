@@ -124,7 +124,7 @@ def target(instance: Any, kwargs: Mapping[str, Any]) -> Target:
 
 
 def _resolve(model: str, custom: str | None, base: str | None) -> Target:
-    litellm = sys.modules["litellm"]  # the call being made is litellm's
+    litellm: Any = sys.modules.get("litellm")  # the call being made is litellm's: it is imported
     try:
         # (model, provider, api key, api base): the key is never kept.
         resolved = litellm.get_llm_provider(model=model, custom_llm_provider=custom, api_base=base)
