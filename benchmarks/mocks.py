@@ -166,12 +166,15 @@ def _sse_response(hx: ModuleType, body: bytes) -> Any:
     return hx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
 
-def openai_client() -> Any:
+def openai_client(traceparents: list[str | None] | None = None) -> Any:
+    """A client on the mocked transport; ``traceparents`` collects each request's header, if given."""
     import openai
 
     hx = http_module(openai)
 
     def handler(request: Any) -> Any:
+        if traceparents is not None:
+            traceparents.append(request.headers.get("traceparent"))
         # The request body is JSON the SDK built; only streaming needs to be told apart.
         if b'"stream":true' in request.content or b'"stream": true' in request.content:
             return _sse_response(hx, CHAT_STREAM_BODY)

@@ -50,6 +50,13 @@ class NoInstrumentation(Target):
 
 
 class Agentwatch(Target):
+    """agentwatch through ``instrument()``, then switched like the peers (:class:`PatchToggle`).
+
+    Re-instrumenting in every one of thousands of rounds would measure a cold agentwatch (new
+    wrappers, new caches) against warm peers; switching the recorded patches measures the
+    steady state of both.
+    """
+
     name = "agentwatch"
     label = "agentwatch"
     distributions = ("agentwatch",)
@@ -63,12 +70,29 @@ class Agentwatch(Target):
         import agentwatch
 
         self.module = agentwatch
+        # agentwatch patches each SDK module when it is imported: every module the items use is
+        # imported (and its lazily initialised state settled) before the snapshot.
+        _exercise_sdks(anthropic=True)
+        self.toggle = PatchToggle()
+        agentwatch.instrument(**self.signals.providers, configure_sdk=False, **self.settings)
+        self.toggle.record()
+        if not self.toggle.changes:
+            raise RuntimeError("agentwatch patched nothing in the SDK")
+        self.patched = self.toggle.describe()
+        self.toggle.off()
 
     def on(self) -> None:
-        self.module.instrument(**self.signals.providers, configure_sdk=False, **self.settings)
+        self.toggle.on()
 
     def off(self) -> None:
-        self.module.uninstrument()
+        self.toggle.off()
+
+    def rebind(self) -> None:
+        """Instrument again, for the providers now in ``self.signals`` (left switched off)."""
+        self.toggle.on()
+        self.module.uninstrument()  # with its patches in place, so it restores the originals
+        self.toggle.off()  # (or takes the recorded patches off, if agentwatch was uninstrumented)
+        self.setup()
 
 
 class AgentwatchCapture(Agentwatch):
@@ -78,6 +102,19 @@ class AgentwatchCapture(Agentwatch):
 
     def __init__(self) -> None:
         super().__init__(capture_message_content="span_and_event")
+
+
+def _exercise_sdks(*, anthropic: bool = False) -> None:
+    """One call of each kind the items make, so that the SDK's modules are imported and its
+    lazily initialised class state is settled: snapshots then differ only by what was patched."""
+    import mocks
+
+    client = mocks.openai_client()
+    client.chat.completions.create(**mocks.CHAT_KWARGS)
+    list(client.chat.completions.create(**mocks.CHAT_KWARGS, stream=True))
+    if anthropic:
+        other = mocks.anthropic_client()
+        list(other.messages.create(**mocks.ANTHROPIC_KWARGS, stream=True))
 
 
 class PatchToggle:
@@ -155,13 +192,7 @@ class PeerTarget(Target):
         raise NotImplementedError
 
     def setup(self) -> None:
-        import mocks
-
-        # Settle the SDK's lazily initialised class state first, so the snapshots differ only
-        # by what the peer patched.
-        client = mocks.openai_client()
-        client.chat.completions.create(**mocks.CHAT_KWARGS)
-        list(client.chat.completions.create(**mocks.CHAT_KWARGS, stream=True))
+        _exercise_sdks()
         self.toggle = PatchToggle()
         self.instrument()
         self.toggle.record()

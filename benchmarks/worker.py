@@ -52,16 +52,18 @@ ALL_ITEMS = (
 # runs, not how fast anything is.
 SIZES: dict[str, dict[str, int]] = {
     "full": {
-        "chat_rounds": 30,
-        "decomposition_rounds": 60,
-        "chat_n": 100,
-        "warmup": 20,
+        # Thousands of short rounds (see README.md, "Method"): a burst of load on the shared
+        # machine then spoils a few rounds out of thousands, not a third of a 30-round sample.
+        "chat_rounds": 2000,
+        "decomposition_rounds": 600,
+        "chat_n": 3,
+        "warmup": 1,
         "stream_rounds": 16,
         "stream_per_segment": 2,
         "replay_rounds": 30,
         "replay_per_segment": 5,
-        "tool_rounds": 30,
-        "tool_n": 2000,
+        "tool_rounds": 1000,
+        "tool_n": 50,
         "memory_calls": 100_000,
         "memory_bare_calls": 20_000,
         "memory_warmup": 2_000,
@@ -74,7 +76,7 @@ SIZES: dict[str, dict[str, int]] = {
     "quick": {
         "chat_rounds": 3,
         "decomposition_rounds": 3,
-        "chat_n": 30,
+        "chat_n": 10,
         "warmup": 5,
         "stream_rounds": 2,
         "stream_per_segment": 1,
@@ -134,14 +136,15 @@ class Context:
             self.state = "off"
 
 
-# -- items 1 and 2: floor, bare call, instrumented call ----------------------------------------
+# -- items 1 and 2: the ideal wrapper, bare call, instrumented call ---------------------------
 
 
 def item_chat(ctx: Context) -> dict[str, Any]:
     s = ctx.sizes
-    client = mocks.openai_client()
+    headers: list[str | None] = []
+    client = mocks.openai_client(traceparents=headers)
     kwargs = mocks.CHAT_KWARGS
-    floor = Floor()
+    ideal = harness.Ideal()
     signals = ctx.target.signals
 
     def call() -> object:
@@ -167,23 +170,29 @@ def item_chat(ctx: Context) -> dict[str, Any]:
     if spans < 1 or spans_off != 0:
         raise RuntimeError(f"instrumentation check failed: {spans} spans when on, {spans_off} when off")
     measurements = sum(after.values()) - sum(before.values())
+    # And what the ideal emits: one span with the same keys, four records, a traceparent.
+    headers.clear()
+    ideal.on()
+    try:
+        call()
+    finally:
+        ideal.off()
+    (ideal_span,) = ideal.signals.spans.get_finished_spans()
+    ideal_keys = sorted(ideal_span.attributes or {})
+    ideal_measurements = sum(ideal.signals.metric_points().values())
+    if ideal_measurements != 4 or not (headers and headers[-1]):
+        raise RuntimeError(f"the ideal made {ideal_measurements} records, sent traceparent {headers}")
+    ideal.clear()
 
     def drop() -> None:
         signals.clear()
-        floor.clear()
-
-    def call_then_floor() -> None:
-        # The floor's work done right after each bare call, with the caches as the SDK leaves
-        # them: what the same span and records cost inside a real call.
-        call()
-        floor.call()
+        ideal.clear()
 
     samples = interleaved(
         [
             Variant("bare", call, after=drop),
+            Variant("ideal", call, enter=ideal.on, leave=ideal.off, after=drop),
             Variant("instrumented", call, enter=ctx.on, leave=ctx.off, after=drop),
-            Variant("floor", floor.call, after=drop),
-            Variant("bare_plus_floor", call_then_floor, after=drop),
         ],
         rounds=s["chat_rounds"],
         n=s["chat_n"],
@@ -194,6 +203,7 @@ def item_chat(ctx: Context) -> dict[str, Any]:
         "spans_per_call": spans,
         "span_attributes_per_call": attributes,
         "first_span_attribute_keys": keys,
+        "ideal_span_attribute_keys": ideal_keys,
         "log_records_per_call": logs,
         "measurements_per_call": measurements,
         "metrics": sorted(k for k in after if after[k] != before.get(k, 0)),
@@ -380,6 +390,7 @@ def item_tool(ctx: Context) -> dict[str, Any]:
         with_policy = tool(policy=policy)(lookup)
         no_timeouts = tool(name="lookup_no_timeouts", policy=full_policy(resilience, timeouts=False))(lookup)
         plain = tool(name="lookup_plain")(lookup)
+        defaults = tool(name="lookup_defaults", policy=_api(resilience, "Policy")())(lookup)
         signals.clear()
         with_policy("Paris")
         finished = signals.spans.get_finished_spans()
@@ -411,6 +422,7 @@ def item_tool(ctx: Context) -> dict[str, Any]:
                 Variant("bare_span", bare_span, after=signals.clear),
                 Variant("empty_span", empty_span, after=signals.clear),
                 Variant("tool_no_policy", lambda: plain("Paris"), after=signals.clear),
+                Variant("tool_default_policy", lambda: defaults("Paris"), after=signals.clear),
                 Variant("tool_policy_without_timeouts", lambda: no_timeouts("Paris"), after=signals.clear),
                 Variant("tool_policy", lambda: with_policy("Paris"), after=signals.clear),
             ],
@@ -494,11 +506,18 @@ def item_memory(ctx: Context) -> dict[str, Any]:
     target = ctx.target
     # The memory run has its own providers, so the spans of the other items are not counted.
     kept = target.signals
+    rebind = getattr(target, "rebind", None)
+    ctx.off()
     target.signals = make_signals(span_exporter=harness.DroppingSpanExporter())
+    if rebind is not None:
+        rebind()  # the instrumentation must report to these providers
     try:
         return _memory(ctx)
     finally:
+        ctx.off()
         target.signals = kept
+        if rebind is not None:
+            rebind()
 
 
 def _memory(ctx: Context) -> dict[str, Any]:
@@ -634,7 +653,8 @@ def item_decomposition(ctx: Context) -> dict[str, Any]:
     ones, the tracer by a no-op tracer, trace-context injection off through the public
     ``propagate_hosts="none"``. What is left with all three off is agentwatch's own Python work
     around the SDK call (wrapper, request/response reading, pricing, context), plus its effect
-    on the SDK's caches and garbage collection.
+    on the SDK's caches and garbage collection. Run after the items that use the target's own
+    switch: this one leaves agentwatch uninstrumented (the target's recorded patches still switch).
     """
     s = ctx.sizes
     try:
@@ -653,34 +673,43 @@ def item_decomposition(ctx: Context) -> dict[str, Any]:
     def call() -> object:
         return client.chat.completions.create(**kwargs)
 
-    def on(records: bool = True, span: bool = True, propagate: bool = True) -> Callable[[], None]:
-        def enter() -> None:
-            extra = {} if propagate else {"propagate_hosts": "none"}
-            agentwatch.instrument(**signals.providers, configure_sdk=False, **extra)
-            telemetry = OpenAIInstrumentor()._telemetry
-            if not records:
-                noop = NoOpHistogram("noop")
-                telemetry.instruments = InferenceInstruments(noop, noop, noop, noop, noop)
-            if not span:
-                telemetry.tracer = NoOpTracer()
+    from targets import PatchToggle
 
-        return enter
+    def toggle(records: bool = True, span: bool = True, propagate: bool = True) -> PatchToggle:
+        """agentwatch instrumented with these parts off, as patches to switch on and off."""
+        switch = PatchToggle()
+        extra = {} if propagate else {"propagate_hosts": "none"}
+        agentwatch.instrument(**signals.providers, configure_sdk=False, **extra)
+        telemetry = OpenAIInstrumentor()._telemetry
+        if not records:
+            noop = NoOpHistogram("noop")
+            telemetry.instruments = InferenceInstruments(noop, noop, noop, noop, noop)
+        if not span:
+            telemetry.tracer = NoOpTracer()
+        switch.record()
+        agentwatch.uninstrument()
+        return switch
 
-    off = agentwatch.uninstrument
     try:
+        # The target's own patches are taken off through agentwatch's uninstrument() (with them
+        # in place, so that it restores the originals); each variant is then recorded once and
+        # switched like the peers, so no round pays for instrument().
+        ctx.on()
+        agentwatch.uninstrument()
+        ctx.state = "off"
+        switches = {
+            "all": toggle(),
+            "no_records": toggle(records=False),
+            "no_span": toggle(span=False),
+            "no_propagation": toggle(propagate=False),
+            "python_only": toggle(records=False, span=False, propagate=False),
+        }
         samples = interleaved(
             [
                 Variant("bare", call, after=signals.clear),
-                Variant("all", call, enter=on(), leave=off, after=signals.clear),
-                Variant("no_records", call, enter=on(records=False), leave=off, after=signals.clear),
-                Variant("no_span", call, enter=on(span=False), leave=off, after=signals.clear),
-                Variant("no_propagation", call, enter=on(propagate=False), leave=off, after=signals.clear),
-                Variant(
-                    "python_only",
-                    call,
-                    enter=on(records=False, span=False, propagate=False),
-                    leave=off,
-                    after=signals.clear,
+                *(
+                    Variant(name, call, enter=switch.on, leave=switch.off, after=signals.clear)
+                    for name, switch in switches.items()
                 ),
             ],
             rounds=s["decomposition_rounds"],

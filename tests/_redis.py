@@ -4,14 +4,17 @@ for outage tests) by the test. A missing binary FAILS the test, naming ``scripts
 it never skips.
 
 Reusable by any test module: ``redis_server`` (session-wide, flushed per test by ``redis_url``) and
-``RedisServer`` itself for a private instance that a test may stop and start.
+``RedisServer`` itself for a private instance that a test may stop and start; ``silent_redis()``
+for a hung Redis (a port that accepts connections and never answers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from stack._harness import LOOPBACK, ManagedProcess, free_ports
 
-__all__ = ["RedisServer", "redis_server", "redis_server_binary", "redis_url"]
+__all__ = ["RedisServer", "private_redis", "redis_server", "redis_server_binary", "redis_url", "silent_redis"]
 
 START_TIMEOUT = 10.0
 
@@ -90,8 +93,9 @@ class RedisServer:
             assert sock.recv(16).startswith(b"+OK")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+@contextlib.contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the caller's own (which it may stop and start), stopped at the end."""
     binary = redis_server_binary()
     with tempfile.TemporaryDirectory(prefix="agentwatch-redis-") as workdir:
         server = RedisServer(binary, Path(workdir)).start()
@@ -101,8 +105,42 @@ def redis_server() -> Iterator[RedisServer]:
             server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with private_redis() as server:
+        yield server
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The shared server's URL, emptied for this test."""
     redis_server.flush()
     return redis_server.url
+
+
+@contextlib.contextmanager
+def silent_redis() -> Iterator[str]:
+    """The URL of a port that accepts connections and never answers: a hung Redis, where only
+    timeouts help. Its connections are held open until the block ends."""
+    server = socket.create_server((LOOPBACK, 0), backlog=64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://{LOOPBACK}:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        server.close()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -15,10 +17,13 @@ import pytest
 from hypothesis import settings
 
 import agentwatch
+from _bedrock import aws_environment, bedrock, bedrock_clients
 from _redis import redis_server, redis_url
+from agentwatch import _internal
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, make_signals
+from agentwatch.resilience import Policy, reset_registry
+from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
 
 # Nothing in the tests may reach the internet: LiteLLM fetches its model cost map from GitHub when
 # imported unless told not to, and may fetch tokenizers. Set here, before anything imports it, and
@@ -27,7 +32,8 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["LITELLM_OFFLINE_MODE"] = "true"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-__all__ = ["redis_server", "redis_url"]  # fixtures of tests/_redis.py, for every test module
+# Fixtures of tests/_redis.py and tests/_bedrock.py, for every test module.
+__all__ = ["aws_environment", "bedrock", "bedrock_clients", "redis_server", "redis_url"]
 # Property tests (tests/instrumentation/test_properties.py): the same examples on every run, no
 # example database in the working tree; HYPOTHESIS_PROFILE=explore draws new ones.
 settings.register_profile("agentwatch", deadline=None, derandomize=True, database=None, print_blob=True)
@@ -42,6 +48,7 @@ _AGENTWATCH_ENV = (
     "AGENTWATCH_CONFIG",
     "AGENTWATCH_ADMIN_TOKEN",
     "AGENTWATCH_CACHE_REDIS_URL",
+    "AGENTWATCH_STATE_REDIS_URL",
     "ANTHROPIC_OPEN_TELEMETRY",
     "OTEL_PROPAGATORS",
 )
@@ -82,6 +89,21 @@ def instrumented(signals: Signals) -> Iterator[Signals]:
 
 
 @pytest.fixture
+def with_policies(signals: Signals) -> Iterator[Any]:
+    """``with_policies(model=Policy(...))`` instruments with those LLM policies (a fresh registry)."""
+    reset_registry()
+
+    def instrument(**policies: Policy) -> Signals:
+        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
+        return signals
+
+    yield instrument
+    agentwatch.uninstrument()
+    set_default_telemetry()
+    reset_registry()
+
+
+@pytest.fixture
 def fake_llm() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as server:
         yield server
@@ -101,6 +123,15 @@ def anthropic_client(fake_llm: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
         base_url=fake_llm.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
     ) as client:
         yield client
+
+
+@pytest.fixture
+def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if agentwatch reported a fault of its own (``report_internal_error``) during it."""
+    monkeypatch.setattr(_internal, "_reported", set())
+    caplog.set_level(logging.DEBUG, logger="agentwatch")
+    yield
+    assert internal_faults(caplog) == []
 
 
 @pytest.fixture

@@ -5,7 +5,13 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -60,6 +66,26 @@ def parse_api(client: Any) -> Any:
 needs_chat_parse = pytest.mark.skipif(
     not HAS_CHAT_PARSE, reason="this openai version has no chat.completions.parse"
 )
+
+
+@contextmanager
+def observed_in_place(*classes: type) -> Iterator[None]:
+    """Streams of ``classes`` made meanwhile are observed in place, as agentwatch observes those
+    whose class turns proxies away (anthropic 0.x's): that path, run with any SDK version."""
+    from agentwatch._telemetry import _stream
+
+    passes = _stream._PROXY_PASSES
+    saved = {cls: passes[cls] for cls in classes if cls in passes}
+    for cls in classes:
+        passes[cls] = False
+    try:
+        yield
+    finally:
+        for cls in classes:
+            if cls in saved:
+                passes[cls] = saved[cls]
+            else:
+                passes.pop(cls, None)
 
 
 def user(text: str = "Say hello") -> list[dict[str, str]]:
@@ -120,6 +146,57 @@ class Signals:
             record = getattr(log, "log_record", log)
             parts.append(record.to_json() if hasattr(record, "to_json") else json.dumps(str(record)))
         return "\n".join(parts)
+
+
+def json_documents(text: str) -> list[Any]:
+    """Every top-level JSON object in ``text`` (what the console exporters print, one after another)."""
+    decoder = json.JSONDecoder()
+    documents, index = [], text.find("{")
+    while index != -1:
+        document, end = decoder.raw_decode(text, index)
+        documents.append(document)
+        index = text.find("{", end)
+    return documents
+
+
+def run_zero_code(directory: Path, app: str, config: str, **env: str) -> tuple[str, list[Any]]:
+    """``app`` run as ``opentelemetry-instrument python app.py`` in ``directory``, configured by the
+    ``config`` file ``AGENTWATCH_CONFIG`` names and ``env``, exporting spans and metrics (once, at
+    shutdown) to the console: its stderr and what the exporters printed. It must exit 0."""
+    (directory / "app.py").write_text(app)
+    (directory / "agentwatch.toml").write_text(config)
+    prefixes = ("OTEL_", "AGENTWATCH_", "OPENAI_")
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(prefixes)},
+        "AGENTWATCH_CONFIG": str(directory / "agentwatch.toml"),
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",  # one export, at shutdown
+        **env,
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "app.py"],
+        cwd=directory,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr, json_documents(result.stdout)
+
+
+def internal_faults(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """agentwatch's internal-error reports of the test's setup and call (at teardown,
+    ``caplog.records`` would hold the teardown's records only)."""
+    return [
+        r.getMessage()
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
+        if r.name == "agentwatch" and "internal error" in r.getMessage()
+    ]
 
 
 def make_signals(sampler: Sampler | None = None) -> Signals:

@@ -10,15 +10,19 @@ the key the client holds (whatever its shape) and of key-like strings.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from botocore.exceptions import ClientError, EventStreamError
 from opentelemetry.trace import StatusCode
 
 import agentwatch
+from _bedrock import CLAUDE, bedrock_client, converse_user
 from agentwatch._fakellm import FakeLLMServer, Reply
+from agentwatch._fakellm._bedrock import EVENT_STREAM_CONTENT_TYPE, event_message, exception_message
 from agentwatch._telemetry._core import set_default_telemetry
 from support import (
     ANTHROPIC_MODEL,
@@ -100,6 +104,25 @@ def _messages_stream(server: FakeLLMServer) -> None:
             pass
 
 
+def _converse(server: FakeLLMServer) -> None:
+    client = bedrock_client(server)
+    try:
+        client.converse(modelId=CLAUDE, messages=converse_user(PROMPT))
+    finally:
+        client.close()
+
+
+def _converse_stream(server: FakeLLMServer) -> None:
+    client = bedrock_client(server)
+    try:
+        stream = client.converse_stream(modelId=CLAUDE, messages=converse_user(PROMPT))["stream"]
+        with closing(stream):  # an exception event leaves the response open
+            for _ in stream:
+                pass
+    finally:
+        client.close()
+
+
 # (call, reply, exception raised to the app, description with capture off)
 CASES = [
     pytest.param(
@@ -145,9 +168,31 @@ CASES = [
         "anthropic.APIStatusError: 200 invalid_request_error",
         id="anthropic-mid-stream",
     ),
+    # botocore's ClientError: status and code from its parsed response; error.type names the code.
+    pytest.param(
+        _converse,
+        Reply.error(400, message=ECHO),
+        ClientError,
+        "botocore.ValidationException: 400",
+        id="bedrock-converse",
+    ),
+    pytest.param(
+        _converse_stream,
+        Reply.frames(
+            [
+                event_message("messageStart", {"role": "assistant"}),
+                exception_message("validationException", ECHO),
+            ],
+            content_type=EVENT_STREAM_CONTENT_TYPE,
+        ),
+        EventStreamError,
+        "botocore.ValidationException",
+        id="bedrock-mid-stream",
+    ),
 ]
 
 
+@pytest.mark.usefixtures("aws_environment")
 @pytest.mark.parametrize(("call", "reply", "error", "description"), CASES)
 def test_capture_off_describes_the_error_without_the_servers_text(
     instrument: Callable[[str | None], Signals],
@@ -167,6 +212,7 @@ def test_capture_off_describes_the_error_without_the_servers_text(
     assert "ZEBRA" not in signals.dump()
 
 
+@pytest.mark.usefixtures("aws_environment")
 @pytest.mark.parametrize(("call", "reply", "error", "description"), CASES)
 def test_capture_on_keeps_the_scrubbed_message(
     instrument: Callable[[str | None], Signals],

@@ -10,6 +10,7 @@ instruments it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 import textwrap
@@ -36,13 +37,16 @@ def test_the_registry_is_pyprojects_entry_points() -> None:
     assert registry.problems == ()
     assert {i.name: i.entry_point.value for i in registry.integrations} == declared
     described = {i.name: (i.library, i.module) for i in registry.integrations}
-    assert described == {
-        "agentwatch_anthropic": ("anthropic", "anthropic"),
-        "agentwatch_langchain": ("langchain-core", "langchain_core"),
-        "agentwatch_litellm": ("litellm", "litellm"),
-        "agentwatch_mcp": ("mcp", "mcp"),
-        "agentwatch_openai": ("openai", "openai"),
-    }
+    # A few by name (the import name differs from the distribution's for some) ...
+    assert described["agentwatch_openai"] == ("openai", "openai")
+    assert described["agentwatch_langchain"] == ("langchain-core", "langchain_core")
+    assert described["agentwatch_google_genai"] == ("google-genai", "google.genai")
+    # ... and every one as its package.py declares it: a new integration needs no edit here.
+    for integration in registry.integrations:
+        package = importlib.import_module(f"{integration.entry_point.module}.package")
+        library = Requirement(package._instruments[0]).name
+        module = getattr(package, "_module", library.replace("-", "_"))
+        assert described[integration.name] == (library, module)
     for integration in registry.integrations:
         package = importlib.import_module(f"{integration.entry_point.module}.package")
         assert integration.instruments == package._instruments
@@ -62,26 +66,52 @@ def test_every_integrations_library_is_in_the_instruments_any_extra() -> None:
     # library missing here would leave its integration off when it is the only one installed.
     extras = PYPROJECT["project"]["optional-dependencies"]
     instruments_any = {str(Requirement(r)) for r in extras["instruments-any"]}
-    dev = {Requirement(r).name for r in extras["dev"]}
+    # dev may include other extras of agentwatch itself (agentwatch[test]).
+    dev: set[str] = set()
+    pending = list(extras["dev"])
+    while pending:
+        requirement = Requirement(pending.pop())
+        if requirement.name == "agentwatch":
+            for extra in requirement.extras:
+                pending.extend(extras[extra])
+        else:
+            dev.add(requirement.name)
     for integration in load_registry().integrations:
         for requirement in integration.instruments:
             assert str(Requirement(requirement)) in instruments_any, integration.name
             assert Requirement(requirement).name in dev, integration.name
 
 
+def test_every_integrations_module_is_one_an_import_hook_fires_for() -> None:
+    # instrument() patches when the application imports this module (a post-import hook), and
+    # no hook fires for a namespace package (``langgraph``, ``google``): one would wait forever.
+    for integration in load_registry().integrations:
+        spec = importlib.util.find_spec(integration.module)
+        assert spec is not None, integration.name
+        assert spec.origin not in (None, "namespace"), (integration.name, integration.module)
+
+
 def test_listing_the_integrations_imports_no_client_library(tmp_path: Path) -> None:
+    declared = len(PYPROJECT["project"]["entry-points"][GROUP])
     code = (
         "import json, sys\n"
         "from agentwatch.instrumentation._registry import load_registry\n"
         "registry = load_registry()\n"
-        "assert len(registry.integrations) == 5 and all(i.installed() for i in registry.integrations)\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        f"assert len(registry.integrations) == {declared}\n"
+        "assert all(i.installed() for i in registry.integrations)\n"
+        "print(json.dumps({'loaded': sorted(sys.modules),"
+        " 'clients': sorted({i.module for i in registry.integrations})}))\n"
     )
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not {"openai", "anthropic", "mcp", "langchain_core", "litellm", "httpx"} & set(
-        json.loads(result.stdout.replace("'", '"'))
+    seen = json.loads(result.stdout)
+    assert {"openai", "anthropic", "google.genai", "botocore", "mcp", "langchain_core", "litellm"} <= set(
+        seen["clients"]
     )
+    # By module, not by top-level package: looking google.genai up imports its namespace package
+    # "google" (shared with protobuf and others), never the SDK.
+    clients = (*seen["clients"], "httpx", "boto3")
+    assert [m for m in seen["loaded"] if any(m == c or m.startswith(f"{c}.") for c in clients)] == []
 
 
 # --- A new integration, installed -----------------------------------------------------------------
@@ -125,7 +155,9 @@ print(toylib.Client().greet())
 """
 
 
-def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True) -> None:
+def _install(
+    site: Path, *, toylib: bool = True, drop: str | None = None, add_toy: bool = True, resolved: bool = False
+) -> None:
     """agentwatch's metadata with the toy entry point added (or ``drop`` removed), the toy
     integration, optionally the library it instruments, and another instrumentor of that library."""
     real = distribution("agentwatch")
@@ -143,7 +175,8 @@ def _install(site: Path, *, toylib: bool = True, drop: str | None = None, add_to
 
     (site / "toy_integration").mkdir()
     (site / "toy_integration" / "__init__.py").write_text(textwrap.dedent(TOY_INSTRUMENTOR), encoding="utf-8")
-    (site / "toy_integration" / "package.py").write_text(textwrap.dedent(TOY_PACKAGE), encoding="utf-8")
+    package = textwrap.dedent(TOY_PACKAGE) + ('_resolved = ("toylib",)\n' if resolved else "")
+    (site / "toy_integration" / "package.py").write_text(package, encoding="utf-8")
     if toylib:
         (site / "toylib").mkdir()
         (site / "toylib" / "__init__.py").write_text(
@@ -191,7 +224,20 @@ def test_a_new_integration_is_in_doctor_and_instrumented(tmp_path: Path) -> None
 
     result = run([sys.executable, "-c", INSTRUMENT], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["imported", "instrumented hello", "hello"]
+    # instrument() did not import toylib; the application's import patched it.
+    assert result.stdout.splitlines() == ["not imported", "instrumented hello", "hello"]
+
+
+def test_an_overlap_the_integration_resolves_is_listed_but_no_problem(tmp_path: Path) -> None:
+    # As the Bedrock integration does with the botocore instrumentor: it stands aside for
+    # agentwatch's calls, so both stay on (disabling it would lose every other AWS span).
+    _install(tmp_path, resolved=True)
+    report = _doctor(tmp_path)
+    (peer,) = [o for o in report["other_instrumentors"] if o["name"] == "toy_peer"]
+    assert (peer["overlaps"], peer["effect"]) == (["toylib"], "a second span for every toy call")
+    assert not any("toy_peer" in p for p in report["problems"])
+    (bedrock,) = [i for i in load_registry().integrations if i.name == "agentwatch_bedrock"]
+    assert bedrock.resolved == {"botocore"} and "boto3" not in bedrock.resolved
 
 
 def test_a_new_integration_whose_library_is_missing_imports_nothing(tmp_path: Path) -> None:

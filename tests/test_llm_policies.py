@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,6 @@ from support import (
     Signals,
     user,
 )
-
-
-@pytest.fixture
-def with_policies(signals: Signals) -> Iterator[Any]:
-    reset_registry()
-
-    def instrument(**policies: Policy) -> Signals:
-        agentwatch.instrument(**signals.providers, configure_sdk=False, llm_policies=policies)
-        return signals
-
-    yield instrument
-    agentwatch.uninstrument()
-    set_default_telemetry()
-    reset_registry()
 
 
 def _events(signals: Signals) -> list[str]:
@@ -271,6 +256,35 @@ def test_policies_from_agentwatch_config(
     assert [e.name for e in tool_span.events] == ["retry", "retry"]
 
 
+def test_tool_policies_in_code_win_over_agentwatch_config(
+    signals: Signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "agentwatch.toml"
+    config.write_text(
+        '[tools."*"]\ncritical = false\n[tools.flaky]\nretry = { attempts = 5, backoff = 0.0, max_delay = 0.0 }\n'
+    )
+    monkeypatch.setenv("AGENTWATCH_CONFIG", str(config))
+    reset_registry()
+    calls = []
+
+    @agentwatch.tool
+    def flaky() -> str:
+        calls.append(1)
+        raise ConnectionError("backend down")
+
+    retry_twice = Policy(retry=Retry(attempts=2, backoff=0.0, max_delay=0.0))
+    agentwatch.instrument(**signals.providers, configure_sdk=False, tool_policies={"flaky": retry_twice})
+    try:
+        with pytest.raises(ConnectionError):  # the code's critical policy, not the file's "*"
+            flaky()
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+        reset_registry()
+    assert len(calls) == 2
+    assert [e.name for e in signals.only_span("execute_tool").events] == ["retry"]
+
+
 def test_invalid_policy_settings_stop_start_up(
     signals: Signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,6 +299,14 @@ def test_invalid_policy_settings_stop_start_up(
     with pytest.raises(ValueError, match=r"llm_policies\['gpt-4o'\]\.critical.*True for an LLM policy"):
         agentwatch.instrument(
             **signals.providers, configure_sdk=False, llm_policies={"gpt-4o": Policy(critical=False)}
+        )
+    with pytest.raises(ValueError, match=r"tool_policies.*mapping of tool name"):
+        agentwatch.instrument(**signals.providers, configure_sdk=False, tool_policies=[Policy()])  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"tool_policies\['search'\]\.fallback_models.*nothing for a tool policy"
+    ):
+        agentwatch.instrument(
+            **signals.providers, configure_sdk=False, tool_policies={"search": Policy(fallback_models=["x"])}
         )
 
 

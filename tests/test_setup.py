@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import pytest
 import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
-from support import OPENAI_KEY, OPENAI_MODEL, Signals, user
+from agentwatch.instrumentation._registry import load_registry
+from support import OPENAI_KEY, OPENAI_MODEL, Signals, json_documents, user
 
 # (module, owner in it, attribute): every place agentwatch patches, in any supported SDK version;
 # those this version does not have are left out (parse() and stream() moved out of `beta` in 1.92).
@@ -41,13 +41,20 @@ _PATCH_POINTS = [
     ("openai.resources.embeddings", "AsyncEmbeddings", "create"),
     ("openai._base_client", "BaseClient", "_build_request"),
     *(
-        ("anthropic.resources.messages", owner, name)
+        (module, owner, name)
+        for module in ("anthropic.resources.messages", "anthropic.resources.beta.messages")
         for owner in ("Messages", "AsyncMessages")
-        for name in ("create", "stream")
+        for name in ("create", "stream", "parse")
     ),
     ("anthropic._base_client", "BaseClient", "_build_request"),
     ("anthropic._base_client", None, "start_api_call_span"),
     ("anthropic._base_client", None, "finish_api_call_span"),
+    # Closing a raw response ends its span.
+    *(
+        (f"{sdk}._response", owner, "close")
+        for sdk in ("openai", "anthropic")
+        for owner in ("APIResponse", "AsyncAPIResponse")
+    ),
 ]
 
 
@@ -225,20 +232,10 @@ def _run(tmp_path: Path, server: FakeLLMServer, *prefix: str, **env: str) -> sub
     )
 
 
-def _spans(stdout: str) -> list[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    spans, index = [], stdout.find("{")
-    while index != -1:
-        span, end = decoder.raw_decode(stdout, index)
-        spans.append(span)
-        index = stdout.find("{", end)
-    return spans
-
-
 def test_instrument_configures_the_sdk_from_the_environment(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
     result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1")
     assert result.returncode == 0, result.stderr
-    (span,) = _spans(result.stdout)
+    (span,) = json_documents(result.stdout)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["resource"]["attributes"]["service.name"] == "setup-test"
     assert "PROVIDER TracerProvider" in result.stderr
@@ -250,7 +247,7 @@ def test_telemetry_recorded_before_a_bad_setting_is_still_exported(
     result = _run(tmp_path, fake_llm, APP_INSTRUMENT="1", APP_THEN_BAD_SETTING="1")
     assert result.returncode != 0
     assert "invalid value 'loud' for capture_message_content" in result.stderr
-    assert [s["name"] for s in _spans(result.stdout)] == ["chat gpt-4o-mini"]
+    assert [s["name"] for s in json_documents(result.stdout)] == ["chat gpt-4o-mini"]
 
 
 def test_a_provider_the_application_set_is_used_not_replaced(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
@@ -281,7 +278,7 @@ def test_opentelemetry_instrument_zero_code(tmp_path: Path, fake_llm: FakeLLMSer
     bindir = Path(sys.executable).parent
     result = _run(tmp_path, fake_llm, str(bindir / "opentelemetry-instrument"))
     assert result.returncode == 0, result.stderr
-    spans = _spans(result.stdout)
+    spans = json_documents(result.stdout)
     assert [s["name"] for s in spans] == ["chat gpt-4o-mini"]
     assert spans[0]["attributes"]["gen_ai.provider.name"] == "openai"
     assert spans[0]["attributes"]["gen_ai.usage.cost.currency"] == "USD"
@@ -296,7 +293,7 @@ def test_disabling_one_entry_point_by_name(tmp_path: Path, fake_llm: FakeLLMServ
         OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentwatch_openai",
     )
     assert result.returncode == 0, result.stderr
-    assert _spans(result.stdout) == []
+    assert json_documents(result.stdout) == []
 
 
 def test_zero_code_start_up_stops_on_an_invalid_setting(tmp_path: Path, fake_llm: FakeLLMServer) -> None:
@@ -328,7 +325,8 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
     dist = distribution("agentwatch")
     missing.add("anthropic")
     assert dependencies.get_dist_dependency_conflicts(dist) is None
-    missing.update({"openai", "mcp", "langchain-core"})
+    # Every other library of a registered integration missing too: nothing left to instrument.
+    missing.update(i.library for i in load_registry().integrations)
     assert dependencies.get_dist_dependency_conflicts(dist) is not None
 
 

@@ -24,7 +24,8 @@ from agentwatch import environment_variables as ev
 from agentwatch._errors import ConfigError
 
 if TYPE_CHECKING:
-    from agentwatch.resilience import Policy
+    from agentwatch.resilience import Policy, SharedState
+    from agentwatch.resilience._errors import CallKind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,6 +111,8 @@ class Settings:
     # Resilience policies by tool name / model name, "*" being the default of each section.
     tool_policies: Mapping[str, Policy] = field(default_factory=dict)
     llm_policies: Mapping[str, Policy] = field(default_factory=dict)
+    # Where operator state and rate limits are shared between replicas (None: in process).
+    shared_state: SharedState | None = None
 
 
 def parse_bool(setting: str, value: object) -> bool:
@@ -354,6 +357,25 @@ def check_propagators(environ: Mapping[str, str] | None = None) -> None:
             )
 
 
+def _policies_arg(setting: str, value: object, kind: CallKind, key: str) -> dict[str, Policy]:
+    """Validate a ``{name or "*": Policy}`` argument of ``instrument()``."""
+    if value is None:
+        return {}
+    # Imported only when policies are given: instrument() without them loads no resilience code.
+    from agentwatch.resilience import Policy
+    from agentwatch.resilience._config import check_policy_kind
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(setting, value, f'a mapping of {key} (or "*") to agentwatch.Policy')
+    checked: dict[str, Policy] = {}
+    for name, policy in value.items():
+        if not isinstance(policy, Policy):
+            raise ConfigError(f"{setting}[{name!r}]", policy, "an agentwatch.Policy")
+        check_policy_kind(policy, kind, f"{setting}[{name!r}]")
+        checked[str(name)] = policy
+    return checked
+
+
 def resolve_settings(
     *,
     capture_message_content: object = None,
@@ -361,6 +383,8 @@ def resolve_settings(
     openai_include_usage: object = None,
     prices: object = None,
     llm_policies: object = None,
+    tool_policies: object = None,
+    shared_state: object = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if environ is None else environ
@@ -394,30 +418,45 @@ def resolve_settings(
         # Prices given in code win over the file: code is the more specific place.
         table.update(_prices(prices, "prices"))
 
-    from agentwatch.resilience import Policy
-    from agentwatch.resilience._config import check_policy_kind
-    from agentwatch.resilience._file import config_from_env
+    # The policies are imported only when there are some: most applications have none, and
+    # instrument() must not make them pay for loading the resilience machinery.
+    policies = None
+    if env.get(ev.AGENTWATCH_CONFIG, "").strip():
+        from agentwatch.resilience._file import config_from_env
 
-    policies = config_from_env(env)
-    tool_policies = dict(policies.tools) if policies is not None else {}
+        policies = config_from_env(env)
+    tools = dict(policies.tools) if policies is not None else {}
     llm = dict(policies.llm) if policies is not None else {}
-    if llm_policies is not None:
-        if not isinstance(llm_policies, Mapping):
-            raise ConfigError(
-                "llm_policies", llm_policies, 'a mapping of model name (or "*") to agentwatch.Policy'
-            )
-        for model, policy in llm_policies.items():
-            if not isinstance(policy, Policy):
-                raise ConfigError(f"llm_policies[{model!r}]", policy, "an agentwatch.Policy")
-            check_policy_kind(policy, "llm", f"llm_policies[{model!r}]")
-            # Code is more specific than the file: a model set in both takes the code's policy.
-            llm[str(model)] = policy
+    # Code is more specific than the file: a tool or model set in both takes the code's policy.
+    llm.update(_policies_arg("llm_policies", llm_policies, "llm", "model name"))
+    tools.update(_policies_arg("tool_policies", tool_policies, "tool", "tool name"))
+
+    # Resilience is loaded only when state is to be shared: an application that asks for that
+    # (in code or with AGENTWATCH_STATE_REDIS_URL) starts its backend at instrument() anyway.
+    state: SharedState | None
+    if shared_state is not None:
+        from agentwatch.resilience._config import SharedState
+
+        if not isinstance(shared_state, SharedState):
+            raise ConfigError("shared_state", shared_state, "an agentwatch.SharedState, or None")
+        state = shared_state
+    elif url := env.get(ev.AGENTWATCH_STATE_REDIS_URL, "").strip():
+        from agentwatch.resilience._config import SharedState, check_redis_url
+
+        try:
+            state = SharedState(redis_url=check_redis_url(ev.AGENTWATCH_STATE_REDIS_URL, url))
+        except ConfigError as exc:
+            # Named after the variable the user set, not the class it configures.
+            raise ConfigError(ev.AGENTWATCH_STATE_REDIS_URL, exc.value, exc.accepted) from None
+    else:
+        state = None
 
     return Settings(
         capture=capture,
         propagate=propagate,
         openai_include_usage=include_usage,
         prices=table,
-        tool_policies=tool_policies,
+        tool_policies=tools,
         llm_policies=llm,
+        shared_state=state,
     )

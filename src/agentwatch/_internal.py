@@ -1,5 +1,6 @@
 """Small shared internals: containment of agentwatch's own faults (logged once per site, never
-raised into the app), the suppression check, and how a callable is called."""
+raised into the app), the suppression check, how a callable is called, and stand-ins for SDK
+classes that are not imported yet."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ __all__ = [
     "renew_locks_at_fork",
     "report_internal_error",
     "reset_in_forked_child",
+    "sdk_type",
 ]
 
 logger = logging.getLogger("agentwatch")
@@ -166,3 +168,33 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _SdkTypeMeta(type):
+    """The metaclass of :func:`sdk_type`'s stand-ins: ``isinstance`` asks the real class."""
+
+    _sdk_module: str
+    _sdk_name: str
+    _sdk_class: type | None
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        target = cls._sdk_class
+        if target is None:
+            # Not imported yet: then no instance of it exists either. Never imported from here.
+            target = getattr(sys.modules.get(cls._sdk_module), cls._sdk_name, None)
+            if not isinstance(target, type):
+                return False
+            cls._sdk_class = target
+        return isinstance(instance, target)
+
+
+def sdk_type(module: str, name: str) -> type:
+    """A stand-in for the SDK class ``module.name`` in ``isinstance`` checks (stream types,
+    exception classes), for wrappers built at instrument time without importing the SDK.
+
+    It looks the class up in ``sys.modules`` at the first check after ``module`` is imported
+    (which is when such an instance can first exist) and then delegates to it; a name the
+    installed version lacks matches nothing.
+    """
+    namespace = {"_sdk_module": module, "_sdk_name": name, "_sdk_class": None, "__slots__": ()}
+    return _SdkTypeMeta(f"sdk_type[{module}.{name}]", (), namespace)

@@ -50,7 +50,9 @@ TOKEN_TYPE: Final = _g.GEN_AI_TOKEN_TYPE
 INPUT_MESSAGES: Final = _g.GEN_AI_INPUT_MESSAGES
 OUTPUT_MESSAGES: Final = _g.GEN_AI_OUTPUT_MESSAGES
 SYSTEM_INSTRUCTIONS: Final = _g.GEN_AI_SYSTEM_INSTRUCTIONS
+TOOL_DEFINITIONS: Final = _g.GEN_AI_TOOL_DEFINITIONS
 AGENT_NAME: Final = _g.GEN_AI_AGENT_NAME
+WORKFLOW_NAME: Final = _g.GEN_AI_WORKFLOW_NAME
 TOOL_NAME: Final = _g.GEN_AI_TOOL_NAME
 TOOL_CALL_ID: Final = _g.GEN_AI_TOOL_CALL_ID
 TOOL_TYPE: Final = _g.GEN_AI_TOOL_TYPE
@@ -76,6 +78,7 @@ OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 TOKEN_INPUT: Final = "input"
 TOKEN_OUTPUT: Final = "output"
 
@@ -111,6 +114,22 @@ OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_ERROR: Final = "error"
 # A BaseException that is not an Exception (CancelledError, KeyboardInterrupt) ended the run.
 OUTCOME_CANCELLED: Final = "cancelled"
+# Declared by the framework integrations: the run hit the framework's step cap (the Agents SDK's
+# max_turns, LangGraph's recursion_limit), a guardrail stopped it, or it paused for human input (a
+# LangGraph interrupt) to be resumed later.
+OUTCOME_MAX_ITERATIONS: Final = "max_iterations"
+OUTCOME_REFUSED: Final = "refused"
+OUTCOME_INTERRUPTED: Final = "interrupted"
+
+# Agent frameworks (instrumentation.openai_agents). No convention exists for handoffs or
+# guardrails in v1.41 or on genai main: a handoff is an execute_tool span with the attributes of
+# semantic-conventions-genai PR #98; a guardrail is a `run_guardrail {name}` span as proposed in
+# PR #427, with agentwatch's own attributes until that proposal settles.
+HANDOFF_SOURCE_NAME: Final = "gen_ai.agent.handoff.source.name"
+HANDOFF_TARGET_NAME: Final = "gen_ai.agent.handoff.target.name"
+OP_RUN_GUARDRAIL: Final = "run_guardrail"
+GUARDRAIL_NAME: Final = "agentwatch.guardrail.name"
+GUARDRAIL_TRIGGERED: Final = "agentwatch.guardrail.triggered"
 
 # MCP (v1.41 docs/gen-ai/mcp.md).
 MCP_METHOD_NAME: Final = "mcp.method.name"
@@ -126,3 +145,14 @@ METRIC_SESSION_DURATION: Final = "agentwatch.session.duration"
 METRIC_SESSION_COST: Final = "agentwatch.session.cost"
 METRIC_SESSION_ITERATIONS: Final = "agentwatch.session.iterations"
 METRIC_SESSIONS: Final = "agentwatch.sessions"
+
+# How session outcomes count for the session-completion SLO ("sessions reaching a final answer vs
+# hitting max iterations or an error"). The SLO rules (collector/prometheus/rules/agentwatch-slo.yml),
+# the Sessions dashboard and the CLI summary use these two sets (tests keep them equal); every
+# outcome in neither is a failure: error, max_iterations, and any outcome an application declares.
+# Reached a final answer: a guardrail's refusal is the answer the system was built to give.
+SLO_ANSWERED_OUTCOMES: Final = frozenset({OUTCOME_COMPLETED, OUTCOME_REFUSED})
+# No verdict, on neither side of the ratio: paused for a human ("interrupted": a LangGraph
+# interrupt(), or a demo run stopped; the resumed run ends with its own outcome) or abandoned by the
+# caller ("cancelled").
+SLO_EXCLUDED_OUTCOMES: Final = frozenset({OUTCOME_INTERRUPTED, OUTCOME_CANCELLED})

@@ -41,7 +41,7 @@ from agentwatch._telemetry._pricing import put_cost
 if TYPE_CHECKING:
     from agentwatch._telemetry._usage import Usage
 
-__all__ = ["Session", "SessionInstruments", "session"]
+__all__ = ["FrameworkSession", "Session", "SessionInstruments", "session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,7 +124,9 @@ class Session:
     ``"refused"``...); otherwise it is ``completed``, ``error`` when an exception escapes, or
     ``cancelled`` when a cancellation does (``asyncio.CancelledError``, ``KeyboardInterrupt``: no
     ``error.type``, no ERROR status). A declared outcome wins over ``error``: the exception still
-    sets ``error.type`` on the span.
+    sets ``error.type`` on the span. The session-completion SLO counts ``completed`` and
+    ``refused`` as answered, ``interrupted`` and ``cancelled`` not at all, and every other outcome,
+    a declared one included, as a failure (README, "Session outcomes").
     A session object is single-use; a function decorated with a session opens a new one per call.
     """
 
@@ -305,6 +307,23 @@ class Session:
         return functools.wraps(fn)(run)  # type: ignore[return-value]
 
     def _begin(self) -> None:
+        self._open()
+        self._tokens = self._enter_context()
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._state != _ACTIVE:
+            return
+        self._leave()
+        self._close(exc)
+
+    # The steps of _begin/_finish, for integrations whose run is not one `with` block:
+    # _open/_close start and end it; _enter_context/_leave_context make it current around each
+    # step of a run resumed piecewise (a LangGraph stream, once per item); _leave ends what
+    # _begin made current early, for a run that goes on in tasks that copied the context (a
+    # streamed OpenAI Agents run), the session ended by _finish when the run ends.
+
+    def _open(self) -> None:
+        """Start the run and its span, without making them current."""
         if self._state != _NEW:
             raise RuntimeError(
                 "an agentwatch session can be entered only once; create a new agentwatch.session(...) per run"
@@ -312,7 +331,7 @@ class Session:
         self._state = _ACTIVE
         self._start = time.perf_counter()
         try:
-            telemetry, _ = _telemetry()
+            telemetry, _ = self._instruments()
             attributes: dict[str, AttributeValue] = {
                 sc.OPERATION_NAME: sc.OP_INVOKE_AGENT,
                 sc.CONVERSATION_ID: self.session_id,
@@ -323,29 +342,43 @@ class Session:
                 attributes[sc.USER_ID] = self.user_id
             name = f"{sc.OP_INVOKE_AGENT} {self.agent_name}" if self.agent_name else sc.OP_INVOKE_AGENT
             self._span = telemetry.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
-            otel_token = otel_context.attach(trace.set_span_in_context(self._span))
         except Exception:  # noqa: BLE001
             report_internal_error("starting a session span")
-            otel_token = None
-        self._tokens = (otel_token, current_session.set(self))
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _enter_context(self) -> tuple[object, object]:
+        """Make the session and its span current in this context, until :meth:`_leave_context`."""
+        otel_token = None
+        if self._span is not None:
+            try:
+                otel_token = otel_context.attach(trace.set_span_in_context(self._span))
+            except Exception:  # noqa: BLE001
+                report_internal_error("starting a session span")
+        return otel_token, current_session.set(self)
+
+    def _leave_context(self, tokens: tuple[object, object]) -> None:
+        otel_token, session_token = tokens
+        try:
+            current_session.reset(session_token)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - exited in another context than it was entered in
+            report_internal_error("leaving a session")
+        if otel_token is not None:
+            try:
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001
+                report_internal_error("leaving a session")
+
+    def _leave(self) -> None:
+        """Stop being the current session and span of the context :meth:`_begin` entered."""
+        tokens, self._tokens = self._tokens, None
+        if tokens is not None:
+            self._leave_context(tokens)
+
+    def _close(self, exc: BaseException | None) -> None:
+        """End the run once: totals on the span, the session metrics."""
         if self._state != _ACTIVE:
             return
         self._state = _ENDED
         duration = time.perf_counter() - self._start
-        tokens, self._tokens = self._tokens, None
-        if tokens is not None:
-            otel_token, session_token = tokens
-            try:
-                current_session.reset(session_token)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - exited in another context than it was entered in
-                report_internal_error("leaving a session")
-            if otel_token is not None:
-                try:
-                    otel_context.detach(otel_token)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001
-                    report_internal_error("leaving a session")
         try:
             self._record(exc, duration)
         except Exception:  # noqa: BLE001
@@ -356,6 +389,11 @@ class Session:
                     span.end()
                 except Exception:  # noqa: BLE001
                     pass
+
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        """Where the span and metrics go: ``agentwatch.instrument()``'s providers (see
+        :class:`FrameworkSession` for an instrumentor's own)."""
+        return _telemetry()
 
     def _record(self, exc: BaseException | None, duration: float) -> None:
         if exc is None:
@@ -373,7 +411,7 @@ class Session:
             inputs = self._input_tokens if self._input_reported else None
             outputs = self._output_tokens if self._output_reported else None
 
-        _, instruments = _telemetry()
+        _, instruments = self._instruments()
         metric_attrs: dict[str, AttributeValue] = {sc.SESSION_OUTCOME: outcome}
         if self.agent_name:
             metric_attrs[sc.AGENT_NAME] = self.agent_name
@@ -404,6 +442,27 @@ class Session:
             if etype is not None:
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
+
+
+class FrameworkSession(Session):
+    """A session an instrumentor opens for a framework's run (a LangGraph graph run, an OpenAI
+    Agents ``Runner`` run): it reports to that instrumentor's providers, given once at instrument
+    time, rather than to ``agentwatch.instrument()``'s."""
+
+    __slots__ = ("_signals",)
+
+    def __init__(
+        self,
+        signals: tuple[Telemetry, SessionInstruments],
+        session_id: str | None = None,
+        *,
+        agent_name: str | None = None,
+    ) -> None:
+        super().__init__(session_id, agent_name=agent_name)
+        self._signals = signals
+
+    def _instruments(self) -> tuple[Telemetry, SessionInstruments]:
+        return self._signals
 
 
 def session(

@@ -15,11 +15,19 @@ answer, never the token. See ``agentwatch._admin_auth``.
 
 It is a plain ASGI 3 callable (no web framework). Routes, relative to the mount point:
 
-- ``GET /admin/circuits``: ``{"circuits": [<CircuitSnapshot.to_dict()>...], "disabled_tools": [...]}``
-- ``POST /admin/tools/{name}/disable`` and ``/enable``: ``{"tool": name, "disabled": bool, "known": bool}``
-  (``known``: a pipeline was built for that tool name in this process)
-- ``POST /admin/circuits/{key}/open``, ``/close`` and ``/reset``: the circuit's snapshot, 404 if
-  no circuit has that key.
+- ``GET /admin/circuits``: ``{"circuits": [<CircuitSnapshot.to_dict()>...], "disabled_tools": [...],
+  "replica": id, "shared_state": {...}, "fleet": {...}}``: this replica's circuits, the tools
+  disabled (fleet-wide with shared state), where the state lives and whether it is shared right
+  now (``shared_state.shared``), and the fleet's view: every live replica (``fleet.replicas``) and,
+  per circuit key, each replica's state (``fleet.circuits[].replicas``, counts in ``.states``)
+  and whether an operator forced it open. In-process state: the fleet is this process.
+- ``POST /admin/tools/{name}/disable`` and ``/enable``: ``{"tool": name, "disabled": bool, "known": bool,
+  "scope": "fleet" | "replica"}`` (``known``: a pipeline was built for that tool name in this
+  process; ``scope``: ``fleet`` when every replica follows, ``replica`` when only this process does:
+  in-process state, or Redis unavailable, in which case the action reaches the fleet when it answers)
+- ``POST /admin/circuits/{key}/open``, ``/close`` and ``/reset``: the circuit's snapshot plus
+  ``scope``; 404 if no replica has a circuit with that key. With shared state a key known only to
+  other replicas is accepted (the answer is then ``{"key": key, "scope": ..., "here": false}``).
 
 Path segments are percent-decoded, then decoded as UTF-8, so ``openai%3Agpt-4o`` names the circuit
 ``openai:gpt-4o`` and ``caf%C3%A9`` the tool ``café``; an invalid escape (``%zz``) or bytes that
@@ -28,6 +36,7 @@ are not UTF-8 answer 400 and change nothing. Other paths answer 404, other metho
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -35,7 +44,9 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from agentwatch._admin_auth import audit, authenticate
+from agentwatch.resilience._breaker import ManualAction
 from agentwatch.resilience._registry import Registry, default_registry
+from agentwatch.resilience._state import LocalState
 
 __all__ = ["app", "make_app"]
 
@@ -46,6 +57,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CIRCUIT_ACTIONS = ("open", "close", "reset")
+_MANUAL: dict[str, ManualAction] = {"open": "open", "close": "close", "reset": "reset"}
 _TOOL_ACTIONS = ("disable", "enable")
 
 
@@ -78,7 +90,12 @@ def make_app(registry: Registry | None = None, *, token: str | None = None) -> A
             audit(scope, method, [], 400, None)
             await _respond(send, 400, {"error": "invalid percent-escape or UTF-8 in the path"}, allow=None)
             return
-        status, body = _route(resolve(), method, segments)
+        registry = resolve()
+        if isinstance(registry._backend, LocalState) and not registry._from_settings:
+            status, body = _route(registry, method, segments)
+        else:
+            # Shared state: reads and writes go to Redis (bounded by its timeout), off the loop.
+            status, body = await asyncio.to_thread(_route, registry, method, segments)
         audit(scope, method, segments, status, None)
         await _respond(send, status, body, allow=_allowed(segments))
 
@@ -131,30 +148,35 @@ def _route(registry: Registry, method: str, segments: list[str]) -> tuple[int, o
         case ["admin", "circuits"]:
             if method != "GET":
                 return 405, {"error": "method not allowed"}
+            state = registry.state
+            fleet = registry.fleet_view()
             return 200, {
                 "circuits": [s.to_dict() for s in registry.snapshots()],
                 "disabled_tools": sorted(registry.disabled_tools),
+                "replica": state.replica,
+                "shared_state": state.status(),
+                "fleet": fleet,
             }
         case ["admin", "tools", name, action] if action in _TOOL_ACTIONS and name:
             if method != "POST":
                 return 405, {"error": "method not allowed"}
-            if action == "disable":
-                registry.disable_tool(name)
-            else:
-                registry.enable_tool(name)
+            scope = registry.disable_tool(name) if action == "disable" else registry.enable_tool(name)
             return 200, {
                 "tool": name,
                 "disabled": registry.is_tool_disabled(name),
                 "known": name in registry.tools,
+                "scope": scope,
             }
         case ["admin", "circuits", key, action] if action in _CIRCUIT_ACTIONS:
             if method != "POST":
                 return 405, {"error": "method not allowed"}
             circuit = registry.get(key)
-            if circuit is None:
+            if circuit is None and not (registry.state.kind != "memory" and registry.knows_circuit(key)):
                 return 404, {"error": f"no circuit named {key!r}"}
-            getattr(circuit, action)()
-            return 200, circuit.snapshot().to_dict()
+            scope = registry.circuit_action(key, _MANUAL[action])
+            if circuit is None:
+                return 200, {"key": key, "scope": scope, "here": False}
+            return 200, {**circuit.snapshot().to_dict(), "scope": scope}
     return 404, {"error": "not found"}
 
 

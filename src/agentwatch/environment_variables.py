@@ -60,6 +60,20 @@ own use (``Policy(cache=Cache(backend="redis"))``, ``cache = { backend = "redis"
 password never appears in errors or logs.
 """
 
+AGENTWATCH_STATE_REDIS_URL = "AGENTWATCH_STATE_REDIS_URL"
+"""
+.. envvar:: AGENTWATCH_STATE_REDIS_URL
+
+URL of the Redis through which the replicas of a service share operator state (tools disabled,
+circuits forced open or closed) and rate-limit budgets: ``redis://[[user]:password@]host[:port][/db]``,
+``rediss://`` (TLS) or ``unix://``. Unset (default): every process keeps its own. The
+``shared_state=agentwatch.SharedState(...)`` argument of :func:`agentwatch.instrument` wins over
+it. Separate from ``AGENTWATCH_CACHE_REDIS_URL`` on purpose: a cache Redis may evict keys
+(``allkeys-lru``), and evicted operator state would silently re-enable a tool; point both at one
+Redis only if it never evicts (``noeviction``). Invalid: a configuration error. Its password
+never appears in errors or logs.
+"""
+
 AGENTWATCH_ADMIN_TOKEN = "AGENTWATCH_ADMIN_TOKEN"
 """
 .. envvar:: AGENTWATCH_ADMIN_TOKEN

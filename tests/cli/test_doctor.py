@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentwatch.instrumentation._registry import load_registry
 from cli._support import AGENTWATCH, PYTHON_M, run
 
-CLIENTS = ("openai", "anthropic", "mcp", "langchain-core")
+CLIENTS = ("openai", "anthropic", "mcp", "langchain-core", "openai-agents", "langgraph")
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_json_output(tmp_path: Path, collector: str) -> None:
     assert result.returncode == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["problems"] == []
-    # Every registered integration (a new one needs no edit here), the four known ones among them.
+    # Every registered integration (a new one needs no edit here), the known ones among them.
     libraries = {c["library"] for c in report["clients"]}
     assert libraries == {i.library for i in load_registry().integrations} >= set(CLIENTS)
     openai = next(c for c in report["clients"] if c["library"] == "openai")
@@ -131,16 +133,22 @@ def test_disabled_instrumentation(tmp_path: Path, collector: str) -> None:
     assert openai["reason"] == "disabled by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 
 
-def _install_other_instrumentor(site: Path) -> None:
-    """A distribution registering a second OpenAI instrumentor, as opentelemetry-instrumentation-openai-v2 does."""
-    info = site / "otel_openai_v2_standin-2.0b0.dist-info"
+def _install_other_instrumentor(
+    site: Path,
+    distribution: str = "otel-openai-v2-standin",
+    requirement: str = "openai>=1.26.0",
+    entry_point: str = "openai_v2",
+) -> None:
+    """A distribution registering a second instrumentor of a library (by default OpenAI's, as
+    opentelemetry-instrumentation-openai-v2 does)."""
+    info = site / f"{distribution.replace('-', '_')}-2.0b0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: otel-openai-v2-standin\nVersion: 2.0b0\n"
-        'Provides-Extra: instruments\nRequires-Dist: openai>=1.26.0; extra == "instruments"\n'
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 2.0b0\n"
+        f'Provides-Extra: instruments\nRequires-Dist: {requirement}; extra == "instruments"\n'
     )
     (info / "entry_points.txt").write_text(
-        "[opentelemetry_instrumentor]\nopenai_v2 = standin_module:Instrumentor\n"
+        f"[opentelemetry_instrumentor]\n{entry_point} = standin_module:Instrumentor\n"
     )
 
 
@@ -169,3 +177,121 @@ def test_x_trace_id_propagator_is_noted(tmp_path: Path, collector: str) -> None:
     result = run([AGENTWATCH, "doctor"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "x-trace-id: agentwatch: agentwatch.propagation:XTraceIdPropagator" in result.stdout
+
+
+def test_openai_agents_client_and_a_second_agents_instrumentor(tmp_path: Path, collector: str) -> None:
+    """openinference-instrumentation-openai-agents and the like would add a span per agent, tool and
+    model call of every run next to agentwatch's."""
+    _install_other_instrumentor(
+        tmp_path / "site", "agents-tracing-standin", "openai-agents>=0.1", "openai_agents"
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "PYTHONPATH": str(tmp_path / "site")}
+    result = run([AGENTWATCH, "doctor", "--json"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    agents = next(c for c in report["clients"] if c["library"] == "openai-agents")
+    assert agents["activates"] is True and agents["instrumentor"] == "agentwatch_openai_agents"
+    assert agents["supported"] == "openai-agents >= 0.11.0"
+    (problem,) = report["problems"]
+    assert problem.startswith(
+        "instrumentor openai_agents (agents-tracing-standin) also instruments openai-agents"
+    )
+    assert "tokens and cost counted twice" in problem
+
+
+def test_the_shared_state_url_is_listed_checked_and_its_password_hidden(
+    tmp_path: Path, collector: str, redis_url: str, closed_endpoint: str
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    report = json.loads(run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env=env).stdout)
+    state = next(s for s in report["settings"] if s["name"] == "AGENTWATCH_STATE_REDIS_URL")
+    assert (state["source"], state["meaning"]) == (
+        "default",
+        "in-process: each replica has its own disabled tools, forced circuits and rate limits",
+    )
+    answering = redis_url.replace("redis://", "redis://:hunter2@")
+    result = run(
+        [*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={**env, "AGENTWATCH_STATE_REDIS_URL": answering}
+    )
+    report = json.loads(result.stdout)
+    state = next(s for s in report["settings"] if s["name"] == "AGENTWATCH_STATE_REDIS_URL")
+    assert state["meaning"].endswith("(answers)")
+    assert "hunter2" not in result.stdout
+    port = closed_endpoint.rsplit(":", 1)[1]
+    silent = f"redis://:hunter2@127.0.0.1:{port}/0"
+    result = run([*PYTHON_M, "doctor"], cwd=tmp_path, env={**env, "AGENTWATCH_STATE_REDIS_URL": silent})
+    assert result.returncode == 1
+    assert "AGENTWATCH_STATE_REDIS_URL: Redis at redis://:***@127.0.0.1" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def _documented() -> list[str]:
+    """The variables agentwatch.environment_variables documents (``.. envvar::``), read from its source."""
+    import agentwatch.environment_variables as module
+
+    return re.findall(r"^\.\. envvar:: (\w+)$", Path(module.__file__).read_text(encoding="utf-8"), re.M)
+
+
+def test_every_documented_variable_is_listed_with_its_meaning(tmp_path: Path, collector: str) -> None:
+    documented = _documented()
+    assert {"AGENTWATCH_CACHE_REDIS_URL", "AGENTWATCH_STATE_REDIS_URL", "AGENTWATCH_ADMIN_TOKEN"} <= set(
+        documented
+    )
+    result = run(
+        [*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+    )
+    settings = json.loads(result.stdout)["settings"]
+    assert [s["name"] for s in settings] == documented
+    for setting in settings:
+        assert setting["source"] == "default" and setting["error"] is None, setting
+        assert setting["meaning"], f"the doctor has no describer for {setting['name']}"
+
+
+def _settings(report_json: str) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in json.loads(report_json)["settings"]}
+
+
+def test_the_admin_token_is_never_shown_and_the_cache_url_hides_its_password(
+    tmp_path: Path, collector: str, redis_url: str, closed_endpoint: str
+) -> None:
+    token = "tok-" + "x7Q" * 12
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+        "AGENTWATCH_ADMIN_TOKEN": token,
+        "AGENTWATCH_CACHE_REDIS_URL": redis_url.replace("redis://", "redis://:hunter2@"),
+    }
+    text = run([*PYTHON_M, "doctor"], cwd=tmp_path, env=env)
+    as_json = run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env=env)
+    for result in (text, as_json):
+        assert result.returncode == 0, result.stdout
+        assert token not in result.stdout + result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+    settings = _settings(as_json.stdout)
+    admin, cache = settings["AGENTWATCH_ADMIN_TOKEN"], settings["AGENTWATCH_CACHE_REDIS_URL"]
+    assert (admin["value"], admin["source"]) == ("(set)", "env")
+    assert admin["meaning"] == "every agentwatch.admin route needs Authorization: Bearer <this token>"
+    assert cache["value"].startswith("redis://:***@127.0.0.1:") and cache["source"] == "env"
+    assert cache["meaning"].endswith("(answers)")
+    assert re.search(
+        r"^  AGENTWATCH_ADMIN_TOKEN +\(set\) +env +every agentwatch.admin route", text.stdout, re.M
+    )
+
+    unset = run([*PYTHON_M, "doctor", "--json"], cwd=tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector})
+    admin = _settings(unset.stdout)["AGENTWATCH_ADMIN_TOKEN"]
+    assert (admin["value"], admin["meaning"]) == (
+        "(unset)",
+        "none: every agentwatch.admin route answers 403 (the admin API is off)",
+    )
+
+    port = closed_endpoint.rsplit(":", 1)[1]
+    silent = {
+        **env,
+        "AGENTWATCH_ADMIN_TOKEN": "sh0rt-t0ken",
+        "AGENTWATCH_CACHE_REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
+    }
+    result = run([*PYTHON_M, "doctor"], cwd=tmp_path, env=silent)
+    assert result.returncode == 1
+    assert "AGENTWATCH_CACHE_REDIS_URL: Redis at redis://:***@127.0.0.1" in result.stdout
+    assert "cached tools would run uncached until it does" in result.stdout
+    assert "AGENTWATCH_ADMIN_TOKEN is shorter than 32 characters" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr and "sh0rt-t0ken" not in result.stdout

@@ -383,6 +383,43 @@ def test_every_admin_call_in_a_runbook_is_served(tmp_path: Path, monkeypatch: py
         assert status == 200, (method, path)
 
 
+_ADMIN_URL = re.compile(r"(?:<ADMIN_URL>|https?://[\w.:\[\]-]+)/admin/")
+_AUTHENTICATED_CURL = re.compile(
+    r'curl [^`|]*-H "(?:Authorization: Bearer \$AGENTWATCH_ADMIN_TOKEN|\$auth)" [^`|]*$'
+)
+
+
+def _unauthenticated_admin_urls(text: str) -> list[str]:
+    """Lines that give an admin URL outside a curl command sending the bearer token: since every
+    admin route answers 401/403 without it, such a line would send on-call to an error."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        for match in _ADMIN_URL.finditer(line)
+        if not _AUTHENTICATED_CURL.search(line[: match.start()])
+    ]
+
+
+def test_every_admin_url_in_the_docs_and_runbooks_sends_the_token(tmp_path: Path) -> None:
+    assert _unauthenticated_admin_urls("see <ADMIN_URL>/admin/circuits") != []  # the check can fail
+    documents = {
+        path: path.read_text(encoding="utf-8")
+        for path in (TEMPLATE, REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+    }
+    result = run(
+        [AGENTWATCH, "runbook", "--registry", "agentwatch._demo:REGISTRY", "--output-dir", "out"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    documents.update({path: path.read_text(encoding="utf-8") for path in (tmp_path / "out").glob("*.md")})
+    assert len(documents) >= 3 + len(DEMO_TOOLS)
+    for path, text in documents.items():
+        assert _unauthenticated_admin_urls(text) == [], path
+    runbook = documents[tmp_path / "out" / "search_knowledge_base.md"]
+    assert len(_ADMIN_URL.findall(runbook)) >= 8
+    assert "no authentication" not in runbook.lower() and "$AGENTWATCH_ADMIN_TOKEN" in runbook
+
+
 async def _call(app: Any, method: str, path: str, token: str) -> int:
     sent: list[dict[str, Any]] = []
 

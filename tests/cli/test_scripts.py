@@ -59,6 +59,6 @@ def test_the_scripts_announce_their_stages() -> None:
     for name in ("Python environment", "observability stack", "lint", "types", "tests (pytest)"):
         assert f'stage "{name}' in test, name
     compat_runs = [line for line in test.splitlines() if line.startswith("compat ")]
-    assert len(compat_runs) == 3
+    assert len(compat_runs) >= 3
     assert 'stage "SDK compatibility: $title (${pins[*]})"' in test
     assert "testing " in test  # the versions the environment really holds

@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from agentwatch._cli._progress import ProgressBar
-from agentwatch._cli._summary import histogram_quantile, summarize
+from agentwatch._cli._summary import SessionStats, histogram_quantile, summarize
 
 
 @pytest.mark.parametrize(
@@ -70,6 +70,23 @@ def test_summary_from_real_sdk_metrics() -> None:
     assert row.breaker == {"opened": 1, "half-opened": 1}
     assert summary.sessions.total == 4
     assert summary.sessions.completion_rate == pytest.approx(0.75)
+
+
+def test_completion_rate_counts_outcomes_as_the_completion_slo_does() -> None:
+    """Answered (completed, refused) / sessions with a verdict (interrupted and cancelled are
+    neither); any other outcome, a declared one included, is a failure."""
+    outcomes = {
+        "completed": 6,
+        "refused": 2,
+        "interrupted": 3,
+        "cancelled": 1,
+        "error": 1,
+        "max_iterations": 1,
+        "escalated": 1,
+    }
+    stats = SessionStats(total=sum(outcomes.values()), outcomes=outcomes)
+    assert stats.completion_rate == pytest.approx(8 / 11)
+    assert SessionStats(total=2, outcomes={"interrupted": 2}).completion_rate is None
 
 
 def test_progress_plain_lines_and_terminal_redraws() -> None:

@@ -149,6 +149,10 @@ def test_chat_span_names_the_provider_litellm_called(
         "server.address": "127.0.0.1",
         "server.port": port_of(fake_llm),
     }
+    if route.provider == "openai":
+        # On the metrics too, as for the openai SDK's own calls; never for other providers'.
+        metric_attrs["openai.response.service_tier"] = found["openai.response.service_tier"]
+        metric_attrs["openai.response.system_fingerprint"] = "fp_fakellm"
     (duration,) = instrumented.points("gen_ai.client.operation.duration")
     assert dict(duration.attributes) == metric_attrs
     tokens = {

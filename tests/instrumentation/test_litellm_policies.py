@@ -37,8 +37,7 @@ pytestmark = pytest.mark.usefixtures("litellm_setup")
 FAST = Retry(attempts=3, backoff=0.01, max_delay=0.02)
 
 
-# The fixture that instruments with given policies, and the span's event names: as for the SDKs.
-with_policies = llm_policies.with_policies
+# The span's event names, as for the SDKs (the with_policies fixture is conftest's).
 _events = llm_policies._events
 
 

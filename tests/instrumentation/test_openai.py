@@ -92,10 +92,16 @@ def test_metrics_have_units_buckets_and_attributes(
         "server.address": "127.0.0.1",
         "server.port": port,
     }
+    # v1.41 openai.md recommends the response's service tier and system fingerprint on these two
+    # metrics (and only these).
+    openai_attrs = {
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fakellm",
+    }
     duration = instrumented.metric("gen_ai.client.operation.duration")
     assert duration.unit == "s"
     (point,) = duration.data.data_points
-    assert dict(point.attributes) == base
+    assert dict(point.attributes) == {**base, **openai_attrs}
     assert tuple(point.explicit_bounds) == DURATION_BUCKETS
     assert point.count == 1
 
@@ -103,12 +109,14 @@ def test_metrics_have_units_buckets_and_attributes(
     assert tokens.unit == "{token}"
     by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens.data.data_points}
     assert by_type["input"].sum == 100 and by_type["output"].sum == 20
-    assert dict(by_type["input"].attributes) == {**base, "gen_ai.token.type": "input"}
+    assert dict(by_type["input"].attributes) == {**base, **openai_attrs, "gen_ai.token.type": "input"}
+    assert dict(by_type["output"].attributes) == {**base, **openai_attrs, "gen_ai.token.type": "output"}
     assert tuple(by_type["input"].explicit_bounds) == TOKEN_BUCKETS
 
     cost = instrumented.metric("gen_ai.client.operation.cost")
     assert cost.unit == "USD"
     (cost_point,) = cost.data.data_points
+    assert dict(cost_point.attributes) == base
     # No convention advises cost buckets; the README promises 0.00001 ... 10 USD with sub-cent
     # resolution (most calls cost well under a cent).
     bounds = tuple(cost_point.explicit_bounds)

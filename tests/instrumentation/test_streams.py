@@ -1,4 +1,5 @@
-"""Every exit path of a stream ends its span exactly once, for each provider, sync and async."""
+"""Every exit path of a stream ends its span exactly once, for each provider, sync and async, and
+for each way of observing a stream (a proxy, or in place: see agentwatch._telemetry._stream)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from support import (
     Signals,
     needs_chat_parse,
     needs_responses,
+    observed_in_place,
     parse_api,
     user,
 )
@@ -45,6 +47,14 @@ def openai_chat(server: FakeLLMServer) -> Iterator[Any]:
         yield client.chat.completions.create(
             model=OPENAI_MODEL, messages=user(), stream=True, stream_options={"include_usage": True}
         )
+
+
+@contextmanager
+def openai_chat_in_place(server: FakeLLMServer) -> Iterator[Any]:
+    """The stream observed in place (anthropic 0.x's way), with whatever SDK versions are installed."""
+    with observed_in_place(openai.Stream), openai_chat(server) as stream:
+        assert type(stream) is openai.Stream
+        yield stream
 
 
 @contextmanager
@@ -91,6 +101,7 @@ def anthropic_helper(server: FakeLLMServer) -> Iterator[Any]:
 
 OPENERS = [
     openai_chat,
+    openai_chat_in_place,
     pytest.param(openai_responses, marks=needs_responses),
     anthropic_create,
     anthropic_helper,
@@ -196,6 +207,14 @@ async def async_openai_chat(server: FakeLLMServer) -> AsyncIterator[Any]:
 
 
 @asynccontextmanager
+async def async_openai_chat_in_place(server: FakeLLMServer) -> AsyncIterator[Any]:
+    with observed_in_place(openai.AsyncStream):
+        async with async_openai_chat(server) as stream:
+            assert type(stream) is openai.AsyncStream
+            yield stream
+
+
+@asynccontextmanager
 async def async_anthropic_create(server: FakeLLMServer) -> AsyncIterator[Any]:
     async with anthropic.AsyncAnthropic(
         base_url=server.anthropic_base_url, api_key=ANTHROPIC_KEY, max_retries=0, **NO_NATIVE
@@ -229,7 +248,12 @@ async def async_anthropic_helper(server: FakeLLMServer) -> AsyncIterator[Any]:
         yield _AsyncHelperAsStream(manager, await manager.__aenter__())
 
 
-ASYNC_OPENERS = [async_openai_chat, async_anthropic_create, async_anthropic_helper]
+ASYNC_OPENERS = [
+    async_openai_chat,
+    async_openai_chat_in_place,
+    async_anthropic_create,
+    async_anthropic_helper,
+]
 
 
 @pytest.mark.anyio

@@ -69,7 +69,12 @@ def test_disable_and_enable_change_behaviour_live(admin: httpx.Client, make: Any
     response = admin.post("/admin/tools/search_knowledge_base/disable")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"tool": "search_knowledge_base", "disabled": True, "known": True}
+    assert response.json() == {
+        "tool": "search_knowledge_base",
+        "disabled": True,
+        "known": True,
+        "scope": "replica",
+    }
     admin.post("/admin/tools/get_user_preferences/disable")
     with pytest.raises(ToolDisabledError):
         critical.call(tool)
@@ -85,6 +90,7 @@ def test_disable_and_enable_change_behaviour_live(admin: httpx.Client, make: Any
         "tool": "typo",
         "disabled": True,
         "known": False,
+        "scope": "replica",
     }
 
 
@@ -155,7 +161,10 @@ async def test_mounted_under_a_root_path() -> None:
     ) as client:
         response = await client.get("/ops/admin/circuits")
     assert response.status_code == 200
-    assert response.json() == {"circuits": [], "disabled_tools": []}
+    body = response.json()
+    assert (body["circuits"], body["disabled_tools"]) == ([], [])
+    assert body["shared_state"] == {"backend": "memory", "shared": False, "replica": body["replica"]}
+    assert body["fleet"]["replicas"] == [body["replica"]]
 
 
 # -- path decoding (issue 11, item 12): UTF-8 names from the raw path; bad escapes are a 400 -------
@@ -225,7 +234,7 @@ def test_an_invalid_escape_or_non_utf8_name_is_a_400_and_changes_nothing(
 def test_names_are_decoded_as_utf8_over_http(admin: httpx.Client, make: Any) -> None:
     pipeline = make(Policy(timeout=None), name="café")
     status, body = _raw_post(admin, b"/admin/tools/caf%C3%A9/disable")
-    assert (status, body) == (200, {"tool": "café", "disabled": True, "known": True})
+    assert (status, body) == (200, {"tool": "café", "disabled": True, "known": True, "scope": "replica"})
     with pytest.raises(ToolDisabledError):
         pipeline.call(tool)
     admin.post("/admin/tools/caf%C3%A9/enable")
@@ -236,7 +245,7 @@ async def test_raw_utf8_bytes_name_the_tool_and_other_bytes_are_a_400(make: Any)
     pipeline = make(Policy(timeout=None), name="café")
     assert await _asgi_post(b"/admin/tools/caf\xc3\xa9/disable", "/admin/tools/café/disable") == (
         200,
-        {"tool": "café", "disabled": True, "known": True},
+        {"tool": "café", "disabled": True, "known": True, "scope": "replica"},
     )
     with pytest.raises(ToolDisabledError):
         pipeline.call(tool)
@@ -251,7 +260,7 @@ async def test_without_raw_path_the_decoded_path_is_not_decoded_again(make: Any)
     make(Policy(timeout=None), name="100%25")
     assert await _asgi_post(None, "/admin/tools/100%25/disable") == (
         200,
-        {"tool": "100%25", "disabled": True, "known": True},
+        {"tool": "100%25", "disabled": True, "known": True, "scope": "replica"},
     )
 
 

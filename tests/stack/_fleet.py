@@ -18,11 +18,21 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
 
 
-def documented_resilience_events() -> set[str]:
-    """The span events of resilience decisions, as the README's "Events and logs" table lists them."""
+def _events_row(starts: str) -> set[str]:
     readme = (_paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    row = next(line for line in readme.splitlines() if line.startswith("| `retry`, `retry_abandoned`"))
+    row = next(line for line in readme.splitlines() if line.startswith(starts))
     return set(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
+
+
+def documented_resilience_events() -> set[str]:
+    """The span events of resilience decisions that changed a call (retried, cut, rejected,
+    degraded), as the README's "Events and logs" table lists them: a trace with one is kept."""
+    return _events_row("| `retry`, `retry_abandoned`")
+
+
+def routine_resilience_events() -> set[str]:
+    """The routine decisions of the same table (cache lookups, rate-limit waits): no reason to keep."""
+    return _events_row("| `rate_limit_delayed`, `cache_hit`")
 
 
 @dataclass(frozen=True)

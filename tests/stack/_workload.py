@@ -6,8 +6,8 @@
 server, agentwatch's instrumentation, tools, sessions and resilience policies, and the OTLP/gRPC
 exporters configured from the standard variables. Nothing here emits telemetry itself.
 
-The engine's fault model is turned so that every dashboard panel has data and exactly one alert
-fires, and the run is paced (a session start every ``arrival_interval`` s, metrics exported every
+The engine's fault model is turned so that every dashboard panel has data and exactly one
+application alert fires, and the run is paced (a session start every ``arrival_interval`` s, metrics exported every
 0.5 s) so that Prometheus sees counters *grow* across several scrapes (a series that appears once
 with its final value has ``rate() == 0``):
 
@@ -17,10 +17,16 @@ with its final value has ``rate() == 0``):
 * ``search_knowledge_base`` is flaky but every flaky call succeeds on its retry (no failure at
   all: it must not even go pending on the 10% alert); ``get_user_preferences`` is sometimes slow
   (timeouts, retries, a few degraded calls, below 25%);
-* the main model is rate limited and fails now and then (retries), has a brownout mid-run (its
+* the main model is rate limited (by the server's 429s, and by a client-side ``RateLimit`` that
+  delays some calls) and fails now and then (retries), has a brownout mid-run (its
   breaker opens, the fallback model answers) and sometimes gets a request no model can serve
   (failed chats and sessions, for the LLM error panels and the completion burn rate); some
   sessions loop until the iteration cap; about a third of the sessions stream.
+
+The replica shares its operator state through a real Redis (``AGENTWATCH_STATE_REDIS_URL``, as a
+fleet runs), which is stopped mid-run (``state_outage_after``): the replica falls back to its local
+state, so ``agentwatch.state.shared`` is exported and its last value, 0, fires the shared-state
+alert (the Collector keeps exporting a series' last value, as for a replica still running).
 
 The plan is seeded, so these properties are checked on the plan before anything runs.
 """
@@ -31,11 +37,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from _redis import RedisServer
 from agentwatch._demo import AGENT_NAME, MAIN_MODEL, TOOL_NAMES, FaultModel, build_plan
 
 CRITICAL_TOOL = "search_knowledge_base"
@@ -52,13 +60,21 @@ FAULTS: dict[str, Any] = {
     "llm_fault_mix": {"rate_limit": 0.4, "server_error": 0.25, "exhausted": 0.1, "bad_request": 0.25},
 }
 
+# About 10 chat calls a second on average, in bursts (a session's calls follow each other): a
+# three-request burst allowance delays some of them (rate_limit_delayed), never for long.
+LLM_RATE_LIMIT: dict[str, float] = {"requests": 600, "period": 60.0, "burst": 0.005}
+
 # Runs in the subprocess: the engine, then one JSON line with what the assertions need.
 _SCRIPT = """
-import json, sys
+import dataclasses, json, sys
+from agentwatch import RateLimit
 from agentwatch._cli._summary import summarize
-from agentwatch._demo import DemoOptions, FaultModel, run_demo
+from agentwatch._demo import DemoOptions, FaultModel, _run, run_demo
 
 settings = json.loads(sys.argv[1])
+# The main model's policy gets a client-side rate limit (fleet-wide through the shared-state Redis
+# while it answers): the LLM overview's rate-limit panel needs its decisions.
+_run.LLM_POLICY = dataclasses.replace(_run.LLM_POLICY, rate_limit=RateLimit(**settings.pop("llm_rate_limit")))
 faults = settings.pop("faults")
 faults["outage"] = tuple(faults["outage"])
 faults["llm_brownout"] = tuple(faults["llm_brownout"])
@@ -100,6 +116,7 @@ class WorkloadSummary:
     server_address: str = ""  # the fake LLM server, as the chat spans report it
     server_port: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    state_outage_at: float | None = None  # epoch seconds: when the state Redis was stopped
 
 
 def _check_plan(sessions: int) -> None:
@@ -180,10 +197,16 @@ def run_workload(
     arrival_interval: float = 0.3,
     concurrency: int = 6,
     timeout: float = 180.0,
+    state_redis: RedisServer | None = None,
+    state_outage_after: float | None = None,
 ) -> WorkloadSummary:
     """Run ``sessions`` demo sessions, one starting every ``arrival_interval`` s, exporting OTLP/gRPC
     to ``otlp_endpoint`` (e.g. ``http://127.0.0.1:4317``). Returns once the subprocess has flushed
-    and shut its providers down, so everything has left it."""
+    and shut its providers down, so everything has left it.
+
+    With ``state_redis`` the run shares its operator state through that Redis, which is stopped
+    ``state_outage_after`` s after the run was launched (before it ends: the sessions alone take
+    ``sessions * arrival_interval`` s after start-up)."""
     _check_plan(sessions)
     settings = {
         "sessions": sessions,
@@ -191,6 +214,7 @@ def run_workload(
         "seed": SEED,
         "arrival_interval": arrival_interval,
         "faults": FAULTS,
+        "llm_rate_limit": LLM_RATE_LIMIT,
     }
     env = clean_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
@@ -198,10 +222,27 @@ def run_workload(
         OTEL_SERVICE_NAME=service_name,
         OTEL_METRIC_EXPORT_INTERVAL="500",
         OTEL_BSP_SCHEDULE_DELAY="200",
+        **({} if state_redis is None else {"AGENTWATCH_STATE_REDIS_URL": state_redis.url}),
     )
-    completed = _python(
-        "-c", _SCRIPT, json.dumps(settings), env=env, timeout=timeout, what="the demo workload"
-    )
+    outage_at: list[float] = []
+
+    def outage() -> None:
+        assert state_redis is not None
+        outage_at.append(time.time())
+        state_redis.stop()
+
+    timer = None
+    if state_redis is not None and state_outage_after is not None:
+        timer = threading.Timer(state_outage_after, outage)
+        timer.start()
+    try:
+        completed = _python(
+            "-c", _SCRIPT, json.dumps(settings), env=env, timeout=timeout, what="the demo workload"
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+            timer.join()
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["otlp_endpoint"] == otlp_endpoint and result["output"] is None, result
     summary = result["summary"]
@@ -235,4 +276,5 @@ def run_workload(
         server_address=server.hostname or "",
         server_port=server.port or 0,
         outcomes=result["outcomes"],
+        state_outage_at=outage_at[0] if outage_at else None,
     )

@@ -2,8 +2,9 @@
 
 Observed with the real binaries (the ocb-built Collector: contrib v0.140.1 prometheus exporter and
 spanmetrics connector, default settings; Prometheus 3.16): dots become underscores; unit ``s`` adds
-``_seconds``, ``USD`` adds ``_USD`` (case kept); ``{...}`` annotation units add nothing; counters
-get ``_total``; histograms are ``_bucket``/``_sum``/``_count``. ``job`` is service.name (or
+``_seconds``, ``USD`` adds ``_USD`` (case kept), ``1`` adds ``_ratio`` to a gauge; ``{...}``
+annotation units add nothing; counters get ``_total``; histograms are ``_bucket``/``_sum``/
+``_count``. ``job`` is service.name (or
 service.namespace/service.name), ``instance`` is service.instance.id, every series also carries
 ``otel_scope_name``/``otel_scope_version``; resource attributes go to ``target_info``.
 
@@ -27,6 +28,8 @@ OTEL_TO_PROMETHEUS: dict[str, str] = {
     "agentwatch.resilience.events": "agentwatch_resilience_events_total",
     "agentwatch.resilience.attempts": "agentwatch_resilience_attempts",
     "agentwatch.circuit.state": "agentwatch_circuit_state",
+    # A gauge of unit "1" gets `_ratio` (the translator's suffix for dimensionless gauges).
+    "agentwatch.state.shared": "agentwatch_state_shared_ratio",
 }
 
 HISTOGRAMS = {
@@ -54,7 +57,12 @@ SPANMETRICS = {
 
 KNOWN_METRICS: frozenset[str] = frozenset(
     {f"{h}_{suffix}" for h in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
-    | {"agentwatch_sessions_total", "agentwatch_resilience_events_total", "agentwatch_circuit_state"}
+    | {
+        "agentwatch_sessions_total",
+        "agentwatch_resilience_events_total",
+        "agentwatch_circuit_state",
+        "agentwatch_state_shared_ratio",
+    }
     | SPANMETRICS
 )
 
@@ -72,6 +80,7 @@ KNOWN_LABELS: frozenset[str] = frozenset(
         "agentwatch_resilience_event",
         "agentwatch_resilience_policy",
         "agentwatch_circuit_name",
+        "agentwatch_state_backend",
     }
 )
 

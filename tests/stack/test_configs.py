@@ -10,7 +10,8 @@
 * the compose file parses, pins its images and mounts only files that exist, wired consistently
   with the configs, and starts Prometheus with the feature flag the stack relies on; every
   dashboard parses, uses only provisioned data sources, defines the variables it uses and names
-  only metrics the stack really exposes.
+  only metrics the stack really exposes; the LLM dashboard's span-metrics panel, evaluated by
+  promtool, counts both LLM call operations (``chat``, Gemini's ``generate_content``).
 
 Each validator also gets a broken input once (negative control), so these tests cannot pass
 because a validator silently accepts anything.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,7 +31,7 @@ import pytest
 import yaml
 
 from . import _paths
-from ._dashboards import all_variable_refs, iter_datasource_refs, iter_targets, load_dashboards
+from ._dashboards import all_variable_refs, iter_datasource_refs, iter_targets, load_dashboards, substitute
 from ._harness import run_bounded
 from .metric_names import KNOWN_LABELS, KNOWN_METRICS, RECORDED_METRICS
 
@@ -374,6 +376,66 @@ def test_dashboards_are_well_formed() -> None:
         assert defined <= used, f"{path}: variables never used {defined - used}"
 
 
+# gen_ai.operation.name of an LLM call: `chat`, and `generate_content` for google-genai (v1.41).
+_LLM_CALL_SPANS = {"chat": "chat gpt-4o-mini", "generate_content": "generate_content gemini-2.5-flash"}
+
+
+def _span_panel_samples(promtool_bin: Path, tmp_path: Path, expr: str) -> subprocess.CompletedProcess[str]:
+    """``expr`` evaluated by promtool over one span-metrics series per operation (1 call/s each)."""
+    query = substitute(expr, {"service": ".*", "model": ".*", "__rate_interval": "5m"})
+    spans = {**_LLM_CALL_SPANS, "execute_tool": "execute_tool get_weather", "embeddings": "embeddings e5"}
+    series = [
+        {
+            "series": (
+                f'traces_span_metrics_calls_total{{job="app",gen_ai_operation_name="{operation}",'
+                f'span_name="{name}",status_code="STATUS_CODE_UNSET"}}'
+            ),
+            "values": "0+60x20",
+        }
+        for operation, name in spans.items()
+    ]
+    expected = [
+        {"labels": f'{{span_name="{name}",status_code="STATUS_CODE_UNSET"}}', "value": 1}
+        for name in _LLM_CALL_SPANS.values()
+    ]
+    test = {
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [{"expr": query, "eval_time": "15m", "exp_samples": expected}],
+            }
+        ]
+    }
+    (tmp_path / "panel-test.yml").write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    return run_bounded(
+        [str(promtool_bin), "test", "rules", "panel-test.yml"], timeout=VALIDATE_TIMEOUT, cwd=tmp_path
+    )
+
+
+def _llm_span_panel_expr() -> str:
+    dashboard = load_dashboards()[_paths.DASHBOARDS_DIR / "agentwatch-llm.json"]
+    (expr,) = (
+        t["expr"] for _, t in iter_targets(dashboard) if "traces_span_metrics_calls_total" in t["expr"]
+    )
+    return expr
+
+
+def test_the_llm_span_panel_shows_chat_and_generate_content_calls(promtool_bin: Path, tmp_path: Path) -> None:
+    """The LLM dashboard's span-metrics panel, evaluated by Prometheus' engine: one series per LLM
+    call span name (Gemini's generate_content next to chat), none of tools or embeddings."""
+    result = _span_panel_samples(promtool_bin, tmp_path, _llm_span_panel_expr())
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_llm_span_panel_check_catches_a_chat_only_query(promtool_bin: Path, tmp_path: Path) -> None:
+    expr = re.sub(r'gen_ai_operation_name=~?"[^"]*"', 'gen_ai_operation_name="chat"', _llm_span_panel_expr())
+    result = _span_panel_samples(promtool_bin, tmp_path, expr)
+    assert result.returncode != 0, "promtool accepted a panel query that drops generate_content spans"
+    assert "generate_content gemini-2.5-flash" in result.stdout + result.stderr
+
+
 def test_dashboard_and_rule_metric_names_are_ones_the_stack_exposes() -> None:
     """Names must be the Prometheus names after the collector's translation (see metric_names.py,
     checked against the live stack by the e2e test)."""
@@ -406,6 +468,56 @@ def test_dashboard_and_rule_metric_names_are_ones_the_stack_exposes() -> None:
             )
             seen.add(name)
     assert seen & KNOWN_METRICS, "no metric names found"
+
+
+def _matched_events(expr: str) -> set[str]:
+    match = re.search(r'agentwatch_resilience_event=~"([^"]+)"', expr)
+    assert match is not None, expr
+    return set(match.group(1).split("|"))
+
+
+def test_the_rejections_panel_counts_every_rejection_the_resilience_layer_emits() -> None:
+    """The events of calls refused without being made are REJECTION_EVENTS (the resilience tests
+    check that each refusal emits one of them); the Tools dashboard's panel selects exactly those."""
+    from agentwatch.resilience._telemetry import REJECTION_EVENTS
+
+    dashboard = next(d for d in load_dashboards().values() if d["uid"] == "agentwatch-tools")
+    (target,) = [t for p, t in iter_targets(dashboard) if p["title"] == "Rejections per second"]
+    assert _matched_events(target["expr"]) == REJECTION_EVENTS
+    panel = next(p for p, t in iter_targets(dashboard) if t is target)
+    for event in REJECTION_EVENTS:
+        assert event in panel["description"], event
+
+
+def _outcome_selectors(expr: str) -> set[tuple[str, frozenset[str]]]:
+    return {
+        (op, frozenset(values.split("|")))
+        for op, values in re.findall(r'agentwatch_session_outcome(!~|=~|!=|=)"([^"]*)"', expr)
+    }
+
+
+def test_the_completion_slo_rules_and_panel_split_outcomes_as_agentwatch_does() -> None:
+    """Answered and no-verdict outcomes are agentwatch._semconv's sets (the CLI summary uses them
+    too); the rules' behaviour on each kind of outcome is tested by promtool (rules-test.yml)."""
+    from agentwatch._semconv import SLO_ANSWERED_OUTCOMES, SLO_EXCLUDED_OUTCOMES
+
+    assert {"completed", "refused"} == SLO_ANSWERED_OUTCOMES
+    assert {"interrupted", "cancelled"} == SLO_EXCLUDED_OUTCOMES
+    failures = ("!~", SLO_ANSWERED_OUTCOMES | SLO_EXCLUDED_OUTCOMES)
+    judged = ("!~", SLO_EXCLUDED_OUTCOMES)
+    rules = [
+        r
+        for p in _paths.rule_files()
+        for g in _load_yaml(p)["groups"]
+        for r in g["rules"]
+        if r.get("record", "").startswith("agentwatch:session_failure:")
+    ]
+    assert len(rules) == 4
+    for rule in rules:
+        assert _outcome_selectors(rule["expr"]) == {failures, judged}, rule["record"]
+    dashboard = next(d for d in load_dashboards().values() if d["uid"] == "agentwatch-sessions")
+    (target,) = [t for p, t in iter_targets(dashboard) if p["title"] == "Session completion rate"]
+    assert _outcome_selectors(target["expr"]) == {("=~", SLO_ANSWERED_OUTCOMES), judged}
 
 
 def test_dashboard_json_is_stable_formatting() -> None:

@@ -14,9 +14,12 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from _redis import RedisServer, private_redis
 
 from ._dashboards import iter_targets, load_dashboards, parse_label_values, substitute
 from ._harness import LOOPBACK, http_get, http_json, listening_addresses, wait_until
@@ -31,11 +34,24 @@ SERVICE = "agentwatch-e2e"
 DATA_TIMEOUT = 90.0
 ALERT_TIMEOUT = 180.0  # the burst starts ~3 s into the workload; `for: 1m` + 15 s evaluations
 JAEGER_SELF_TRACE_DELAY = 6.0  # Jaeger's own span batches leave after 5 s
+# The workload's sessions take 12 s after start-up: its shared-state Redis stops in the middle.
+STATE_OUTAGE_AFTER = 6.0
 
 
 @pytest.fixture(scope="module")
-def workload(stack: Stack) -> WorkloadSummary:
-    return run_workload(stack.otlp_grpc_endpoint, SERVICE)
+def state_redis() -> Iterator[RedisServer]:
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def workload(stack: Stack, state_redis: RedisServer) -> WorkloadSummary:
+    return run_workload(
+        stack.otlp_grpc_endpoint,
+        SERVICE,
+        state_redis=state_redis,
+        state_outage_after=STATE_OUTAGE_AFTER,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -414,3 +430,34 @@ def test_tool_failure_burst_fires_the_tool_error_rate_alert(stack: Stack, worklo
         "firing",
     }
     assert ("AgentwatchToolErrorRateHigh", "search_knowledge_base") not in states
+
+
+def test_a_redis_outage_fires_the_shared_state_alert(stack: Stack, workload: WorkloadSummary) -> None:
+    """The workload's replica shared its state through a real Redis, stopped mid-run: agentwatch
+    fell back to its local state (agentwatch.state.shared = 0) and the shipped rule fires for that
+    replica only, after its `for: 1m`."""
+    assert workload.state_outage_at is not None
+    assert workload.started_at < workload.state_outage_at < workload.finished_at
+
+    def firing() -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = stack.prometheus_api("/api/v1/alerts", {})["alerts"]
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "AgentwatchSharedStateUnavailable" and a["state"] == "firing"
+        ]
+
+    alerts = wait_until(
+        firing,
+        timeout=ALERT_TIMEOUT,
+        interval=1.0,
+        what="AgentwatchSharedStateUnavailable to fire",
+        on_timeout=lambda: (
+            "agentwatch_state_shared_ratio: "
+            + str(stack.prometheus_api("/api/v1/query", {"query": "agentwatch_state_shared_ratio"})["result"])
+        ),
+    )
+    ((job, instance),) = {(a["labels"]["job"], a["labels"]["instance"]) for a in alerts}
+    assert job == SERVICE and instance.startswith(f"{SERVICE}-")
+    assert alerts[0]["labels"]["severity"] == "warning"
+    assert float(alerts[0]["value"]) == 0.0

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from . import _paths
-from ._fleet import documented_resilience_events
+from ._fleet import documented_resilience_events, routine_resilience_events
 from ._harness import run_bounded
 
 VALIDATE_TIMEOUT = 60.0
@@ -126,6 +126,9 @@ def test_gateways_keep_errors_resilience_events_slow_and_costly_sessions() -> No
     events = documented_resilience_events()
     assert len(events) >= 10
     assert {e for e in events if re.search(pattern.group(1), e)} == events
+    routine = routine_resilience_events()
+    assert len(routine) >= 5 and not routine & events
+    assert not {e for e in routine if re.search(pattern.group(1), e)}
     assert not re.search(pattern.group(1), "retry_budget")  # anchored: whole names only
     assert (
         policies["slow-sessions"]["latency"]["threshold_ms"]

@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 import agentwatch
-from _redis import RedisServer, redis_server_binary
+from _redis import RedisServer, redis_server_binary, silent_redis
 from agentwatch import Cache, ConfigError, Policy, ToolRegistry, ToolUnavailable
 from agentwatch.resilience import (
     CircuitBreaker,
@@ -25,6 +27,7 @@ from agentwatch.resilience import (
     disable_tool,
     load_config,
 )
+from agentwatch.resilience import _cache as cache_module
 from agentwatch.resilience._cache import cache_key
 from resilience._support import events
 from support import Signals
@@ -502,3 +505,101 @@ def test_a_redis_outage_degrades_to_no_caching_without_an_error(
         assert unavailable and unavailable[0]["error.type"].startswith("redis.")
     finally:
         server.stop()
+
+
+# -- a Redis outage costs a bounded wait: one connection attempt, no retries, one probe at a time ----
+
+REDIS_TIMEOUT = 0.2
+# The bound the cache states: a connect and a reply, each cut at redis_timeout (not a speed goal:
+# the slack only absorbs a loaded machine; a retrying client takes seconds).
+OUTAGE_BOUND = 2 * REDIS_TIMEOUT + 1.0
+
+
+def _connection_attempts(monkeypatch: pytest.MonkeyPatch, port: int) -> list[float]:
+    """When the process connected to 127.0.0.1:``port``; observes the real sockets, changes nothing."""
+    attempts: list[float] = []
+    real = socket.socket.connect
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[1] == port:
+            attempts.append(time.monotonic())
+        real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+def test_a_stopped_redis_costs_one_connection_attempt_per_retry_window(
+    tele: Signals, rt: ResilienceTelemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "_REDIS_RETRY_AFTER", 0.5)
+    server = RedisServer(redis_server_binary(), tmp_path).start()
+    try:
+        calls: list[dict[str, Any]] = []
+        cache = Cache(backend="redis", redis_url=server.url, redis_timeout=REDIS_TIMEOUT)
+        registry = counting_registry(cache, calls)
+        registry.call("weather", {"city": "Paris"})
+        server.stop()
+        attempts = _connection_attempts(monkeypatch, server.port)
+
+        started = time.monotonic()
+        assert registry.call("weather", {"city": "Paris"})["city"] == "Paris"
+        assert time.monotonic() - started < OUTAGE_BOUND
+        # redis-py's Redis() default would retry the refused connection 3 times with backoff.
+        assert len(attempts) == 1
+        for _ in range(5):
+            assert registry.call("weather", {"city": "Paris"})["city"] == "Paris"
+        assert len(attempts) == 1  # within the retry window Redis is not tried at all
+        time.sleep(0.6)
+        assert registry.call("weather", {"city": "Paris"})["city"] == "Paris"
+        assert len(attempts) == 2  # then once again, still without retries
+        assert len(calls) == 8
+        spans = tool_spans(tele, "weather")[1:]
+        assert {attrs(s)["agentwatch.cache.result"] for s in spans} == {"unavailable"}
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    with silent_redis() as url:
+        yield url
+
+
+def test_a_silent_redis_is_cut_at_the_timeout_and_probed_by_one_call_at_a_time(
+    tele: Signals, rt: ResilienceTelemetry, silent_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "_REDIS_RETRY_AFTER", 0.5)
+    attempts = _connection_attempts(monkeypatch, urlsplit(silent_url).port or 0)
+    calls: list[dict[str, Any]] = []
+    url = silent_url
+    registry = counting_registry(Cache(backend="redis", redis_url=url, redis_timeout=REDIS_TIMEOUT), calls)
+
+    started = time.monotonic()
+    assert registry.call("weather", {"city": "Oslo"})["city"] == "Oslo"
+    assert time.monotonic() - started < OUTAGE_BOUND
+    assert len(attempts) == 1  # cut by the reply timeout, not retried
+    (span,) = tool_spans(tele, "weather")
+    assert attrs(span)["agentwatch.cache.result"] == "unavailable"
+    assert "Timeout" in events(span, "cache_unavailable")[0]["error.type"]
+
+    # After the retry window, calls arriving together: one of them waits for Redis, the others go
+    # on uncached at once instead of each paying the same timeout.
+    time.sleep(0.6)
+    barrier = threading.Barrier(6)
+    durations: list[float] = []
+
+    def call() -> None:
+        barrier.wait()
+        began = time.monotonic()
+        assert registry.call("weather", {"city": "Oslo"})["city"] == "Oslo"
+        durations.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(durations) == 6 and len(calls) == 7
+    assert len(attempts) == 2, f"{len(attempts) - 1} calls tried the silent Redis at once"
+    assert max(durations) < OUTAGE_BOUND

@@ -220,6 +220,22 @@ def test_litellm_tool_calls_link_their_ids(
     assert [attrs(s)["gen_ai.tool.call.id"] for s in tool_spans(tele)] == [tc.id for tc in tool_calls]
 
 
+def test_bedrock_tool_use_blocks_link_their_ids(tele: Signals, fake_llm: FakeLLMServer, bedrock: Any) -> None:
+    registry = make_registry()
+    fake_llm.enqueue(
+        Reply.tool_calls([("get_weather", {"city": "Lima"}), ("get_weather", {"city": "Quito"})])
+    )
+    response = bedrock.converse(
+        modelId="us.amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "weather?"}]}]
+    )
+    blocks = [block for block in response["output"]["message"]["content"] if "toolUse" in block]
+    # The content block as Converse returns it, or the toolUse object inside it.
+    results = [registry.call_tool_call(blocks[0]), registry.call_tool_call(blocks[1]["toolUse"])]
+    assert results == [{"city": "Lima", "unit": "C"}, {"city": "Quito", "unit": "C"}]
+    ids = [block["toolUse"]["toolUseId"] for block in blocks]
+    assert [attrs(s)["gen_ai.tool.call.id"] for s in tool_spans(tele)] == ids
+
+
 def test_dict_and_langchain_shaped_tool_calls(tele: Signals) -> None:
     registry = make_registry()
     openai_dict = {

@@ -20,7 +20,9 @@ from agentwatch import (
     ToolUnavailable,
 )
 from agentwatch.instrumentation.anthropic import AnthropicInstrumentor
+from agentwatch.instrumentation.langgraph import LangGraphInstrumentor
 from agentwatch.instrumentation.openai import OpenAIInstrumentor
+from agentwatch.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 
 agentwatch.instrument()
 agentwatch.instrument(
@@ -30,10 +32,13 @@ agentwatch.instrument(
     openai_include_usage=True,
     prices={"my-model": {"input_mtok": 1.0, "output_mtok": 2.0}},
     llm_policies={"gpt-4o": Policy(timeout=60, fallback_models=["gpt-4o-mini"])},
+    tool_policies={"get_user_preferences": Policy(critical=False, timeout=2.0), "*": Policy(timeout=10)},
 )
 agentwatch.uninstrument()
+LangGraphInstrumentor().instrument()
 OpenAIInstrumentor().instrument()
 AnthropicInstrumentor().uninstrument()
+OpenAIAgentsInstrumentor().instrument(keep_openai_trace_export=True)
 
 policy = Policy(
     timeout=5.0,

@@ -20,7 +20,7 @@ from typing import Any
 from agentwatch import environment_variables as ev
 from agentwatch._cli._common import describe_policy, parse_endpoint, probe
 
-__all__ = ["Report", "add_parser", "diagnose", "run"]
+__all__ = ["Report", "add_parser", "diagnose", "documented_variables", "run"]
 
 _INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
 _PROPAGATOR_GROUP = "opentelemetry_propagator"
@@ -209,9 +209,17 @@ def _duplicates() -> dict[str, str]:
     return effects
 
 
+def _resolved() -> set[str]:
+    """Libraries whose other instrumentors agentwatch makes stand aside (see ``_registry``)."""
+    from agentwatch.instrumentation._registry import load_registry
+
+    return {library for integration in load_registry().integrations for library in integration.resolved}
+
+
 def _others(report: Report, environ: Mapping[str, str]) -> None:
     disabled = _disabled(environ)
     duplicates = _duplicates()
+    resolved = _resolved()
     for point in _instrumentor_points():
         distribution = _dist_name(point)
         if distribution == "agentwatch":
@@ -232,7 +240,7 @@ def _others(report: Report, environ: Mapping[str, str]) -> None:
             OtherInstrumentor(point.name, f"{distribution} {dist_version}", names, overlaps, off, effect)
         )
         # An instrumentor of a library that is not installed never activates, so it doubles nothing.
-        live = [lib for lib in overlaps if _version_of(lib) is not None]
+        live = [lib for lib in overlaps if _version_of(lib) is not None and lib not in resolved]
         if live and not off:
             report.problems.append(
                 f"instrumentor {point.name} ({distribution}) also instruments {', '.join(live)}: {effect}; "
@@ -240,26 +248,65 @@ def _others(report: Report, environ: Mapping[str, str]) -> None:
             )
 
 
-def _setting(
-    report: Report,
-    environ: Mapping[str, str],
-    name: str,
-    default: str,
-    parse: Callable[[str], str],
-) -> None:
+def documented_variables() -> list[str]:
+    """Every variable of :mod:`agentwatch.environment_variables`, in the order it documents them:
+    the one list the doctor reports, so a new variable cannot be left out."""
+    return [value for name, value in vars(ev).items() if name.isupper() and value == name]
+
+
+@dataclass(frozen=True)
+class _Describer:
+    """How the doctor shows one setting: its default, what a value means (raises when invalid),
+    and how the value is printed (secrets never are)."""
+
+    default: str
+    meaning: Callable[[str], str]
+    shown: Callable[[str], str] = lambda value: value
+
+
+def _hidden(value: str) -> str:
+    return "(set)" if value.strip() else "(unset)"
+
+
+def _setting(report: Report, environ: Mapping[str, str], name: str, describer: _Describer) -> None:
     raw = environ.get(name)
     source = "default" if raw is None else "env"
-    value = default if raw is None else raw
+    value = describer.default if raw is None else raw
     try:
-        meaning = parse(value)
-        report.settings.append(Setting(name, value, source, meaning))
+        shown = describer.shown(value)
+    except Exception:  # noqa: BLE001 - never fall back to printing a value that may be secret
+        shown = "(value hidden)"
+    try:
+        meaning = describer.meaning(value)
+        report.settings.append(Setting(name, shown, source, meaning))
     except Exception as exc:  # noqa: BLE001 - any parse failure is reported with its message
         message = str(exc) if name in str(exc) else f"{name}: {exc}"
-        report.settings.append(Setting(name, value, source, "", message))
+        report.settings.append(Setting(name, shown, source, "", message))
         report.problems.append(message)
 
 
-def _agentwatch_settings(report: Report, environ: Mapping[str, str]) -> None:
+def _redis_setting(name: str, unset: str, used_for: str, without_it: str) -> _Describer:
+    """A Redis URL setting: where it points (password hidden) and whether that Redis answers."""
+    from agentwatch.resilience._config import check_redis_url, redacted_url
+
+    def meaning(value: str) -> str:
+        if not value.strip():
+            return unset
+        url = check_redis_url(name, value)
+        where = redacted_url(url)
+        endpoint = None if url.startswith("unix://") else parse_endpoint(url, 6379)
+        if endpoint is None:
+            return f"{used_for} Redis at {where}"
+        problem = probe(endpoint.host, endpoint.port)
+        if problem is not None:
+            raise ValueError(f"{name}: Redis at {where} does not answer ({problem}); {without_it}")
+        return f"{used_for} Redis at {where} (answers)"
+
+    return _Describer("", meaning, redacted_url)
+
+
+def _describers(report: Report) -> dict[str, _Describer]:
+    from agentwatch._admin_auth import configured_token
     from agentwatch._config import _capture, _host_policy, load_prices_file, parse_bool
     from agentwatch.resilience._file import load_config
 
@@ -305,11 +352,46 @@ def _agentwatch_settings(report: Report, environ: Mapping[str, str]) -> None:
             f"{count} polic{'y' if count == 1 else 'ies'} ({len(loaded.tools)} tool, {len(loaded.llm)} model)"
         )
 
-    _setting(report, environ, ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, "NO_CONTENT", capture)
-    _setting(report, environ, ev.AGENTWATCH_PROPAGATE_HOSTS, "*", hosts)
-    _setting(report, environ, ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "false", usage)
-    _setting(report, environ, ev.AGENTWATCH_PRICES_FILE, "", prices)
-    _setting(report, environ, ev.AGENTWATCH_CONFIG, "", config)
+    def admin_token(value: str) -> str:
+        token = configured_token(value)
+        if token is None:
+            return "none: every agentwatch.admin route answers 403 (the admin API is off)"
+        if len(token) < 32:
+            report.notes.append(
+                f"{ev.AGENTWATCH_ADMIN_TOKEN} is shorter than 32 characters: use a long random value "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return "every agentwatch.admin route needs Authorization: Bearer <this token>"
+
+    return {
+        ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: _Describer("NO_CONTENT", capture),
+        ev.AGENTWATCH_PROPAGATE_HOSTS: _Describer("*", hosts),
+        ev.AGENTWATCH_OPENAI_INCLUDE_USAGE: _Describer("false", usage),
+        ev.AGENTWATCH_PRICES_FILE: _Describer("", prices),
+        ev.AGENTWATCH_CONFIG: _Describer("", config),
+        ev.AGENTWATCH_CACHE_REDIS_URL: _redis_setting(
+            ev.AGENTWATCH_CACHE_REDIS_URL,
+            'none: a Cache(backend="redis") needs a redis_url of its own',
+            'tool-result caches with backend="redis" and no redis_url of their own use',
+            "cached tools would run uncached until it does",
+        ),
+        ev.AGENTWATCH_STATE_REDIS_URL: _redis_setting(
+            ev.AGENTWATCH_STATE_REDIS_URL,
+            "in-process: each replica has its own disabled tools, forced circuits and rate limits",
+            "shared by every replica through",
+            "replicas would run on their local state until it does",
+        ),
+        ev.AGENTWATCH_ADMIN_TOKEN: _Describer("", admin_token, _hidden),
+    }
+
+
+def _agentwatch_settings(report: Report, environ: Mapping[str, str]) -> None:
+    describers = _describers(report)
+    for name in documented_variables():
+        # A variable documented but not yet described here is still listed, its value hidden
+        # (it may be a secret); the tests require a describer for each.
+        describer = describers.get(name, _Describer("", lambda _: "", _hidden))
+        _setting(report, environ, name, describer)
 
 
 def _signal_endpoint(environ: Mapping[str, str], signal: str) -> tuple[str, str, bool]:

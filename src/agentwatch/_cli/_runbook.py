@@ -51,6 +51,8 @@ DEFAULT_ADMIN = "http://127.0.0.1:9464"
 FILL_IN = "_fill in_"
 _DOCSTRING_FIELD = re.compile(r"^\s*(Dependency|Health)\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A rule counting sessions that did not complete (`!="completed"`, or `!~"completed|..."`).
+_COUNTS_FAILED_SESSIONS = re.compile(r'agentwatch_session_outcome!(?:=|~)"completed\b')
 
 
 class RunbookError(ValueError):
@@ -287,7 +289,7 @@ class _Alerting:
             sessions=[
                 r
                 for r in rules.alerts
-                if r.component == "session" and 'agentwatch_session_outcome!="completed"' in expanded[r.name]
+                if r.component == "session" and _COUNTS_FAILED_SESSIONS.search(expanded[r.name])
             ],
             sources=rules.sources,
         )

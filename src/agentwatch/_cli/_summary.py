@@ -125,7 +125,10 @@ class SessionStats:
 
     @property
     def completion_rate(self) -> float | None:
-        return self.outcomes.get(sc.OUTCOME_COMPLETED, 0) / self.total if self.total else None
+        """Answered sessions / sessions with a verdict, as the completion SLO counts them."""
+        judged = sum(n for outcome, n in self.outcomes.items() if outcome not in sc.SLO_EXCLUDED_OUTCOMES)
+        answered = sum(self.outcomes.get(outcome, 0) for outcome in sc.SLO_ANSWERED_OUTCOMES)
+        return answered / judged if judged else None
 
 
 @dataclass

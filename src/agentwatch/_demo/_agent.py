@@ -17,19 +17,19 @@ from agentwatch._demo._plan import AGENT_NAME, MAIN_MODEL, MAX_ITERATIONS, Sessi
 from agentwatch._demo._responder import SESSION_HEADER
 from agentwatch._demo._tools import REGISTRY, TOOL_SCHEMAS
 from agentwatch._demo._world import World, current_call
+from agentwatch._semconv import OUTCOME_INTERRUPTED
 from agentwatch.resilience import ToolUnavailable
 from agentwatch.resilience._pipeline import error_type_of
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["INTERRUPTED", "SessionOutcome", "run_session"]
+__all__ = ["SessionOutcome", "run_session"]
 
 SYSTEM_PROMPT = (
     "You are the support assistant of an online service. Use the tools to find accurate answers; "
     "if a tool is unavailable, answer without it."
 )
-INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ def run_session(
             ]
             for _ in range(MAX_ITERATIONS):
                 if world.stopping.is_set():
-                    current.outcome = INTERRUPTED
+                    current.outcome = OUTCOME_INTERRUPTED
                     break
                 content, calls = _complete(client, plan, messages)
                 if not calls:

@@ -25,8 +25,8 @@ Stdlib only: this package is imported by the package's own command line and must
 Layout: ``_replies`` (the :class:`Reply` API and its specs), ``_wire`` (requests, routes, the
 :class:`WireFormat` seam, and reply + request -> plan, faults included), ``_render`` (helpers the
 formats share), one module per wire format (``_openai``: chat completions, Responses, embeddings;
-``_anthropic``: messages), ``_formats`` (the registry), ``_server`` (the HTTP transport, the script
-queue, :class:`FakeLLMServer`).
+``_anthropic``: messages; ``_bedrock``: Bedrock Runtime, SigV4-verified), ``_formats`` (the
+registry), ``_server`` (the HTTP transport, the script queue, :class:`FakeLLMServer`).
 
 Adding a wire format (say Gemini)
 ---------------------------------
@@ -47,7 +47,9 @@ Adding a wire format (say Gemini)
      events that finish the turn (and end markers) ``terminal=True``; the provider's in-band error
      event(s) in ``error``; ``encode`` for the framing (SSE by default; a JSON array or binary
      event-stream frames are just another ``encode``) and its ``content_type``;
-   - ``embeddings(spec, request, ctx)`` -> :class:`Body`.
+   - ``embeddings(spec, request, ctx)`` -> :class:`Body`;
+   - optionally ``authenticate(request)`` -> an :class:`ErrorSpec` to answer instead of the script
+     when the request's credentials are wrong (``_bedrock`` checks SigV4 signatures).
 
    ``_render`` has the shared pieces (``split_text``, ``prepare_calls`` with ids from ``ctx.ids``,
    ``openai_finish_reason``, ``fake_vector``, ``error_message``, ``request_field``). Token counts in

@@ -10,7 +10,7 @@ from agentwatch._fakellm._render import Ids, error_message, prepare_calls, split
 from agentwatch._fakellm._replies import CompletionSpec, ErrorSpec
 from agentwatch._fakellm._wire import Body, Context, Event, RecordedRequest, Route, Stream, WireFormat
 
-__all__ = ["AnthropicFormat"]
+__all__ = ["AnthropicFormat", "render_messages"]
 
 _PATH = re.compile(r"^/v1/messages/?$")
 _TO_ANTHROPIC = {
@@ -58,7 +58,7 @@ class AnthropicFormat(WireFormat):
         return Body(spec.status, body)
 
     def completion(self, spec: CompletionSpec, request: RecordedRequest, ctx: Context) -> Body | Stream:
-        return _render_messages(spec, request, ctx.ids)
+        return render_messages(spec, request, ctx.ids)
 
 
 def _anthropic_usage(spec: CompletionSpec, output_tokens: int) -> dict[str, Any]:
@@ -78,9 +78,12 @@ def _anthropic_usage(spec: CompletionSpec, output_tokens: int) -> dict[str, Any]
     return usage
 
 
-def _render_messages(spec: CompletionSpec, request: RecordedRequest, ids: Ids) -> Body | Stream:
+def render_messages(
+    spec: CompletionSpec, request: RecordedRequest, ids: Ids, id_prefix: str = "msg_fake"
+) -> Body | Stream:
+    """A Messages API answer; Bedrock's InvokeModel serves the same body for Anthropic models."""
     model = spec.model or request.model or "fake-model"
-    message_id = spec.response_id or f"msg_fake{ids.object()}"
+    message_id = spec.response_id or f"{id_prefix}{ids.object()}"
     stop_reason = _TO_ANTHROPIC.get(spec.finish_reason, spec.finish_reason)
     calls = prepare_calls(spec, ids, "toolu_")
     inputs: list[Any] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from agentwatch._fakellm._anthropic import AnthropicFormat
+from agentwatch._fakellm._bedrock import BedrockFormat
+from agentwatch._fakellm._gemini import GeminiFormat
 from agentwatch._fakellm._openai import OpenAIFormat
 from agentwatch._fakellm._wire import WireFormat
 
@@ -12,4 +14,6 @@ __all__ = ["WIRE_FORMATS"]
 WIRE_FORMATS: tuple[WireFormat, ...] = (
     OpenAIFormat(),
     AnthropicFormat(),
+    BedrockFormat(),
+    GeminiFormat(),
 )

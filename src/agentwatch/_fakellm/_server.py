@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from agentwatch._fakellm._formats import WIRE_FORMATS
 from agentwatch._fakellm._render import Ids, status_phrase
-from agentwatch._fakellm._replies import HangSpec, Reply
+from agentwatch._fakellm._replies import ErrorSpec, HangSpec, Reply
 from agentwatch._fakellm._wire import (
     Context,
     Plan,
@@ -490,8 +490,17 @@ class FakeLLMServer:
     # -- used by the handler threads --
 
     def _accept(self, request: RecordedRequest) -> Reply:
+        try:
+            rejection = request.routed()[0].authenticate(request)
+        except Exception:  # noqa: BLE001 - a faulty check becomes a visible 500, not a dead thread
+            self._record_error(
+                f"authenticating {request.method} {request.path} failed:\n{traceback.format_exc()}"
+            )
+            rejection = ErrorSpec(500, "fake LLM failed to check the credentials", None, None, ())
         with self._lock:
             self._requests.append(request)
+            if rejection is not None:
+                return Reply(rejection)
             if request.endpoint is None:
                 # Unknown paths never consume the script: a stray probe must not shift every later reply.
                 return Reply.error(404, message=f"Invalid URL ({request.method} {request.path})")

@@ -255,6 +255,12 @@ class WireFormat(ABC):
         that the 404 comes in an envelope its client understands."""
         return False
 
+    def authenticate(self, request: RecordedRequest) -> ErrorSpec | None:
+        """The error to answer instead of the script when the request's credentials are wrong (an
+        AWS signature that does not verify), or None to accept it. A rejected request is recorded
+        but consumes no scripted reply, as a real endpoint rejects it before the model sees it."""
+        return None
+
     @abstractmethod
     def error(self, spec: ErrorSpec, request: RecordedRequest, ctx: Context) -> Body:
         """An HTTP error response with ``spec.status`` in this provider's envelope."""

@@ -6,6 +6,10 @@ the session's totals. While an instrumented SDK method runs, :data:`current_call
 so that the SDK-level hooks (request building, native-span enrichment) can find it, and so that a
 second instrumented layer seeing the same call (LiteLLM over the OpenAI SDK, LiteLLM's own
 retries) stands aside for it (:func:`open_call`).
+
+A framework that calls a provider SDK (a LangChain chat model) puts a :class:`ModelCall` in
+:data:`framework_model_call` around the call; an instrumented SDK call made inside marks it
+``covered``, and the framework then makes no span of its own: one span per model call.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ if TYPE_CHECKING:
     from agentwatch._telemetry._inference import InferenceCall
     from agentwatch._telemetry._usage import Usage
 
-__all__ = ["SessionSink", "current_call", "current_session", "open_call"]
+__all__ = ["ModelCall", "SessionSink", "current_call", "current_session", "framework_model_call", "open_call"]
 
 
 class SessionSink(Protocol):
@@ -44,3 +48,17 @@ def open_call() -> InferenceCall | None:
     """
     call = current_call.get()
     return call if call is not None and not call.ended else None
+
+
+class ModelCall:
+    """One framework-level model call; ``covered`` once a provider instrumentor made its span."""
+
+    __slots__ = ("covered",)
+
+    def __init__(self) -> None:
+        self.covered = False
+
+
+framework_model_call: ContextVar[ModelCall | None] = ContextVar(
+    "agentwatch_framework_model_call", default=None
+)

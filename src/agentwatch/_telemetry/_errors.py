@@ -16,6 +16,7 @@ from agentwatch._internal import report_internal_error
 __all__ = [
     "client_secrets",
     "describe_error",
+    "error_body",
     "error_type",
     "http_status",
     "is_code",
@@ -60,28 +61,56 @@ def _attribute(obj: object, name: str) -> object:
         return None
 
 
+def _field(mapping: object, key: str) -> object:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
 def http_status(exc: BaseException) -> int | None:
-    """The HTTP status of an SDK or HTTP-client error (``exc.status_code`` or ``exc.response.status_code``)."""
-    status = _attribute(exc, "status_code")
-    if status is None:
-        status = _attribute(_attribute(exc, "response"), "status_code")
-    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
-        return status
+    """The HTTP status of an SDK or HTTP-client error: ``exc.status_code`` (openai, anthropic),
+    ``exc.code`` (google-genai's ``APIError``, urllib's ``HTTPError``), botocore's parsed
+    ``exc.response`` dict (``ResponseMetadata.HTTPStatusCode``), else the response's
+    ``status_code`` (httpx) or ``status`` (aiohttp, which google-genai's async client may use)."""
+    response = _attribute(exc, "response")
+    for status in (
+        _attribute(exc, "status_code"),
+        _attribute(exc, "code"),
+        _field(_field(response, "ResponseMetadata"), "HTTPStatusCode"),
+        _attribute(response, "status_code"),
+        _attribute(response, "status"),
+    ):
+        if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+            return status
+    return None
+
+
+def error_body(exc: BaseException) -> Mapping[str, object] | None:
+    """The error's JSON body: ``exc.body`` (openai, anthropic) or ``exc.details`` (google-genai).
+    botocore's ``exc.response`` is not one (its error is read as ``Error.Code``)."""
+    for name in ("body", "details"):
+        body = _attribute(exc, name)
+        if isinstance(body, Mapping):
+            return body
     return None
 
 
 def provider_error_codes(exc: BaseException) -> Iterator[str]:
-    """The provider's error ``type`` and ``code`` strings: on the exception (openai's ``type``,
-    ``code``), in its JSON ``body``, or in the body's ``error`` object (anthropic's envelope)."""
-    body = _attribute(exc, "body")
+    """The provider's error ``type``, ``code`` and ``status`` strings: botocore's ``Error.Code``
+    (``ValidationException``; an exception event in a Bedrock stream names it in lower camel case,
+    ``throttlingException``), on the exception (openai's ``type``, ``code``; google-genai's
+    ``status``), in its JSON body, or in the body's ``error`` object (anthropic's envelope;
+    Google's, whose canonical ``status`` is ``RESOURCE_EXHAUSTED``...)."""
+    aws = _field(_field(_attribute(exc, "response"), "Error"), "Code")
+    if isinstance(aws, str) and aws:
+        yield aws
+    body = error_body(exc)
     sources: list[object] = [exc]
-    if isinstance(body, Mapping):
+    if body is not None:
         inner = body.get("error")
         if isinstance(inner, Mapping):
             sources.append(inner)
         sources.append(body)
     for source in sources:
-        for field in ("type", "code"):
+        for field in ("type", "code", "status"):
             value = source.get(field) if isinstance(source, Mapping) else _attribute(source, field)
             # The envelope's own "type": "error" says nothing.
             if isinstance(value, str) and value and not (source is body and value == "error"):
@@ -115,14 +144,18 @@ def describe_error(
     scrubbed of ``secrets`` (the API key the client holds) and of key-like strings.
     """
     try:
+        text = etype or error_type(exc)
         parts: list[str] = []
         status = http_status(exc)
         if status is not None:
             parts.append(str(status))
+        # A code error.type already names is not said twice: google-genai's error.type is the code
+        # itself (RESOURCE_EXHAUSTED), botocore's is named after it (botocore.ValidationException).
+        seen = {text.lower(), text.rpartition(".")[2].lower(), *parts}
         for code in provider_error_codes(exc):
-            if is_code(code) and code not in parts:
+            if is_code(code) and code.lower() not in seen:
+                seen.add(code.lower())
                 parts.append(code)
-        text = etype or error_type(exc)
         if parts:
             text = f"{text}: {' '.join(parts)}"
         if capture or getattr(type(exc), "_agentwatch_own_message", False) is True:
@@ -140,7 +173,8 @@ def describe_error(
 _SECRET = re.compile(
     r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-*]{4,}"  # OpenAI, Anthropic
     r"|\b(?:gsk|xai|hf|r8|pplx|csk|fw|nvapi|ghp|gho|github_pat|glpat|sk_live|sk_test|rk_live)[_-][A-Za-z0-9_\-*]{8,}"
-    r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google
+    r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google API keys
+    r"|\bya29\.[0-9A-Za-z_\-]{16,}"  # Google OAuth access tokens (Vertex AI)
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\b[0-9a-f]{32,}\b"  # hex keys (Azure OpenAI, many self-hosted gateways)
     r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*)?"  # JWTs (Azure AD, Vertex)

@@ -24,7 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
-from agentwatch._telemetry._context import SessionSink, current_call, current_session
+from agentwatch._telemetry._context import SessionSink, current_call, current_session, framework_model_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import client_secrets, describe_error, error_type, is_code
 from agentwatch._telemetry._pricing import put_cost
@@ -48,6 +48,7 @@ class InferenceCall:
         "_start_ns",
         "_start_perf",
         "_tokens",
+        "after_end",
         "attributes",
         "before_end",
         "chunk_gaps",
@@ -57,6 +58,7 @@ class InferenceCall:
         "first_chunk_at",
         "input_messages",
         "last_chunk_at",
+        "metric_attributes",
         "operation",
         "output_messages",
         "provider",
@@ -69,6 +71,7 @@ class InferenceCall:
         "stream",
         "system_instructions",
         "telemetry",
+        "tool_definitions",
         "usage",
     )
 
@@ -84,7 +87,10 @@ class InferenceCall:
         attributes: dict[str, AttributeValue],
         stream: bool = False,
         owns_span: bool = True,
+        started: tuple[float, int] | None = None,
     ) -> None:
+        """``started`` is ``(time.perf_counter(), time.time_ns())`` of a call that began before
+        this object was made (a framework call known to need a span only once it returned)."""
         self.telemetry = telemetry
         self.operation = operation
         self.provider = provider
@@ -95,15 +101,22 @@ class InferenceCall:
         self.finish_reasons: list[str] | None = None
         self.usage = _NO_USAGE
         self.response_attributes: dict[str, AttributeValue] | None = None
+        # Response attributes a provider's conventions also put on the duration and token-usage
+        # metrics (v1.41 openai.md: the service tier and the system fingerprint).
+        self.metric_attributes: dict[str, AttributeValue] | None = None
         self.first_chunk_at: float | None = None
         self.last_chunk_at: float | None = None
         self.chunk_gaps: list[float] | None = None
         self.input_messages: Content | None = None
         self.system_instructions: Content | None = None
+        self.tool_definitions: Content | None = None
         self.output_messages: Content | None = None
         # Set by stream handlers that accumulate content: turns the accumulation into output
         # messages once, at the end, rather than on every chunk.
         self.before_end: Callable[[InferenceCall], None] | None = None
+        # Set by a resilience policy whose rate limit settles its token estimate with the usage
+        # the call reported (known only here for a stream); runs once, after the call ended.
+        self.after_end: Callable[[InferenceCall], None] | None = None
         self._ended = False
         self._faulted = False
         self._tokens: tuple[object, object] | None = None
@@ -131,9 +144,11 @@ class InferenceCall:
             if self.session.user_id:
                 attributes[sc.USER_ID] = self.session.user_id
         self.attributes = attributes
+        framework = framework_model_call.get()
+        if framework is not None:
+            framework.covered = True
 
-        self._start_perf = time.perf_counter()
-        self._start_ns = time.time_ns()
+        self._start_perf, self._start_ns = started or (time.perf_counter(), time.time_ns())
         self.span: Span | None = None
         if owns_span:
             try:
@@ -236,6 +251,12 @@ class InferenceCall:
             span = self.span
             if span is not None and self._owns_span and span.is_recording():
                 span.end()
+        after = self.after_end
+        if after is not None:
+            try:
+                after(self)
+            except Exception:  # noqa: BLE001
+                self.fault("settling a rate-limit estimate")
 
     def _end(self, error: BaseException | None, outcome: str | None, at_last_activity: bool) -> None:
         now = time.perf_counter()
@@ -262,17 +283,20 @@ class InferenceCall:
         if self.response_model:
             metric_attrs[sc.RESPONSE_MODEL] = self.response_model
 
+        # Only the duration and token-usage metrics carry the provider's extra attributes.
+        extra = self.metric_attributes
+        response_attrs = {**metric_attrs, **extra} if extra else metric_attrs
         etype = None
         if error is not None and isinstance(error, Exception):
             etype = self._error_type(error)
-            inst.duration.record(duration, {**metric_attrs, sc.ERROR_TYPE: etype})
+            inst.duration.record(duration, {**response_attrs, sc.ERROR_TYPE: etype})
         else:
-            inst.duration.record(duration, metric_attrs)
+            inst.duration.record(duration, response_attrs)
 
         if usage.input_tokens is not None:
-            inst.token_usage.record(usage.input_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
+            inst.token_usage.record(usage.input_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
         if usage.output_tokens is not None:
-            inst.token_usage.record(usage.output_tokens, {**metric_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
+            inst.token_usage.record(usage.output_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
 
         cost: float | None = None
         unpriced = False
@@ -399,6 +423,8 @@ class InferenceCall:
                 out[sc.INPUT_MESSAGES] = _json(self.input_messages)
             if self.system_instructions:
                 out[sc.SYSTEM_INSTRUCTIONS] = _json(self.system_instructions)
+            if self.tool_definitions:
+                out[sc.TOOL_DEFINITIONS] = _json(self.tool_definitions)
             if self.output_messages is not None:
                 out[sc.OUTPUT_MESSAGES] = _json(self.output_messages)
         if out:
@@ -416,6 +442,8 @@ class InferenceCall:
             attributes[sc.INPUT_MESSAGES] = self.input_messages
         if self.system_instructions:
             attributes[sc.SYSTEM_INSTRUCTIONS] = self.system_instructions
+        if self.tool_definitions:
+            attributes[sc.TOOL_DEFINITIONS] = self.tool_definitions
         if self.output_messages is not None:
             attributes[sc.OUTPUT_MESSAGES] = self.output_messages
         self.telemetry.event_logger.emit(

@@ -45,6 +45,10 @@ _PROVIDER_IDS = {
     "perplexity": "perplexity",
 }
 _TTL_S = 3600.0
+# Providers whose request model names what is billed more precisely than the response's: a
+# Bedrock model id names the inference profile (``global.``, ``us.``...), which sets the price,
+# while an InvokeModel body answers with the bare model name (``claude-sonnet-4-5-20250929``).
+_PRICED_BY_REQUEST_MODEL = frozenset({"aws.bedrock"})
 
 
 class _Rates:
@@ -184,8 +188,11 @@ class Pricer:
 
         ``models`` is (response model, request model): the response model names the exact
         snapshot that was billed; the request model is the fallback for servers that answer
-        with a name no price list knows (deployments, proxies).
+        with a name no price list knows (deployments, proxies). Bedrock's are tried the other
+        way round (see ``_PRICED_BY_REQUEST_MODEL``).
         """
+        if provider in _PRICED_BY_REQUEST_MODEL:
+            models = models[::-1]
         try:
             for model in models:
                 if model:

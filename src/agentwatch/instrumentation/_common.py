@@ -7,6 +7,7 @@ type, so a changed SDK yields a missing attribute, never a wrong one or an excep
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,9 +20,11 @@ __all__ = [
     "as_int",
     "as_str",
     "as_str_list",
+    "function_definition",
     "get",
     "parse_json",
     "put",
+    "sdk_attribute",
     "server_of",
     "server_of_url",
 ]
@@ -68,6 +71,17 @@ def get(obj: object, name: str) -> Any:
     return None
 
 
+def function_definition(name: object, description: object, parameters: object) -> dict[str, Any]:
+    """A function tool in the shape of v1.41 ``gen_ai.tool.definitions``:
+    ``{type: function, name, description, parameters}``, without the parts the request lacks."""
+    definition: dict[str, Any] = {"type": "function", "name": name}
+    if description is not None:
+        definition["description"] = description
+    if parameters is not None:
+        definition["parameters"] = parameters
+    return definition
+
+
 def put(attrs: dict[str, AttributeValue], key: str, value: AttributeValue | None) -> None:
     if value is not None:
         attrs[key] = value
@@ -94,13 +108,31 @@ def server_of(client: object) -> tuple[str | None, int | None]:
     return host, port
 
 
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
 def server_of_url(url: object) -> tuple[str | None, int | None]:
-    """``server.address``/``server.port`` of a base URL given as text (``https://api.groq.com/openai/v1``)."""
+    """``server.address``/``server.port`` of a base URL given as text
+    (``https://api.groq.com/openai/v1``; a bare host is https). Parsed once per URL: clients and
+    their endpoints are few, and the cache is bounded all the same."""
     if not isinstance(url, str) or not url:
         return None, None
+    server = _servers.get(url)
+    if server is None:
+        try:
+            parts = urlsplit(url if "://" in url else f"https://{url}")
+            port = parts.port or (80 if parts.scheme == "http" else 443)
+            server = (parts.hostname or None, port)
+        except ValueError:
+            server = (None, None)
+        if len(_servers) < 256:
+            _servers[url] = server
+    return server
+
+
+def sdk_attribute(module: str, name: str) -> Any:
+    """``module.name`` of an instrumented SDK, or ``None`` in the versions that lack it."""
     try:
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        port = parts.port or (80 if parts.scheme == "http" else 443)
-    except ValueError:
-        return None, None
-    return (parts.hostname or None), port
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None

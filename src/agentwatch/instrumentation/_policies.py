@@ -1,5 +1,9 @@
-"""LLM calls through the resilience policy of their model (``instrument(llm_policies=...)``,
-``[llm."model"]`` in ``AGENTWATCH_CONFIG``).
+"""Framework tool calls through the resilience policy of their name (``instrument(tool_policies=...)``,
+``[tools.NAME]`` in ``AGENTWATCH_CONFIG``), and LLM calls through the policy of their model
+(``instrument(llm_policies=...)``, ``[llm."model"]``).
+
+A tool's pipeline is built once per name and policy: its circuit, bulkhead and retry budget are
+shared by all its calls, whichever framework makes them (LangChain, the OpenAI Agents SDK).
 
 The call's span (agentwatch's own: with a policy it always owns one, see the anthropic patch)
 covers every attempt and fallback. Exactly one layer retries: when the policy retries, the SDK's
@@ -8,7 +12,16 @@ the pipeline names (the fallback chain) and at most the attempt's remaining time
 timeout. How an SDK takes those two settings is its :data:`AttemptOptions`; by default (the
 Stainless SDKs, openai and anthropic) the timeout is the ``timeout`` argument and the attempt goes
 through a copy of the client with ``max_retries=0`` (``with_options`` shares the HTTP connection
-pool).
+pool). google-genai and botocore pass their own (``instrumentation.google_genai``,
+``instrumentation.bedrock``). The attempt's model replaces the request's ``model_key`` argument
+(``model``; Bedrock's ``modelId``).
+
+A rate limit with a token budget (``RateLimit(tokens=...)``) needs the request's cost before the
+call: :func:`~agentwatch.resilience._ratelimit.estimate_tokens` reads it from the request's
+arguments alone (whatever the provider: the characters of its text / 4 plus its output cap), and
+when the call ends the permit of the attempt that answered is settled with the input + output
+tokens the provider reported (the usage the instrumentor read into the call; for a stream, at its
+end). Nothing here is provider-specific.
 """
 
 from __future__ import annotations
@@ -24,14 +37,50 @@ from agentwatch._telemetry._inference import InferenceCall
 
 if TYPE_CHECKING:
     from agentwatch.resilience import AttemptContext, Pipeline, Policy
+    from agentwatch.resilience._ratelimit import Grant
 
-__all__ = ["AttemptOptions", "LLMPolicies"]
+__all__ = ["AttemptOptions", "LLMPolicies", "ToolPolicies"]
 
 AttemptOptions = Callable[[Callable[..., Any], Any, dict[str, Any], "float | None", bool], Callable[..., Any]]
 """(wrapped, instance, kwargs, timeout in seconds or None, SDK retries off) -> what to call.
 
 Puts one attempt's timeout and "no SDK retries" into ``kwargs`` (a copy, the attempt's own) or
-into the callable it returns, the way the SDK takes them."""
+into the callable it returns, the way the SDK takes them. An SDK without a per-request timeout
+(botocore) leaves it to the pipeline, which abandons the attempt when its time is up."""
+
+
+class ToolPolicies:
+    """Per-instrumentor: the pipeline of each tool name that has a policy, built once per (name, policy)."""
+
+    def __init__(self, policies: Mapping[str, Policy]) -> None:
+        self._policies = policies
+        self._pipelines: dict[str, tuple[Policy, Pipeline]] = {}
+        self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline of tool ``name``, or None: no policy, or one that failed to build (a policy
+        validated at start-up; the call runs without it rather than fail)."""
+        if not self._policies:
+            return None
+        try:
+            from agentwatch.resilience import Pipeline
+            from agentwatch.resilience._file import lookup_policy
+
+            policy = lookup_policy(self._policies, name)
+            if policy is None:
+                return None
+            cached = self._pipelines.get(name)
+            if cached is None or cached[0] is not policy:
+                with self._lock:
+                    cached = self._pipelines.get(name)
+                    if cached is None or cached[0] is not policy:
+                        cached = (policy, Pipeline(policy, name=name, kind="tool"))
+                        self._pipelines[name] = cached
+            return cached[1]
+        except Exception:  # noqa: BLE001 - no policy is better than a failed tool call
+            report_internal_error("building a tool policy pipeline")
+            return None
 
 
 class LLMPolicies:
@@ -103,10 +152,11 @@ class LLMPolicies:
         policy: Policy,
         call: InferenceCall,
         options: AttemptOptions | None,
+        model_key: str,
     ) -> tuple[Callable[..., Any], dict[str, Any]]:
         call_kwargs = dict(kwargs)
         if ctx.model is not None:
-            call_kwargs["model"] = ctx.model
+            call_kwargs[model_key] = ctx.model
         limit = ctx.attempt_timeout
         if call.stream:
             # Sync streams cannot be interrupted between reads from another thread; the SDK's
@@ -127,14 +177,20 @@ class LLMPolicies:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
+        *,
+        model_key: str = "model",
     ) -> Any:
-        pipeline = self.pipeline(call.provider, _subject(call, kwargs), policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs, model_key), policy)
+        grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Any:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
+            grants.last = ctx.rate_limit
+            target, call_kwargs = self._attempt(
+                wrapped, instance, kwargs, ctx, policy, call, options, model_key
+            )
             return target(*args, **call_kwargs)
 
-        return pipeline.call(attempt, span=call.span)
+        return pipeline.call(attempt, span=call.span, tokens=grants.estimate)
 
     async def acall(
         self,
@@ -145,20 +201,56 @@ class LLMPolicies:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         options: AttemptOptions | None = None,
+        *,
+        model_key: str = "model",
     ) -> Any:
-        pipeline = self.pipeline(call.provider, _subject(call, kwargs), policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs, model_key), policy)
+        grants = _Grants(call, policy, kwargs)
 
         def attempt(ctx: AttemptContext) -> Awaitable[Any]:
-            target, call_kwargs = self._attempt(wrapped, instance, kwargs, ctx, policy, call, options)
+            grants.last = ctx.rate_limit
+            target, call_kwargs = self._attempt(
+                wrapped, instance, kwargs, ctx, policy, call, options, model_key
+            )
             return target(*args, **call_kwargs)  # type: ignore[no-any-return]
 
-        return await pipeline.acall(attempt, span=call.span)
+        return await pipeline.acall(attempt, span=call.span, tokens=grants.estimate)
 
 
-def _subject(call: InferenceCall, kwargs: Mapping[str, Any]) -> str:
+class _Grants:
+    """The token estimate of one call and the permit of its last attempt, settled at the call's end."""
+
+    __slots__ = ("estimate", "last")
+
+    def __init__(self, call: InferenceCall, policy: Policy, kwargs: Mapping[str, Any]) -> None:
+        self.last: Grant | None = None
+        self.estimate: int | None = None
+        limit = policy.rate_limit
+        if limit is None or limit.tokens is None:
+            return
+        try:
+            from agentwatch.resilience._ratelimit import estimate_tokens
+
+            self.estimate = estimate_tokens(kwargs)
+        except Exception:  # noqa: BLE001 - no estimate: the permit counts requests only
+            report_internal_error("estimating a request's tokens")
+            return
+        call.after_end = self.settle
+
+    def settle(self, call: InferenceCall) -> None:
+        grant = self.last
+        if grant is None:
+            return
+        usage = call.usage
+        if usage.input_tokens is None and usage.output_tokens is None:
+            return  # not reported (a stream without usage): the estimate stands
+        grant.settle((usage.input_tokens or 0) + (usage.output_tokens or 0))
+
+
+def _subject(call: InferenceCall, kwargs: Mapping[str, Any], model_key: str) -> str:
     """The pipeline's name: the model as the caller named it, which each attempt sends again
     (LiteLLM's ``groq/llama-3.1-8b-instant``; ``gen_ai.request.model`` is the provider's name)."""
-    model = kwargs.get("model")
+    model = kwargs.get(model_key)
     return model if isinstance(model, str) and model else call.request_model or ""
 
 

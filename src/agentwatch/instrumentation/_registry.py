@@ -8,9 +8,13 @@ integration needs is declared in the ``package.py`` next to its instrumentor:
 - ``_instruments``: the requirement(s) of the library it instruments, contrib's convention; the
   first one names the distribution whose version is checked and reported;
 - ``_module`` (optional): the import name ``instrument()`` looks for, when it is not the
-  distribution's name with ``-`` as ``_`` (``google-genai`` is ``google.genai``);
+  distribution's name with ``-`` as ``_`` (``google-genai`` is ``google.genai``); its import is
+  what makes the instrumentor build and apply its patches (``_base.py``), so every module the
+  integration patches must be inside it;
 - ``_duplicated_by`` (optional): library -> what another instrumentor of that library would do
-  next to this one (``agentwatch doctor`` warns about it).
+  next to this one (``agentwatch doctor`` warns about it);
+- ``_resolved`` (optional): those of ``_duplicated_by`` that agentwatch settles itself (the other
+  instrumentor stands aside for the calls agentwatch traces): the doctor lists them, as no problem.
 
 Listing the integrations imports agentwatch's integration packages but never a client library: an
 integration's library is looked up with ``importlib.util.find_spec`` (:meth:`Integration.installed`).
@@ -24,9 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, EntryPoint, PackageNotFoundError, distribution
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["DISTRIBUTION", "GROUP", "Integration", "Registry", "load_registry"]
+__all__ = ["DISTRIBUTION", "GROUP", "Integration", "Registry", "describe_package", "load_registry"]
 
 DISTRIBUTION = "agentwatch"
 GROUP = "opentelemetry_instrumentor"
@@ -42,6 +47,7 @@ class Integration:
     module: str  # the import name instrument() looks for: openai, langchain_core...
     instruments: tuple[str, ...]
     duplicated_by: Mapping[str, str] = field(default_factory=dict)
+    resolved: frozenset[str] = frozenset()
 
     def installed(self) -> bool:
         """Whether the library can be imported, without importing it (a dotted name imports its parent)."""
@@ -63,21 +69,28 @@ class Registry:
     problems: tuple[str, ...] = ()
 
 
-def _describe(entry_point: EntryPoint) -> Integration:
+def describe_package(package: ModuleType) -> tuple[tuple[str, ...], str, str]:
+    """(``_instruments``, the library's distribution, its import name) from a ``package.py``."""
     from packaging.requirements import Requirement
 
-    package = importlib.import_module(f"{entry_point.module}.package")
     instruments = tuple(getattr(package, "_instruments", ()))
     if not instruments:
-        raise ValueError(f"{entry_point.module}.package declares no _instruments")
+        raise ValueError(f"{package.__name__} declares no _instruments")
     library = Requirement(instruments[0]).name
+    return instruments, library, getattr(package, "_module", library.replace("-", "_"))
+
+
+def _describe(entry_point: EntryPoint) -> Integration:
+    package = importlib.import_module(f"{entry_point.module}.package")
+    instruments, library, module = describe_package(package)
     return Integration(
         name=entry_point.name,
         entry_point=entry_point,
         library=library,
-        module=getattr(package, "_module", library.replace("-", "_")),
+        module=module,
         instruments=instruments,
         duplicated_by=dict(getattr(package, "_duplicated_by", {})),
+        resolved=frozenset(getattr(package, "_resolved", ())),
     )
 
 

@@ -1,5 +1,6 @@
 """Resilience policies for tool and LLM calls: timeouts, retries, circuit breakers, bulkheads,
-graceful degradation and a tool-result cache, each decision visible as span events and metrics.
+rate limits, graceful degradation and a tool-result cache, each decision visible as span events
+and metrics; operator state and rate limits optionally shared by every replica (``SharedState``).
 
 Configure with :class:`Policy`; integrations run calls through a :class:`Pipeline`. See
 ``agentwatch.resilience._pipeline`` for the integration contract.
@@ -15,13 +16,16 @@ from agentwatch.resilience._classify import (
 )
 from agentwatch.resilience._config import (
     AGENTWATCH_CACHE_REDIS_URL,
+    AGENTWATCH_STATE_REDIS_URL,
     Bulkhead,
     Cache,
     CircuitBreaker,
     Duration,
     Policy,
+    RateLimit,
     Retry,
     RetryBudget,
+    SharedState,
 )
 from agentwatch.resilience._errors import (
     BulkheadFullError,
@@ -29,6 +33,7 @@ from agentwatch.resilience._errors import (
     CircuitOpenError,
     FieldProblem,
     InvalidArgumentsError,
+    RateLimitedError,
     ResilienceError,
     TimeoutScope,
     ToolDisabledError,
@@ -52,6 +57,7 @@ from agentwatch.resilience._registry import (
     Registry,
     circuit,
     circuits,
+    configure_shared_state,
     default_registry,
     disable_tool,
     disabled_tools,
@@ -68,6 +74,7 @@ from agentwatch.resilience._telemetry import (
 __all__ = [
     "AGENTWATCH_CACHE_REDIS_URL",
     "AGENTWATCH_CONFIG",
+    "AGENTWATCH_STATE_REDIS_URL",
     "AttemptContext",
     "BreakerSpanProcessor",
     "Bulkhead",
@@ -88,12 +95,15 @@ __all__ = [
     "InvalidArgumentsError",
     "Pipeline",
     "Policy",
+    "RateLimit",
+    "RateLimitedError",
     "Registry",
     "ResilienceConfig",
     "ResilienceError",
     "ResilienceTelemetry",
     "Retry",
     "RetryBudget",
+    "SharedState",
     "TimeoutScope",
     "ToolDisabledError",
     "ToolTimeoutError",
@@ -102,6 +112,7 @@ __all__ = [
     "circuits",
     "config_from_env",
     "configure_resilience_telemetry",
+    "configure_shared_state",
     "current_telemetry",
     "default_classifier",
     "default_registry",

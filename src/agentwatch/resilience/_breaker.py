@@ -20,15 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from agentwatch._internal import reset_in_forked_child
 from agentwatch.resilience._config import CircuitBreaker, seconds
 from agentwatch.resilience._errors import CallKind, CircuitOpenError
 from agentwatch.resilience._window import SlidingCounts
 
-__all__ = ["Circuit", "CircuitSnapshot", "CircuitState", "Permit", "Transition"]
+__all__ = ["Circuit", "CircuitSnapshot", "CircuitState", "ManualAction", "Permit", "Transition"]
 
 Clock = Callable[[], float]
+ManualAction = Literal["open", "close", "reset"]
 
 
 class CircuitState(str, enum.Enum):
@@ -122,6 +124,8 @@ class Circuit:
 
     ``listener`` receives the transitions made by ``open()``, ``close()`` and ``reset()``;
     transitions caused by calls are returned to the caller, which reports them on its span.
+    ``operator`` receives those three manual actions instead of the circuit applying them: the
+    registry applies them here and shares them with the other replicas (``apply_manual``).
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class Circuit:
         kind: CallKind,
         clock: Clock = time.monotonic,
         listener: Callable[[Circuit, Transition], None] | None = None,
+        operator: Callable[[Circuit, ManualAction], None] | None = None,
     ) -> None:
         self.key = key
         self.config = config
@@ -140,6 +145,7 @@ class Circuit:
         self.kind: CallKind = kind
         self._clock = clock
         self._listener = listener
+        self._operator = operator
         self._lock = threading.Lock()
         self._base_break = seconds(config.break_duration)
         self._max_break = seconds(config.max_break_duration)
@@ -243,7 +249,36 @@ class Circuit:
             return None
 
     def open(self) -> None:
-        """Open the circuit by hand; it stays open (no probes) until ``close()`` or ``reset()``."""
+        """Open the circuit by hand; it stays open (no probes) until ``close()`` or ``reset()``.
+
+        With a shared state backend (``agentwatch.SharedState``) this, ``close()`` and ``reset()``
+        apply to the circuit of the same key on every replica."""
+        self._manual("open")
+
+    def close(self) -> None:
+        """Close the circuit by hand: counts and the break duration start afresh."""
+        self._manual("close")
+
+    def reset(self) -> None:
+        """Close the circuit and zero its totals."""
+        self._manual("reset")
+
+    def _manual(self, action: ManualAction) -> None:
+        if self._operator is not None:
+            self._operator(self, action)
+        else:
+            self.apply_manual(action)
+
+    def apply_manual(self, action: ManualAction) -> None:
+        """Apply an operator action to this circuit only (what ``open()`` & co. do without a registry)."""
+        if action == "open":
+            self._open_by_hand()
+        elif action == "close":
+            self._close_by_hand()
+        else:
+            self._reset_by_hand()
+
+    def _open_by_hand(self) -> None:
         with self._lock:
             if self._forced:
                 return
@@ -254,16 +289,14 @@ class Circuit:
             transition = Transition(CircuitState.OPEN, manual=True)
         self._notify(transition)
 
-    def close(self) -> None:
-        """Close the circuit by hand: counts and the break duration start afresh."""
+    def _close_by_hand(self) -> None:
         with self._lock:
             old = self._state
             transition = self._close(manual=True)
         if old is not CircuitState.CLOSED:
             self._notify(transition)
 
-    def reset(self) -> None:
-        """Close the circuit and zero its totals."""
+    def _reset_by_hand(self) -> None:
         with self._lock:
             old = self._state
             transition = self._close(manual=True)

@@ -13,12 +13,16 @@ never is. Concurrent identical calls share one execution (single flight): the fi
 others wait for its outcome, result or exception, instead of stampeding the dependency.
 
 Backends: an in-process LRU (default, per tool, ``max_entries``) and Redis (one connection pool
-per URL, shared by every tool; replicas share the cache). A Redis that does not answer within
-``redis_timeout`` degrades the call to "no cache" (``cache_unavailable``) and is left alone for
-``_REDIS_RETRY_AFTER`` seconds, so an outage costs one timeout per few seconds, not one per call;
-the outage and the recovery are logged once each. Async calls use the sync client in a worker
-thread: ``redis.asyncio`` connections belong to the event loop that made them, and an
-application may run several loops.
+per URL, shared by every tool; replicas share the cache). Every Redis command is bounded by
+``redis_timeout`` to connect and ``redis_timeout`` for the reply, with no retries
+(:func:`~agentwatch.resilience._redis.redis_client`, the shared state's client too), so a Redis
+that is down, unreachable or silent adds at most ``2 * redis_timeout`` (0.5 s by default) to a
+tool call, which then goes on uncached (``cache_unavailable``). Redis is then left alone for
+``_REDIS_RETRY_AFTER`` seconds, after which one call (not every call arriving meanwhile) tries it
+again: an outage costs one bounded wait per few seconds, not one per call. The outage and the
+recovery are logged once each. Async calls use the sync client in a worker thread:
+``redis.asyncio`` connections belong to the event loop that made them, and an application may run
+several loops.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from opentelemetry.trace import Span
 
 from agentwatch._errors import ConfigError
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, reset_in_forked_child
 from agentwatch.resilience._config import Cache, redacted_url, redis_url_from_env, seconds
 from agentwatch.resilience._errors import CallKind
+from agentwatch.resilience._redis import redis_client
 
 if TYPE_CHECKING:
     from agentwatch.resilience._telemetry import ResilienceTelemetry
@@ -163,13 +168,12 @@ class _Redis:
                 "'memory', or install the Redis client: pip install 'agentwatch[redis]'",
             ) from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._client = redis_client(url, timeout)
         self._where = redacted_url(url)
         self._down_until = 0.0
         self._down = False
         self._lock = threading.Lock()
+        reset_in_forked_child(self, "_lock")
 
     def get(self, key: str) -> bytes | None:
         value = self._run(lambda: self._client.get(key))
@@ -179,8 +183,13 @@ class _Redis:
         self._run(lambda: self._client.set(key, value, px=max(1, int(ttl * 1000))))
 
     def _run(self, command: Callable[[], T]) -> T:
-        if self._down and time.monotonic() < self._down_until:
-            raise CacheUnavailableError(ConnectionError(f"Redis at {self._where} is unavailable"))
+        if self._down:
+            with self._lock:
+                if time.monotonic() < self._down_until:
+                    raise CacheUnavailableError(ConnectionError(f"Redis at {self._where} is unavailable"))
+                # This call tries Redis again; the calls arriving while it waits go on uncached
+                # rather than each paying the same bounded wait.
+                self._down_until = time.monotonic() + _REDIS_RETRY_AFTER
         try:
             result = command()
         except self._errors as exc:

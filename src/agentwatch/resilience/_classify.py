@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agentwatch._internal import report_internal_error
-from agentwatch._telemetry._errors import http_status, provider_error_codes
+from agentwatch._telemetry._errors import error_body, http_status, provider_error_codes
 
 __all__ = [
     "Classification",
@@ -91,9 +91,15 @@ _UNKNOWN = Classification(
 _CANCELLED = Classification(category=ErrorCategory.CANCELLED, retryable=False, counts_as_failure=False)
 
 # Exception classes of HTTP clients and LLM SDKs, recognised by name anywhere in the MRO so that
-# none of those packages has to be imported (openai, anthropic, httpx, httpcore).
-_TIMEOUT_CLASS_NAMES = frozenset({"APITimeoutError", "TimeoutException"})
-_CONNECTION_CLASS_NAMES = frozenset({"APIConnectionError", "TransportError", "NetworkError"})
+# none of those packages has to be imported (openai, anthropic, httpx, httpcore, botocore).
+_TIMEOUT_CLASS_NAMES = frozenset(
+    {"APITimeoutError", "TimeoutException", "ReadTimeoutError", "ConnectTimeoutError"}
+)
+# botocore's ConnectionError (EndpointConnectionError...) and HTTPClientError (ConnectionClosedError...)
+# are not OSErrors.
+_CONNECTION_CLASS_NAMES = frozenset(
+    {"APIConnectionError", "TransportError", "NetworkError", "ConnectionError", "HTTPClientError"}
+)
 # LiteLLM's exceptions for a request this model cannot serve but another might, whatever the
 # provider's own code said (LiteLLM maps each provider's wording to them).
 _FALLBACK_CLASS_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError"})
@@ -109,8 +115,68 @@ _FALLBACK_CODES = frozenset(
         "model_not_found",
     }
 )
-_FALLBACK_MESSAGES = ("prompt is too long", "context window", "maximum context length")
+_FALLBACK_MESSAGES = (
+    "prompt is too long",
+    "context window",
+    "maximum context length",
+    "input is too long",  # Bedrock
+)
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+_TIMEOUT_CODES = frozenset({"deadline_exceeded"})
+
+# AWS error codes (botocore's ``ClientError``, ``response["Error"]["Code"]``), lower-cased: an
+# exception event in a Bedrock stream names them in lower camel case and carries no HTTP status,
+# and a few statuses mislead (ModelNotReadyException is a 429 about the model, not the caller).
+_AWS_RATE_LIMIT = frozenset(
+    {
+        "throttlingexception",
+        "throttling",
+        "throttledexception",
+        "toomanyrequestsexception",
+        "requestlimitexceeded",
+        "provisionedthroughputexceededexception",
+        "slowdown",
+    }
+)
+_AWS_CODES: dict[str, Classification] = {
+    **dict.fromkeys(
+        (
+            "internalserverexception",
+            "serviceunavailableexception",
+            "modelstreamerrorexception",
+            "modelnotreadyexception",
+            "internalfailure",
+            "serviceunavailable",
+        ),
+        _DEPENDENCY,
+    ),
+    # The model failed on this request: another model may not, the same one again likely will.
+    "modelerrorexception": Classification(
+        category=ErrorCategory.DEPENDENCY, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    "modeltimeoutexception": _TIMEOUT,
+    # An account quota, not a burst: waiting does not help, another model may have quota left.
+    "servicequotaexceededexception": Classification(
+        category=ErrorCategory.RATE_LIMIT, retryable=False, counts_as_failure=True, fallback=True
+    ),
+    # Not this model for this caller (unknown id, no access granted): another model may do.
+    "resourcenotfoundexception": Classification(
+        category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+    ),
+    **dict.fromkeys(
+        (
+            "validationexception",
+            "accessdeniedexception",
+            "unrecognizedclientexception",
+            "invalidsignatureexception",
+            "incompletesignatureexception",
+            "expiredtokenexception",
+            "missingauthenticationtokenexception",
+            "conflictexception",
+        ),
+        _VALIDATION,
+    ),
+}
 
 
 def default_classifier(exc: BaseException) -> Classification:
@@ -120,8 +186,11 @@ def default_classifier(exc: BaseException) -> Classification:
     timeout; ``ConnectionError`` and every other ``OSError`` is a dependency failure; ``ValueError``,
     ``TypeError`` and ``KeyError`` are validation errors. HTTP errors of the LLM SDKs and HTTP
     clients are classified by status code (408, 409, 429 and 5xx transient; other 4xx validation),
-    read from ``exc.status_code`` or ``exc.response.status_code``, and honour the response's
-    ``retry-after-ms`` / ``retry-after`` and ``x-should-retry`` headers.
+    read from ``exc.status_code``, ``exc.code`` (google-genai) or the response's status (botocore's
+    ``ResponseMetadata.HTTPStatusCode``), and honour the response's ``retry-after-ms`` /
+    ``retry-after`` and ``x-should-retry`` headers (and Google's ``RetryInfo`` delay); Google's
+    ``DEADLINE_EXCEEDED`` is a timeout. botocore's AWS error codes (``ThrottlingException``,
+    ``ModelNotReadyException``...) are read before the status.
 
     Unknown exceptions are not retried, because retrying a call whose failure nobody understood may
     repeat a side effect (tools are not known to be idempotent) or a bug; but they count as a breaker
@@ -140,9 +209,13 @@ def default_classifier(exc: BaseException) -> Classification:
 
 
 def _classify(exc: Exception) -> Classification:
+    codes = _error_codes(exc)
+    known = _classify_code(exc, codes) if codes else None
+    if known is not None:
+        return known
     status = http_status(exc)
     if status is not None:
-        return _classify_status(exc, status)
+        return _classify_status(exc, status, codes)
     mro_names = {cls.__name__ for cls in type(exc).__mro__}
     if (
         isinstance(exc, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError))
@@ -156,21 +229,61 @@ def _classify(exc: Exception) -> Classification:
     return _UNKNOWN
 
 
+def _classify_code(exc: BaseException, codes: set[str]) -> Classification | None:
+    """By an AWS error code (botocore's ``Error.Code``), before the HTTP status: an exception
+    event in a Bedrock stream has none, and a few statuses mislead. Other codes: ``None``."""
+    if codes & _AWS_RATE_LIMIT:
+        return Classification(
+            category=ErrorCategory.RATE_LIMIT,
+            retryable=True,
+            counts_as_failure=True,
+            retry_after=parse_retry_after(_response_headers(exc)),
+            fallback=True,
+        )
+    for code in codes:
+        known = _AWS_CODES.get(code)
+        if known is None:
+            continue
+        if known.category is ErrorCategory.VALIDATION and _mentions(exc, _FALLBACK_MESSAGES):
+            # "Input is too long for requested model": a model with a larger context may take it.
+            return Classification(
+                category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=True
+            )
+        return known
+    return None
+
+
 def _response_headers(exc: BaseException) -> object:
-    # LiteLLM raises with an HTTP response of its own making (no headers) for the providers it
-    # calls itself, and keeps the provider's headers (Retry-After...) apart.
+    """The error response's headers: ``exc.response.headers`` (httpx), botocore's
+    ``ResponseMetadata.HTTPHeaders`` (its ``response`` is the parsed dict), or the provider's that
+    LiteLLM keeps apart (``litellm_response_headers``: it raises with an HTTP response of its own
+    making, without headers, for the providers it calls itself)."""
     provider_headers = getattr(exc, "litellm_response_headers", None)
     if provider_headers is not None:
         return provider_headers
-    return getattr(getattr(exc, "response", None), "headers", None)
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        metadata = response.get("ResponseMetadata")
+        return metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
+    return getattr(response, "headers", None)
 
 
-def _classify_status(exc: BaseException, status: int) -> Classification:
+def _classify_status(exc: BaseException, status: int, codes: set[str]) -> Classification:
     headers = _response_headers(exc)
     retry_after = parse_retry_after(headers)
+    if retry_after is None:
+        retry_after = _retry_delay(exc)
     should_retry = _header(headers, "x-should-retry")
     vetoed = should_retry is not None and should_retry.strip().lower() == "false"
-    codes = _error_codes(exc)
+    if status >= 500 and codes & _TIMEOUT_CODES:
+        # Google's DEADLINE_EXCEEDED (HTTP 504): the server gave up waiting, a timeout.
+        return Classification(
+            category=ErrorCategory.TIMEOUT,
+            retryable=not vetoed,
+            counts_as_failure=True,
+            retry_after=retry_after,
+            fallback=True,
+        )
     if status == 429:
         quota = bool(codes & _QUOTA_CODES)
         return Classification(
@@ -201,8 +314,30 @@ def _classify_status(exc: BaseException, status: int) -> Classification:
 
 
 def _error_codes(exc: BaseException) -> set[str]:
-    """The provider's ``code``/``type`` strings, from the exception or its JSON body."""
+    """The provider's ``code``/``type``/``status`` strings, from the exception, its JSON body
+    (Google's canonical status, ``RESOURCE_EXHAUSTED`` ..., is ``status``) or botocore's parsed
+    error response (``Error.Code``)."""
     return {code.lower() for code in provider_error_codes(exc)}
+
+
+def _retry_delay(exc: BaseException) -> float | None:
+    """Google's ``RetryInfo`` detail (``"retryDelay": "7s"``), which its 429s carry instead of a
+    ``Retry-After`` header."""
+    body = error_body(exc)
+    inner = body.get("error") if body is not None else None
+    details = inner.get("details") if isinstance(inner, Mapping) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    seconds = float(delay[:-1])
+                except ValueError:
+                    return None
+                return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
 
 
 def _mentions(exc: BaseException, phrases: tuple[str, ...]) -> bool:

@@ -22,13 +22,16 @@ from agentwatch.resilience._classify import Classifier
 
 __all__ = [
     "AGENTWATCH_CACHE_REDIS_URL",
+    "AGENTWATCH_STATE_REDIS_URL",
     "Bulkhead",
     "Cache",
     "CircuitBreaker",
     "Duration",
     "Policy",
+    "RateLimit",
     "Retry",
     "RetryBudget",
+    "SharedState",
     "check_redis_url",
     "redacted_url",
     "redis_url_from_env",
@@ -228,6 +231,7 @@ class Bulkhead:
 
 
 AGENTWATCH_CACHE_REDIS_URL = "AGENTWATCH_CACHE_REDIS_URL"
+AGENTWATCH_STATE_REDIS_URL = "AGENTWATCH_STATE_REDIS_URL"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -239,16 +243,22 @@ def check_redis_url(setting: str, url: object) -> str:
     return url.strip()
 
 
-def redis_url_from_env() -> str:
-    """The URL in ``AGENTWATCH_CACHE_REDIS_URL``; ``ConfigError`` when it is unset or invalid."""
-    url = os.environ.get(AGENTWATCH_CACHE_REDIS_URL, "").strip()
+def redis_url_from_env(variable: str = AGENTWATCH_CACHE_REDIS_URL, setting: str = "Cache.redis_url") -> str:
+    """The URL in ``variable``; ``ConfigError`` (naming ``setting``) when it is unset or invalid."""
+    url = os.environ.get(variable, "").strip()
     if not url:
         raise ConfigError(
-            "Cache.redis_url",
-            None,
-            f"a redis:// URL, given in code or in the {AGENTWATCH_CACHE_REDIS_URL} environment variable",
+            setting, None, f"a redis:// URL, given in code or in the {variable} environment variable"
         )
-    return check_redis_url(AGENTWATCH_CACHE_REDIS_URL, url)
+    return check_redis_url(variable, url)
+
+
+def _check_redis_installed(setting: str, value: object, otherwise: str) -> None:
+    # Checked when the settings are built, at start-up, rather than at the first call.
+    if importlib.util.find_spec("redis") is None:
+        raise ConfigError(
+            setting, value, f"{otherwise}once the Redis client is installed (pip install 'agentwatch[redis]')"
+        )
 
 
 def redacted_url(url: str) -> str:
@@ -275,7 +285,9 @@ class Cache:
             ``pip install agentwatch[redis]``).
         redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``None`` reads the
             ``AGENTWATCH_CACHE_REDIS_URL`` environment variable when the tool's pipeline is built.
-        redis_timeout: the longest a Redis command may take before the call goes on uncached.
+        redis_timeout: the longest the connection to Redis, and then its reply, may take before
+            the call goes on uncached; commands are never retried, so a Redis outage adds at most
+            ``2 * redis_timeout`` to a tool call.
         key_prefix: prefix of every key (change it to invalidate every entry at once).
     """
 
@@ -298,13 +310,7 @@ class Cache:
                 )
             _set(self, "redis_url", check_redis_url("Cache.redis_url", self.redis_url))
         if self.backend == "redis":
-            # Checked here, at start-up, rather than at a tool's first call.
-            if importlib.util.find_spec("redis") is None:
-                raise ConfigError(
-                    "Cache.backend",
-                    self.backend,
-                    "'memory', or 'redis' once the Redis client is installed (pip install 'agentwatch[redis]')",
-                )
+            _check_redis_installed("Cache.backend", self.backend, "'memory', or 'redis' ")
             if self.redis_url is None:
                 redis_url_from_env()
         _set(self, "redis_timeout", _seconds("Cache.redis_timeout", self.redis_timeout))
@@ -313,11 +319,111 @@ class Cache:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """Client-side rate limit of a model or tool: at most ``requests`` requests and ``tokens``
+    tokens per ``period`` seconds (a minute by default, as providers state their limits).
+
+    Every attempt (retries included: each is a request the provider counts) takes a permit before
+    it starts. A call that would exceed a limit waits until it fits, at most ``max_wait`` seconds
+    and never past the call's deadline; if that is not enough it is rejected at once (no waiting
+    just to fail) with ``RateLimitedError`` (category ``rate_limit``). Permits are granted in
+    arrival order at an even pace (GCRA): ``burst`` is the share of each limit that may go at once
+    above that pace (default 1/60: one second's worth of a per-minute limit), at least one request.
+
+    ``tokens`` (LLM calls only) counts input plus output tokens. Before the call the cost is
+    estimated crudely (the characters of the request's text / 4, plus its ``max_tokens``); when
+    the response reports its usage the estimate is corrected, so the budget tracks what the
+    provider counts. With a shared state backend (``SharedState``) the limit is fleet-wide: every
+    replica draws from one budget in Redis.
+
+    Attributes:
+        requests: requests per ``period`` (``None``: no request limit).
+        tokens: input + output tokens per ``period`` (``None``: no token limit; LLM policies only).
+        period: the length of the limit's window in seconds.
+        burst: the share (0 < burst ≤ 1) of each limit that may be used at once.
+        max_wait: the longest a call waits for a permit (0: never wait, reject at once).
+        key: the budget's name; by default the tool name, or ``provider:model`` for each model of an
+            LLM chain. Tools (or models) that share one quota can share one key.
+    """
+
+    requests: int | None = None
+    tokens: int | None = None
+    period: Duration = 60.0
+    burst: float = 1 / 60
+    max_wait: Duration = 10.0
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.requests is not None:
+            _integer("RateLimit.requests", self.requests, 1)
+        if self.tokens is not None:
+            _integer("RateLimit.tokens", self.tokens, 1)
+        if self.requests is None and self.tokens is None:
+            raise ConfigError("RateLimit.requests", None, "an integer ≥ 1 (set requests, tokens or both)")
+        _set(self, "period", _seconds("RateLimit.period", self.period))
+        _number("RateLimit.burst", self.burst, "a number with 0 < burst ≤ 1", lambda v: 0 < v <= 1)
+        _set(self, "max_wait", _seconds("RateLimit.max_wait", self.max_wait, zero=True))
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise ConfigError("RateLimit.key", self.key, "a non-empty string, or None")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedState:
+    """Share operator state and rate limits between the replicas of a service, through Redis.
+
+    With it, disabling or enabling a tool and forcing a circuit open or closed (admin API,
+    ``agentwatch.disable_tool``, ``circuit(key).open()``) reach every replica within
+    ``poll_interval + timeout`` seconds and survive restarts; ``RateLimit`` budgets are
+    fleet-wide. Automatic circuit-breaker decisions stay per replica. No call waits for Redis
+    except a rate-limited one (one round trip, at most ``timeout``): each replica keeps a local copy
+    of the state that a background thread refreshes. When Redis does not answer, every replica
+    goes on with its local state (logged once, metric ``agentwatch.state.shared``) and catches up
+    when it answers again.
+
+    Attributes:
+        redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL; ``None`` reads
+            ``AGENTWATCH_STATE_REDIS_URL``. Use a Redis that does not evict keys.
+        timeout: the longest a Redis command may take before the replica falls back to its
+            local state.
+        poll_interval: how often each replica checks the shared state for changes.
+        key_prefix: prefix of every key agentwatch writes.
+    """
+
+    redis_url: str | None = None
+    timeout: Duration = 0.25
+    poll_interval: Duration = 0.25
+    key_prefix: str = "agentwatch:"
+
+    def __post_init__(self) -> None:
+        _check_redis_installed("SharedState.redis_url", self.redis_url, "a Redis URL, ")
+        if self.redis_url is None:
+            _set(self, "redis_url", redis_url_from_env(AGENTWATCH_STATE_REDIS_URL, "SharedState.redis_url"))
+        else:
+            _set(self, "redis_url", check_redis_url("SharedState.redis_url", self.redis_url))
+        _set(self, "timeout", _seconds("SharedState.timeout", self.timeout))
+        _set(self, "poll_interval", _seconds("SharedState.poll_interval", self.poll_interval))
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError("SharedState.key_prefix", self.key_prefix, "a string")
+
+    @property
+    def url(self) -> str:
+        """The Redis URL (validated; never ``None`` once built)."""
+        return self.redis_url or ""
+
+    def __repr__(self) -> str:
+        # The URL may carry a password.
+        return (
+            f"SharedState(redis_url={redacted_url(self.url)!r}, timeout={self.timeout!r}, "
+            f"poll_interval={self.poll_interval!r}, key_prefix={self.key_prefix!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """The resilience policy of one tool or model.
 
     Layers, outermost first: (argument validation →) disabled tool → cache → fallback → total
-    timeout → retry (+ budget) → circuit breaker → bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
+    timeout → retry (+ budget) → circuit breaker → rate limit → bulkhead → attempt timeout. The defaults bound a call to a 30 s total deadline and add nothing
     else: retries, breaker and bulkhead are opt-in because only the owner knows whether a tool is
     idempotent and how much traffic it sees. LLM calls that generate long outputs need a larger
     ``timeout`` (or ``None``).
@@ -341,6 +447,7 @@ class Policy:
         classifier: maps an exception to a ``Classification`` (``None``: ``default_classifier``).
         cache: for tools, cache successful results (``None``: no cache). Only for tools whose
             result depends on their arguments alone (reads): a cached call does not run.
+        rate_limit: requests (and, for LLM calls, tokens) per period (``None``: no limit).
     """
 
     timeout: Duration | None = 30.0
@@ -354,6 +461,7 @@ class Policy:
     idle_timeout: Duration | None = None
     classifier: Classifier | None = None
     cache: Cache | None = None
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         total = _optional_seconds("Policy.timeout", self.timeout)
@@ -399,6 +507,7 @@ class Policy:
                 "Policy.classifier", self.classifier, "a callable(exception) -> Classification, or None"
             )
         _optional("Policy.cache", self.cache, Cache)
+        _optional("Policy.rate_limit", self.rate_limit, RateLimit)
 
 
 _LLM_ONLY = ("fallback_models", "first_chunk_timeout", "idle_timeout")
@@ -417,6 +526,12 @@ def check_policy_kind(policy: Policy, kind: str, where: str) -> None:
                 raise ConfigError(
                     f"{where}.{name}", value, "nothing for a tool policy (it applies to LLM calls)"
                 )
+        if policy.rate_limit is not None and policy.rate_limit.tokens is not None:
+            raise ConfigError(
+                f"{where}.rate_limit.tokens",
+                policy.rate_limit.tokens,
+                "None for a tool policy (tokens are counted for LLM calls; limit a tool's requests)",
+            )
     elif not policy.critical:
         raise ConfigError(
             f"{where}.critical",

@@ -20,6 +20,7 @@ __all__ = [
     "CircuitOpenError",
     "FieldProblem",
     "InvalidArgumentsError",
+    "RateLimitedError",
     "ResilienceError",
     "TimeoutScope",
     "ToolDisabledError",
@@ -143,6 +144,43 @@ class BulkheadFullError(ResilienceError):
         )
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
+
+
+class RateLimitedError(ResilienceError):
+    """The call did not get a rate-limit permit in time (``RateLimit``); it was not made.
+
+    ``limit`` names the exhausted budget (``"requests"`` or ``"tokens"``), ``key`` the budget
+    (the tool name, ``provider:model``, or ``RateLimit.key``), ``retry_in`` the seconds until a
+    permit would be available, ``scope`` where the budget was decided (``"fleet"``: the shared
+    budget in Redis; ``"replica"``: this process's, or its share while Redis is unavailable). A
+    call is rejected as soon as the wait it would need passes ``max_wait`` or its deadline: it
+    never waits just to fail.
+    """
+
+    error_type: ClassVar[str] = "rate_limited"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: CallKind,
+        key: str,
+        limit: str,
+        retry_in: float,
+        scope: str = "replica",
+    ) -> None:
+        super().__init__(
+            f"{_subject(kind, name)} is over its client-side {limit} rate limit ({key!r}); a permit "
+            f"would be available in {retry_in:.1f} s; the call was not made",
+            name=name,
+            kind=kind,
+            category=ErrorCategory.RATE_LIMIT,
+        )
+        self.key = key
+        self.limit = limit
+        self.retry_in = retry_in
+        self.scope = scope
+        self.scope = scope
 
 
 class ToolDisabledError(ResilienceError):

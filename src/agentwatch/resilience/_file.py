@@ -11,12 +11,14 @@ The file is named by the ``AGENTWATCH_CONFIG`` environment variable::
     [tools.get_user_preferences]
     critical = false
     cache = { ttl = 300 }             # or { ttl = 300, backend = "redis" } (AGENTWATCH_CACHE_REDIS_URL)
+    rate_limit = { requests = 120 }   # per minute
     [llm."gpt-4o"]
     retry = { attempts = 3 }
     fallback_models = ["gpt-4o-mini"]
+    rate_limit = { requests = 500, tokens = 30000, max_wait = 5 }
 
 Keys are the keyword arguments of ``Policy``, ``Retry`` (with ``budget`` a ``RetryBudget`` table),
-``CircuitBreaker``, ``Bulkhead`` and ``Cache``, with durations in seconds. TOML has no null: ``false`` stands
+``CircuitBreaker``, ``Bulkhead``, ``Cache`` and ``RateLimit``, with durations in seconds. TOML has no null: ``false`` stands
 for ``None`` (``timeout = false``: no deadline; ``retry = false``: no retry) and ``true`` for a
 sub-table with every default (``breaker = true``). A named table inherits each key it does not set
 from the ``"*"`` table of its section (sub-tables such as ``retry`` are replaced, not merged). Any
@@ -39,6 +41,7 @@ from agentwatch.resilience._config import (
     Cache,
     CircuitBreaker,
     Policy,
+    RateLimit,
     Retry,
     RetryBudget,
     check_policy_kind,
@@ -66,6 +69,7 @@ _POLICY_KEYS = (
     "first_chunk_timeout",
     "idle_timeout",
     "cache",
+    "rate_limit",
 )
 _NULLABLE = frozenset({"timeout", "attempt_timeout", "first_chunk_timeout", "idle_timeout"})
 _S = TypeVar("_S")
@@ -151,6 +155,8 @@ def _policy(path: str, own: dict[str, Any], merged: dict[str, Any]) -> Policy:
             kwargs[key] = _sub(f"{path}.bulkhead", value, Bulkhead)
         elif key == "cache":
             kwargs[key] = _sub(f"{path}.cache", value, Cache)
+        elif key == "rate_limit":
+            kwargs[key] = _sub(f"{path}.rate_limit", value, RateLimit)
         else:
             kwargs[key] = value
     return _build(path, Policy, kwargs)

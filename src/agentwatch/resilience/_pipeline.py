@@ -20,9 +20,9 @@ then each fallback model; the integrator must send *that* model), ``ctx.attempt_
 
 Layers, outermost first: disabled tool → cache (tools with ``Policy.cache``, when the caller passes
 the call's canonical ``arguments``) → fallback → total timeout → retry (+ budget) → circuit breaker
-→ bulkhead → attempt timeout. Argument validation happens before, in the tool layer. ``call``/``acall`` return the attempt's result, or raise the call's own
+→ rate limit → bulkhead → attempt timeout. Argument validation happens before, in the tool layer. ``call``/``acall`` return the attempt's result, or raise the call's own
 exception unchanged (same object), or one of the structured errors (``CircuitOpenError``,
-``ToolTimeoutError``, ``BulkheadFullError``, ``ToolDisabledError``). An optional tool
+``ToolTimeoutError``, ``BulkheadFullError``, ``ToolDisabledError``, ``RateLimitedError``). An optional tool
 (``Policy(critical=False)``) returns a :class:`ToolUnavailable` instead of raising when it is
 unavailable (timeout, open circuit, full bulkhead, disabled, or a failure classified as
 fallback-worthy, i.e. not a validation error); the integrator hands ``result.to_dict()`` (or its
@@ -37,15 +37,24 @@ Exactly one layer retries. The engine cannot switch an SDK's retries off: when
 Stream timeouts (``Policy.first_chunk_timeout``/``idle_timeout``) are not enforced here: the
 attempt covers obtaining the stream, and the stream wrapper enforces the chunk timeouts.
 
+Rate limits (``Policy.rate_limit``): each attempt takes a permit (waiting for it, within
+``max_wait`` and the deadline) after the breaker admitted it and before the bulkhead. An LLM
+integrator passes the request's estimated tokens (``call(..., tokens=n)``) and, once the response's
+usage is known, settles the permit of the attempt that answered: ``ctx.rate_limit.settle(actual)``.
+
 Telemetry on ``span`` (when recording): events ``retry`` (``agentwatch.retry.attempt``: the
 attempt that failed, ``agentwatch.retry.delay`` in s, ``error.type``), ``retry_abandoned``
 (``agentwatch.retry.reason``: ``deadline`` | ``budget``), ``timeout`` (``agentwatch.timeout.scope``,
 ``agentwatch.timeout.seconds``), ``circuit_opened``/``circuit_half_opened``/``circuit_closed``/
 ``circuit_rejected`` (``agentwatch.circuit.name``), ``bulkhead_rejected``, ``tool_disabled``,
+``rate_limit_delayed`` (``agentwatch.rate_limit.wait`` in s) / ``rate_limit_rejected``
+(``agentwatch.rate_limit.retry_in``, ``agentwatch.rate_limit.limit``), both with
+``agentwatch.rate_limit.key`` and ``agentwatch.rate_limit.scope`` (``fleet`` | ``replica``),
 ``fallback`` (``agentwatch.fallback.reason``, and ``gen_ai.request.model`` of the next model in an
 LLM chain), ``cache_hit``/``cache_miss``/``cache_shared``/``cache_unavailable``/``cache_bypassed``/
 ``cache_not_stored``; attributes ``agentwatch.resilience.attempts`` and ``agentwatch.cache.result``; and ``error.type`` when the pipeline
-short-circuits (``circuit_open``, ``bulkhead_full``, ``timeout``, ``tool_disabled``) or degrades
+short-circuits (``circuit_open``, ``bulkhead_full``, ``timeout``, ``tool_disabled``,
+``rate_limited``) or degrades
 (the reason's error type). The caller sets the span status from the raised exception; a degraded
 call returns normally, so the ``error.type`` and the ``fallback`` event are its only marks. Every
 event also increments the ``agentwatch.resilience.events`` counter. Telemetry faults are reported
@@ -79,15 +88,21 @@ from agentwatch.resilience._errors import (
     CircuitOpenError,
     FieldProblem,
     InvalidArgumentsError,
+    RateLimitedError,
     ResilienceError,
     TimeoutScope,
     ToolDisabledError,
     ToolTimeoutError,
 )
+from agentwatch.resilience._ratelimit import Grant, RateLimiter
 from agentwatch.resilience._registry import Registry, default_registry
 from agentwatch.resilience._retry import RetryBudgetTracker, retry_delay
 from agentwatch.resilience._telemetry import (
+    BULKHEAD_REJECTED,
     CIRCUIT_NAME,
+    CIRCUIT_REJECTED,
+    RATE_LIMIT_REJECTED,
+    TOOL_DISABLED,
     ResilienceTelemetry,
     current_telemetry,
     subject_attribute,
@@ -110,6 +125,8 @@ class AttemptContext:
             the deadline if less), or ``None``; an LLM integrator passes it to the SDK.
         deadline_remaining: seconds left before the call's total deadline, or ``None``.
         disable_sdk_retries: the policy retries, so the SDK must not (``max_retries=0``).
+        rate_limit: the attempt's rate-limit permit (``Policy.rate_limit``), or ``None``; settle
+            its token estimate with ``rate_limit.settle(actual_tokens)`` once the usage is known.
     """
 
     attempt: int
@@ -117,6 +134,7 @@ class AttemptContext:
     attempt_timeout: float | None
     deadline_remaining: float | None
     disable_sdk_retries: bool
+    rate_limit: Grant | None = None
 
 
 _DETAILS = {
@@ -124,6 +142,7 @@ _DETAILS = {
     "bulkhead_full": "too many concurrent calls",
     "timeout": "timed out",
     "tool_disabled": "disabled by an operator",
+    "rate_limited": "over its rate limit",
     ErrorCategory.RATE_LIMIT.value: "rate limited",
     ErrorCategory.DEPENDENCY.value: "its dependency failed",
     ErrorCategory.UNKNOWN.value: "it failed",
@@ -134,7 +153,8 @@ _DETAILS = {
 class ToolUnavailable:
     """The result of an optional tool that could not run, for the model to read and carry on.
 
-    ``reason`` is ``circuit_open``, ``bulkhead_full``, ``timeout`` or ``tool_disabled`` when a policy
+    ``reason`` is ``circuit_open``, ``bulkhead_full``, ``timeout``, ``tool_disabled`` or
+    ``rate_limited`` when a policy
     stopped the call, else the failure's category (``dependency``, ``rate_limit``, ``unknown``). The
     message never contains the exception's text, which may hold data the model must not see.
     """
@@ -219,6 +239,8 @@ _REJECTED = Classification(
 _SHED = Classification(
     category=ErrorCategory.RATE_LIMIT, retryable=False, counts_as_failure=False, fallback=True
 )
+# The call already waited as long as its rate limit allows; another attempt would wait again.
+_RATE_LIMITED = _SHED
 # Invalid arguments are the caller's (the model's) mistake: the same call fails again, it says
 # nothing about the dependency, and hiding it behind a degradation result would keep the model
 # from correcting it.
@@ -234,6 +256,8 @@ def _own_classification(exc: BaseException) -> Classification | None:
         return _REJECTED
     if isinstance(exc, BulkheadFullError):
         return _SHED
+    if isinstance(exc, RateLimitedError):
+        return _RATE_LIMITED
     if isinstance(exc, InvalidArgumentsError):
         return _INVALID_ARGUMENTS
     return None
@@ -242,11 +266,12 @@ def _own_classification(exc: BaseException) -> Classification | None:
 class _Call:
     """Per-call state."""
 
-    __slots__ = ("attempts", "classification", "cut", "deadline", "error", "span")
+    __slots__ = ("attempts", "classification", "cut", "deadline", "error", "span", "tokens")
 
-    def __init__(self, span: Span | None, deadline: float | None) -> None:
+    def __init__(self, span: Span | None, deadline: float | None, tokens: int = 0) -> None:
         self.span = span
         self.deadline = deadline
+        self.tokens = tokens
         self.attempts = 0
         self.error: BaseException | None = None
         self.classification: Classification | None = None
@@ -323,6 +348,17 @@ class Pipeline:
                 self._circuits[model] = self._registry.circuit_for(
                     key, policy.breaker, name=model, kind=kind, clock=clock
                 )
+        self._limiters: dict[str, RateLimiter] = {}
+        limit = policy.rate_limit
+        if limit is not None:
+            for model in self._models:
+                if limit.key is not None:
+                    key = limit.key
+                else:
+                    key = f"{provider}:{model}" if provider and kind == "llm" else model
+                self._limiters[model] = self._registry.limiter_for(
+                    key, limit, name=model, kind=kind, clock=clock
+                )
         self._bulkhead = BulkheadGate(policy.bulkhead, name=name, kind=kind) if policy.bulkhead else None
         self._call_attributes: dict[str, AttributeValue] = {subject_attribute(kind): name}
         self._thread_name = f"agentwatch-{kind}-{name}"
@@ -349,6 +385,11 @@ class Pipeline:
         """The circuit of each model (or of the tool), by model or tool name."""
         return dict(self._circuits)
 
+    @property
+    def rate_limiters(self) -> dict[str, RateLimiter]:
+        """The rate-limit budget of each model (or of the tool), by model or tool name."""
+        return dict(self._limiters)
+
     # -- public entry points ---------------------------------------------------------------
 
     def call(
@@ -357,18 +398,20 @@ class Pipeline:
         *,
         span: Span | None = None,
         arguments: Mapping[str, object] | None = None,
+        tokens: int | None = None,
     ) -> T | ToolUnavailable:
         """Run a sync call; see the module docstring for the contract.
 
         ``arguments``: a tool call's canonical arguments (by name, defaults filled in), the key of
-        the policy's cache; without them the call is not cached.
+        the policy's cache; without them the call is not cached. ``tokens``: the request's
+        estimated tokens, for a ``RateLimit`` with a token budget (LLM calls).
         """
         if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
             return self._disabled(span)
         cache = self._cache
         if cache is None or arguments is None:
-            return self._run_sync(attempt, span)
-        return cache.call(lambda: self._run_sync(attempt, span), span=span, arguments=arguments)
+            return self._run_sync(attempt, span, tokens)
+        return cache.call(lambda: self._run_sync(attempt, span, tokens), span=span, arguments=arguments)
 
     async def acall(
         self,
@@ -376,17 +419,22 @@ class Pipeline:
         *,
         span: Span | None = None,
         arguments: Mapping[str, object] | None = None,
+        tokens: int | None = None,
     ) -> T | ToolUnavailable:
         """Run an async call; see the module docstring and :meth:`call`."""
         if self.kind == "tool" and self._registry.is_tool_disabled(self.name):
             return self._disabled(span)
         cache = self._cache
         if cache is None or arguments is None:
-            return await self._run_async(attempt, span)
-        return await cache.acall(lambda: self._run_async(attempt, span), span=span, arguments=arguments)
+            return await self._run_async(attempt, span, tokens)
+        return await cache.acall(
+            lambda: self._run_async(attempt, span, tokens), span=span, arguments=arguments
+        )
 
-    def _run_sync(self, attempt: Callable[[AttemptContext], T], span: Span | None) -> T | ToolUnavailable:
-        run = self._start(span)
+    def _run_sync(
+        self, attempt: Callable[[AttemptContext], T], span: Span | None, tokens: int | None = None
+    ) -> T | ToolUnavailable:
+        run = self._start(span, tokens)
         try:
             index = 0
             while True:
@@ -405,9 +453,12 @@ class Pipeline:
             self._telemetry.attempts(span, run.attempts, self._call_attributes)
 
     async def _run_async(
-        self, attempt: Callable[[AttemptContext], Awaitable[T]], span: Span | None
+        self,
+        attempt: Callable[[AttemptContext], Awaitable[T]],
+        span: Span | None,
+        tokens: int | None = None,
     ) -> T | ToolUnavailable:
-        run = self._start(span)
+        run = self._start(span, tokens)
         try:
             index = 0
             while True:
@@ -472,19 +523,22 @@ class Pipeline:
     def _guarded_attempt_sync(
         self, run: _Call, attempt: Callable[[AttemptContext], T], model: str, remaining: float | None
     ) -> T:
+        grant, remaining = self._permit_sync(run, model, remaining)
         gate = self._bulkhead
         if gate is not None:
             try:
                 gate.enter(remaining)
             except BulkheadFullError as exc:
-                self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
+                self._event(run, BULKHEAD_REJECTED, "bulkhead", model, exc)
+                if grant is not None:
+                    grant.cancel()
                 raise
         leave = None if gate is None else gate.leave
         try:
             if gate is not None:
                 # Time spent queued comes off the deadline (and off the SDK's timeout).
                 remaining = self._check_deadline(run, model)
-            ctx = self._context(run, model, remaining)
+            ctx = self._context(run, model, remaining, grant)
             limit = ctx.attempt_timeout
             if limit is None:
                 return attempt(ctx)
@@ -510,18 +564,21 @@ class Pipeline:
         model: str,
         remaining: float | None,
     ) -> T:
+        grant, remaining = await self._permit_async(run, model, remaining)
         gate = self._bulkhead
         if gate is not None:
             try:
                 await gate.aenter(remaining)
             except BulkheadFullError as exc:
-                self._event(run, "bulkhead_rejected", "bulkhead", model, exc)
+                self._event(run, BULKHEAD_REJECTED, "bulkhead", model, exc)
+                if grant is not None:
+                    grant.cancel()
                 raise
         try:
             if gate is not None:
                 # Time spent queued comes off the deadline (and off the SDK's timeout).
                 remaining = self._check_deadline(run, model)
-            ctx = self._context(run, model, remaining)
+            ctx = self._context(run, model, remaining, grant)
             limit = ctx.attempt_timeout
             if limit is None:
                 return await attempt(ctx)
@@ -539,10 +596,11 @@ class Pipeline:
         # Looked up per use so that configure_resilience_telemetry() reaches existing pipelines.
         return self._own_telemetry or current_telemetry()
 
-    def _start(self, span: Span | None) -> _Call:
+    def _start(self, span: Span | None, tokens: int | None = None) -> _Call:
         if self._budget is not None:
             self._budget.record_call()
-        return _Call(span, None if self._timeout is None else self._clock() + self._timeout)
+        deadline = None if self._timeout is None else self._clock() + self._timeout
+        return _Call(span, deadline, tokens if isinstance(tokens, int) and tokens > 0 else 0)
 
     def _remaining(self, run: _Call) -> float | None:
         return None if run.deadline is None else run.deadline - self._clock()
@@ -553,7 +611,9 @@ class Pipeline:
             raise self._timed_out(run, model, remaining)
         return remaining
 
-    def _context(self, run: _Call, model: str, remaining: float | None) -> AttemptContext:
+    def _context(
+        self, run: _Call, model: str, remaining: float | None, grant: Grant | None = None
+    ) -> AttemptContext:
         run.attempts += 1
         limit = self._attempt_timeout
         if remaining is not None and (limit is None or remaining < limit):
@@ -564,7 +624,83 @@ class Pipeline:
             attempt_timeout=limit,
             deadline_remaining=remaining,
             disable_sdk_retries=self.disable_sdk_retries,
+            rate_limit=grant,
         )
+
+    # -- rate limit ----------------------------------------------------------------------
+
+    def _grant(self, run: _Call, limiter: RateLimiter, model: str, remaining: float | None) -> Grant:
+        """A permit, or ``RateLimitedError`` when the wait it needs exceeds ``max_wait`` or the deadline."""
+        bound = seconds(limiter.config.max_wait)
+        if remaining is not None:
+            bound = min(bound, max(0.0, remaining))
+        key: dict[str, AttributeValue] = {"agentwatch.rate_limit.key": limiter.key}
+        try:
+            grant = limiter.acquire(run.tokens, bound)
+        except RateLimitedError as exc:
+            labels: dict[str, AttributeValue] = {
+                "agentwatch.rate_limit.limit": exc.limit,
+                "agentwatch.rate_limit.scope": exc.scope,
+            }
+            self._event(
+                run,
+                RATE_LIMIT_REJECTED,
+                "rate_limit",
+                model,
+                exc,
+                {**key, **labels, "agentwatch.rate_limit.retry_in": exc.retry_in},
+                labels,
+            )
+            raise
+        if grant.wait > 0:
+            scope: dict[str, AttributeValue] = {"agentwatch.rate_limit.scope": grant.scope}
+            self._event(
+                run,
+                "rate_limit_delayed",
+                "rate_limit",
+                model,
+                None,
+                {**key, **scope, "agentwatch.rate_limit.wait": grant.wait},
+                scope,
+            )
+        return grant
+
+    def _permit_sync(
+        self, run: _Call, model: str, remaining: float | None
+    ) -> tuple[Grant | None, float | None]:
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            return None, remaining
+        grant = self._grant(run, limiter, model, remaining)
+        if grant.wait > 0:
+            try:
+                self._sleep(grant.wait)
+                # The wait comes off the deadline (and off the SDK's timeout).
+                remaining = self._check_deadline(run, model)
+            except BaseException:
+                grant.cancel()
+                raise
+        return grant, remaining
+
+    async def _permit_async(
+        self, run: _Call, model: str, remaining: float | None
+    ) -> tuple[Grant | None, float | None]:
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            return None, remaining
+        if limiter.remote:
+            # A Redis round trip blocks: not on the event loop.
+            grant = await asyncio.to_thread(self._grant, run, limiter, model, remaining)
+        else:
+            grant = self._grant(run, limiter, model, remaining)
+        if grant.wait > 0:
+            try:
+                await self._async_sleep(grant.wait)
+                remaining = self._check_deadline(run, model)
+            except BaseException:
+                grant.cancel()
+                raise
+        return grant, remaining
 
     def _timed_out(self, run: _Call, model: str, remaining: float | None) -> ToolTimeoutError:
         scope: TimeoutScope
@@ -595,7 +731,7 @@ class Pipeline:
             permit, transition = circuit.acquire()
         except CircuitOpenError as exc:
             name: dict[str, AttributeValue] = {CIRCUIT_NAME: circuit.key}
-            self._event(run, "circuit_rejected", "circuit_breaker", circuit.name, exc, name, name)
+            self._event(run, CIRCUIT_REJECTED, "circuit_breaker", circuit.name, exc, name, name)
             raise
         self._transition(run, circuit, transition)
         return permit
@@ -715,7 +851,7 @@ class Pipeline:
         run = _Call(span, None)
         try:
             error = ToolDisabledError(name=self.name)
-            self._event(run, "tool_disabled", "admin", self.name, error)
+            self._event(run, TOOL_DISABLED, "admin", self.name, error)
             if self.policy.critical:
                 self._telemetry.mark_error(run.span, error.error_type)
                 raise error

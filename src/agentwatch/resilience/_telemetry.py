@@ -15,6 +15,9 @@ Names (``{event}``, ``{attempt}`` and ``{state}`` units follow the OTel conventi
   ``http.response.status_code``.
 - observable gauge ``agentwatch.circuit.state``: 0 closed, 1 half-open, 2 open, per circuit
   (``agentwatch.circuit.name`` plus the tool or model attribute).
+- observable gauge ``agentwatch.state.shared``: with a shared state backend only, 1 while this
+  replica follows the fleet's state, 0 while it runs on its local state because the backend does
+  not answer (``agentwatch.state.backend``: ``redis``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ from agentwatch.resilience._registry import Registry, default_registry
 
 __all__ = [
     "ATTEMPTS_ATTRIBUTE",
+    "BULKHEAD_REJECTED",
     "CIRCUIT_NAME",
+    "CIRCUIT_REJECTED",
+    "RATE_LIMIT_REJECTED",
+    "REJECTION_EVENTS",
+    "TOOL_DISABLED",
     "ResilienceTelemetry",
     "configure_resilience_telemetry",
     "current_telemetry",
@@ -51,6 +59,15 @@ POLICY = "agentwatch.resilience.policy"
 CIRCUIT_NAME = "agentwatch.circuit.name"
 ATTEMPTS_ATTRIBUTE = "agentwatch.resilience.attempts"
 ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)
+
+# The events of a call refused without being made: a full bulkhead, an open circuit, a rate limit
+# whose wait would pass ``max_wait`` or the deadline, a tool an operator disabled. The Tools
+# dashboard's "Rejections" panel counts exactly these (a test keeps the two equal).
+BULKHEAD_REJECTED = "bulkhead_rejected"
+CIRCUIT_REJECTED = "circuit_rejected"
+RATE_LIMIT_REJECTED = "rate_limit_rejected"
+TOOL_DISABLED = "tool_disabled"
+REJECTION_EVENTS = frozenset({BULKHEAD_REJECTED, CIRCUIT_REJECTED, RATE_LIMIT_REJECTED, TOOL_DISABLED})
 
 
 def subject_attribute(kind: CallKind) -> str:
@@ -96,6 +113,13 @@ class ResilienceTelemetry:
             callbacks=[self._observe_circuits],
             unit="{state}",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+        )
+        meter.create_observable_gauge(
+            "agentwatch.state.shared",
+            callbacks=[self._observe_state],
+            unit="1",
+            description="1 while this replica follows the shared operator state and rate limits, "
+            "0 while it runs on its local state because the shared backend does not answer.",
         )
 
     def event(
@@ -185,6 +209,17 @@ class ResilienceTelemetry:
                 span.set_attribute(ERROR_TYPE, error_type)  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001 - a faulty span must not change the call's outcome
                 report_internal_error("resilience.span_attribute")
+
+    def _observe_state(self, options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            # The backend as it is: observing must never start one (no _ensure()).
+            backend = self._registry._backend
+            if backend.kind == "memory":
+                return []
+            return [Observation(1 if backend.shared else 0, {"agentwatch.state.backend": backend.kind})]
+        except Exception:  # noqa: BLE001 - an export must never fail because of the gauge
+            report_internal_error("resilience.state_gauge")
+            return []
 
     def _observe_circuits(self, options: CallbackOptions) -> Iterable[Observation]:
         try:

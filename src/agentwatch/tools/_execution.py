@@ -44,6 +44,7 @@ from agentwatch.resilience import (
     CircuitOpenError,
     InvalidArgumentsError,
     Pipeline,
+    RateLimitedError,
     ToolDisabledError,
     ToolTimeoutError,
     ToolUnavailable,
@@ -77,7 +78,8 @@ _MISSING: Any = object()
 # error.type values of a call the resilience policy stopped; any other degradation reason is a
 # failure category and the call's own exception names the error.
 _POLICY_STOPS = frozenset(
-    cls.error_type for cls in (CircuitOpenError, BulkheadFullError, ToolTimeoutError, ToolDisabledError)
+    cls.error_type
+    for cls in (CircuitOpenError, BulkheadFullError, ToolTimeoutError, ToolDisabledError, RateLimitedError)
 )
 
 
@@ -163,7 +165,10 @@ class ToolCall:
         call_id: str | None,
         attributes: Mapping[str, AttributeValue] | None = None,
         metric_name: str | None = None,
+        start_time: int | None = None,
     ) -> None:
+        """``start_time`` (ns since the epoch) records a call observed only once it is over, such
+        as an agent framework's handoff, from when it really started."""
         self.telemetry = telemetry
         self.spec = spec
         self.arguments = arguments
@@ -202,7 +207,10 @@ class ToolCall:
             attrs.update(attributes)
         try:
             span = telemetry.tracer.start_span(
-                f"{sc.OP_EXECUTE_TOOL} {spec.name}", kind=SpanKind.INTERNAL, attributes=attrs
+                f"{sc.OP_EXECUTE_TOOL} {spec.name}",
+                kind=SpanKind.INTERNAL,
+                attributes=attrs,
+                start_time=start_time,
             )
         except Exception:  # noqa: BLE001 - a sampler or span processor that raises
             # The call is still measured, logged and counted in its session, without a span.
@@ -215,6 +223,8 @@ class ToolCall:
             if text is not None:
                 span.set_attribute(sc.TOOL_CALL_ARGUMENTS, text)
         self._start = time.perf_counter()
+        if start_time is not None:
+            self._start -= max(0.0, (time.time_ns() - start_time) / 1e9)
 
     # -- context ---------------------------------------------------------------------------
 

@@ -198,7 +198,8 @@ class ToolRegistry:
         """Run a tool call of a model response; its id becomes ``gen_ai.tool.call.id``.
 
         Accepts an OpenAI chat ``tool_calls[i]``, an OpenAI Responses ``function_call`` item, an
-        Anthropic ``tool_use`` block or a LangChain ``ToolCall`` (objects or dicts). When the
+        Anthropic ``tool_use`` block, a Bedrock Converse ``toolUse`` block or a LangChain
+        ``ToolCall`` (objects or dicts). When the
         model's arguments are invalid the tool is not called and an
         :class:`~agentwatch.InvalidArguments` is returned: hand its ``to_dict()`` to the model as
         the tool result so that it corrects them (the call's span still records the failure).

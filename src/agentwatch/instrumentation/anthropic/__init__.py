@@ -8,9 +8,11 @@ Usage::
 
 or, with no code, ``opentelemetry-instrument python app.py`` (entry point ``agentwatch_anthropic``).
 
-Instrumented: ``messages.create`` (streamed or not) and the ``messages.stream()`` helper, sync
-and async. With anthropic 2.x's own tracing on (``ANTHROPIC_OPEN_TELEMETRY``), each call still
-has exactly one span: the SDK's, enriched by agentwatch (see ``_patch``).
+Instrumented: ``messages.create`` (streamed or not), ``messages.parse`` and the
+``messages.stream()`` helper, and the same of ``beta.messages``, sync and async, also through
+``with_raw_response``/``with_streaming_response``. With anthropic 2.x's own tracing on
+(``ANTHROPIC_OPEN_TELEMETRY``), each call still has exactly one span: the SDK's, enriched by
+agentwatch (see ``_patch``).
 """
 
 from __future__ import annotations

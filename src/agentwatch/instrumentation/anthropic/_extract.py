@@ -11,7 +11,15 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._usage import Usage
-from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, put
+from agentwatch.instrumentation._common import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    function_definition,
+    get,
+    put,
+)
 
 _FINISH = {
     "end_turn": "stop",
@@ -89,7 +97,32 @@ def _blocks(content: object) -> list[dict[str, Any]]:
     return parts
 
 
+def _tool_definitions(tools: object) -> list[dict[str, Any]] | None:
+    """Request tools in the shape of v1.41 ``gen_ai.tool.definitions``.
+
+    Custom tools (``name``, ``description``, ``input_schema``, type ``custom`` or none) are
+    functions: ``{type: function, name, description, parameters}``. Anthropic-defined tools (web
+    search, bash, text editor, MCP toolsets ...) keep their versioned type and their name. The beta
+    resource also takes tool objects (``@beta_tool``), which give their parameters by ``to_dict()``.
+    """
+    if not isinstance(tools, Sequence) or isinstance(tools, str) or not tools:
+        return None
+    definitions: list[dict[str, Any]] = []
+    for tool in tools:
+        to_dict = getattr(tool, "to_dict", None)
+        if callable(to_dict) and not isinstance(tool, Mapping):
+            tool = to_dict()
+        kind = get(tool, "type")
+        name = get(tool, "name") or get(tool, "mcp_server_name")
+        if kind in (None, "custom"):
+            definitions.append(function_definition(name, get(tool, "description"), get(tool, "input_schema")))
+        else:
+            definitions.append({"type": kind, "name": name or kind})
+    return definitions or None
+
+
 def content(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
+    call.tool_definitions = _tool_definitions(kwargs.get("tools"))
     call.input_messages = [
         {"role": get(m, "role"), "parts": _blocks(get(m, "content"))} for m in kwargs.get("messages") or ()
     ]

@@ -1,4 +1,4 @@
-"""OpenTelemetry instrumentation of LangChain tools (``langchain-core`` 0.3+).
+"""OpenTelemetry instrumentation of LangChain tools and chat models (``langchain-core`` 0.3+).
 
 Usage::
 
@@ -7,9 +7,9 @@ Usage::
     LangChainInstrumentor().instrument(tracer_provider=..., meter_provider=...)
 
 or ``agentwatch.instrument()``, or, with no code, ``opentelemetry-instrument python app.py``
-(entry point ``agentwatch_langchain``).
+(entry point ``agentwatch_langchain``; LangGraph runs are ``agentwatch_langgraph``'s).
 
-Instrumented: every ``BaseTool`` (``@tool`` functions, ``StructuredTool``, ``Tool`` and
+**Tools**: every ``BaseTool`` (``@tool`` functions, ``StructuredTool``, ``Tool`` and
 subclasses) through ``BaseTool.run``/``BaseTool.arun``, which ``invoke``/``ainvoke`` (and the
 legacy ``run``/``arun`` API) go through; the sync fallback of ``ainvoke`` for tools without a
 coroutine runs ``invoke`` in an executor and is one call too. Each call is the ``execute_tool
@@ -23,6 +23,26 @@ when LangChain reports it, i.e. when the tool was invoked with a ``ToolCall`` an
 ``ToolMessage`` with ``status="error"``; invoked with plain arguments, LangChain returns the error
 text like any result and the call counts as a success. Result sizes and captured results are those
 of ``ToolMessage.content``.
+
+A tool named in ``instrument(tool_policies=...)`` or ``[tools.NAME]`` of ``AGENTWATCH_CONFIG``
+(``"*"``: every tool) runs through that resilience policy inside its span: timeouts, retries,
+circuit breaker, bulkhead. An optional tool (``critical = false``) that the policy stops answers
+as LangChain reports a handled tool error: a ``ToolMessage(status="error")`` whose content is the
+``agentwatch.ToolUnavailable`` JSON for a model's tool call, that text alone otherwise; the model
+reads it and carries on. The policy sees the exceptions the tool raises; an error the tool handles
+itself is a result, never retried.
+
+**Chat models**: exactly one ``chat {model}`` span per model call of any ``BaseChatModel``
+(``invoke``, ``ainvoke``, ``batch``, ``stream``, ``astream``, and the calls of agents and graphs).
+A model whose SDK agentwatch instruments (``ChatOpenAI`` and others built on the openai SDK,
+``ChatAnthropic``) gets the span of that SDK's instrumentor, with the provider's exact usage and
+cost, and none here. Any other (``ChatGroq``, ``ChatOllama``, ``ChatMistralAI``...) gets a span
+made here from what LangChain reports: ``gen_ai.provider.name`` from the model's ``ls_provider``
+(mapped to the semconv values), the request model, temperature, max tokens and stop sequences,
+the response model, id and finish reason, and the ``usage_metadata`` tokens priced like any other
+call; the ``gen_ai.client.*`` metrics and the session's iterations, tokens and cost count it
+once. A model call that LangChain's LLM cache may answer makes no such span (a cache hit is no
+model call, and cannot be told from one).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The LangChain methods agentwatch wraps: ``BaseTool.run`` and ``BaseTool.arun``, and
+"""The LangChain methods agentwatch wraps: ``BaseTool.run``/``arun`` (tools, through their policy),
 ``BaseTool._parse_input`` to see LangChain's own validation of the arguments against
-``args_schema``, which runs before the tool and which agentwatch does not duplicate."""
+``args_schema``, which runs before the tool and which agentwatch does not duplicate, and the
+chat-model entry points of ``BaseChatModel`` (see ``_chat``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._policies import ToolPolicies
+from agentwatch.instrumentation.langchain._chat import chat_patches
+from agentwatch.resilience import ToolUnavailable
 from agentwatch.resilience._errors import FieldProblem, InvalidArgumentsError
+from agentwatch.tools._content import to_json
 from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async, run_sync
 from agentwatch.tools._validation import pydantic_problems
 
@@ -101,33 +106,52 @@ def _as_invalid(name: str, exc: Exception) -> InvalidArgumentsError:
     return InvalidArgumentsError(name=name, problems=problems)
 
 
-def _run(telemetry: ToolTelemetry) -> Callable[..., Any]:
+def _degraded(result: object, spec: ToolSpec, call_id: str | None) -> object:
+    """An optional tool the policy stopped answers the way LangChain reports a handled tool error:
+    a ``ToolMessage(status="error")`` for a model's tool call, the text alone otherwise."""
+    if not isinstance(result, ToolUnavailable):
+        return result
+    content = to_json(result.to_dict()) or result.message
+    if call_id is None:
+        return content
+    from langchain_core.messages import ToolMessage
+
+    return ToolMessage(content=content, tool_call_id=call_id, name=spec.name, status="error")
+
+
+def _run(telemetry: ToolTelemetry, policies: ToolPolicies) -> Callable[..., Any]:
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         tool_input, call_id = _call(args, kwargs)
+        spec = _spec(instance)
+        pipeline = policies.pipeline(spec.name)
         running = _Running(instance)
         token = _running.set(running)
         try:
-            return run_sync(
+            result = run_sync(
                 telemetry,
-                _spec(instance),
+                spec,
                 lambda: wrapped(*args, **kwargs),
                 arguments=tool_input,
                 call_id=call_id,
+                pipeline=pipeline,
                 on_start=running.started,
             )
         finally:
             _running.reset(token)
+        return result if pipeline is None else _degraded(result, spec, call_id)
 
     return traced
 
 
-def _arun(telemetry: ToolTelemetry) -> Callable[..., Any]:
+def _arun(telemetry: ToolTelemetry, policies: ToolPolicies) -> Callable[..., Any]:
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         tool_input, call_id = _call(args, kwargs)
+        spec = _spec(instance)
+        pipeline = policies.pipeline(spec.name)
 
         def invoke() -> Any:
             return wrapped(*args, **kwargs)
@@ -135,22 +159,26 @@ def _arun(telemetry: ToolTelemetry) -> Callable[..., Any]:
         running = _Running(instance)
         token = _running.set(running)
         try:
-            return await run_async(
+            result = await run_async(
                 telemetry,
-                _spec(instance),
+                spec,
                 invoke,
                 arguments=tool_input,
                 call_id=call_id,
+                pipeline=pipeline,
                 on_start=running.started,
             )
         finally:
             _running.reset(token)
+        return result if pipeline is None else _degraded(result, spec, call_id)
 
     return traced
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
     tools = ToolTelemetry(telemetry)
-    yield _MODULE, "BaseTool.run", _run(tools)
-    yield _MODULE, "BaseTool.arun", _arun(tools)
+    policies = ToolPolicies(telemetry.settings.tool_policies)
+    yield _MODULE, "BaseTool.run", _run(tools, policies)
+    yield _MODULE, "BaseTool.arun", _arun(tools, policies)
     yield _MODULE, "BaseTool._parse_input", _parse_input
+    yield from chat_patches(telemetry)

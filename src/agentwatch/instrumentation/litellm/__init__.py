@@ -16,24 +16,19 @@ is open, the openai and anthropic instrumentors stand aside, so there is one spa
 metrics, one cost and one entry in the session's totals (see ``_patch``). ``traceparent`` goes on
 every request the call makes, whichever HTTP client LiteLLM uses for it.
 
-Instrumenting never imports LiteLLM: importing it takes seconds, and LiteLLM fetches its model
-cost map from GitHub when imported unless ``LITELLM_LOCAL_MODEL_COST_MAP=True`` (or
-``LITELLM_OFFLINE_MODE=true``), which an application that never uses it must not pay for. When
-LiteLLM is not imported yet, it is patched when the application imports it.
+Instrumenting never imports LiteLLM (as every agentwatch instrumentor: ``_base``): importing it
+takes seconds, and LiteLLM fetches its model cost map from GitHub when imported unless
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` (or ``LITELLM_OFFLINE_MODE=true``), which an application
+that never uses it must not pay for. It is patched when the application imports it.
 
 Configuration: see :mod:`agentwatch.environment_variables`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection, Iterable
-from types import ModuleType
 from typing import ClassVar
 
-from wrapt import register_post_import_hook
-
-from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import AgentwatchInstrumentor, Patch
 from agentwatch.instrumentation.litellm.package import _instruments
@@ -43,33 +38,11 @@ __all__ = ["LiteLLMInstrumentor"]
 
 class LiteLLMInstrumentor(AgentwatchInstrumentor):
     scope: ClassVar[str] = "agentwatch.instrumentation.litellm"
-    # A wrapt import hook cannot be removed: one per process, which only ever looks at the
-    # instrumentor's state when it fires.
-    _hook_registered: ClassVar[bool] = False
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _patches(self, telemetry: Telemetry) -> Iterable[Patch]:
-        if "litellm" not in sys.modules:
-            self._patch_on_import()
-            return ()
         from agentwatch.instrumentation.litellm._patch import patches
 
         return patches(telemetry)
-
-    def _patch_on_import(self) -> None:
-        cls = type(self)
-        if not cls._hook_registered:
-            cls._hook_registered = True
-            register_post_import_hook(self._on_import, "litellm")
-
-    def _on_import(self, module: ModuleType) -> None:
-        # Runs inside the application's `import litellm`, which must succeed whatever happens here.
-        if not self.is_instrumented_by_opentelemetry or getattr(self, "_applied", None):
-            return
-        try:
-            for module_name, path, wrapper in self._patches(self._telemetry):
-                self._apply(module_name, path, wrapper)
-        except Exception:  # noqa: BLE001
-            report_internal_error("instrumenting litellm")

@@ -80,10 +80,17 @@ def usage(value: object) -> Usage | None:
     return found if found.reported else None
 
 
+def _without_openai_attributes(extra: dict[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
+    if not extra:
+        return extra
+    return {k: v for k, v in extra.items() if k not in _OPENAI_ATTRIBUTES} or None
+
+
 def _drop_openai_attributes(call: InferenceCall) -> None:
-    extra = call.response_attributes
-    if extra and call.provider not in OPENAI_PROVIDERS:
-        call.response_attributes = {k: v for k, v in extra.items() if k not in _OPENAI_ATTRIBUTES} or None
+    # The openai reader puts them on the span and on the metrics.
+    if call.provider not in OPENAI_PROVIDERS:
+        call.response_attributes = _without_openai_attributes(call.response_attributes)
+        call.metric_attributes = _without_openai_attributes(call.metric_attributes)
 
 
 def chat_response(call: InferenceCall, response: object) -> None:

@@ -40,14 +40,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import report_internal_error
+from agentwatch._internal import report_internal_error, sdk_type
 from agentwatch._telemetry._context import open_call
 from agentwatch._telemetry._core import Telemetry
-from agentwatch._telemetry._headers import with_trace_context
+from agentwatch._telemetry._headers import inject_trace_context
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch.instrumentation._base import Patch
 from agentwatch.instrumentation._common import server_of_url
@@ -187,17 +188,6 @@ def _attempt_options(
     return wrapped
 
 
-class _StreamType(type):
-    def __instancecheck__(cls, instance: object) -> bool:
-        # Looked up when a result is checked (LiteLLM is imported by then), never imported here.
-        stream = getattr(sys.modules.get("litellm"), "CustomStreamWrapper", None)
-        return isinstance(stream, type) and isinstance(instance, stream)
-
-
-class _LiteLLMStream(metaclass=_StreamType):
-    """Stands for ``litellm.CustomStreamWrapper`` in ``isinstance`` checks."""
-
-
 def _no_client(instance: Any) -> tuple[str, str | None, int | None]:
     return UNKNOWN_PROVIDER, None, None  # never asked: the target is read from the request
 
@@ -259,12 +249,15 @@ def _request_headers(url_parameter: str) -> Callable[..., Any]:
             signature = _signature(wrapped)
             if signature is not None:
                 bound = signature.bind_partial(*args, **kwargs)
-                headers = with_trace_context(
-                    bound.arguments.get("headers"), bound.arguments.get(url_parameter)
-                )
-                if headers is not None:
-                    bound.arguments["headers"] = headers
-                    args, kwargs = bound.args, bound.kwargs
+                headers = bound.arguments.get("headers")
+                if headers is None or isinstance(headers, Mapping):
+                    # A copy: the caller's dict (LiteLLM may reuse it) is never changed.
+                    carrier = dict(headers or {})
+                    url = bound.arguments.get(url_parameter)
+                    inject_trace_context(carrier, lambda: urlsplit(str(url)).hostname or "")
+                    if carrier != (headers or {}):
+                        bound.arguments["headers"] = carrier
+                        args, kwargs = bound.args, bound.kwargs
         except Exception:  # noqa: BLE001 - the request goes out as it was
             report_internal_error("injecting trace-context headers")
         return wrapped(*args, **kwargs)
@@ -273,7 +266,7 @@ def _request_headers(url_parameter: str) -> Callable[..., Any]:
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
-    stream_types: tuple[type, ...] = (_LiteLLMStream,)
+    stream_types = (sdk_type("litellm.litellm_core_utils.streaming_handler", "CustomStreamWrapper"),)
     chat = Operation(
         name=sc.OP_CHAT,
         client_info=_no_client,

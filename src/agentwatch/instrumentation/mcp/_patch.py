@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +17,7 @@ from agentwatch import _semconv as sc
 from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._errors import error_type as default_error_type
-from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._base import Patch, sdk_type
 from agentwatch.resilience._errors import FieldProblem, InvalidArgumentsError
 from agentwatch.resilience._pipeline import InvalidArguments
 from agentwatch.tools._execution import ToolCall, ToolSpec, ToolTelemetry, run_async
@@ -105,21 +104,18 @@ def _error_result(error: InvalidArgumentsError) -> object:
     return types.CallToolResult.model_validate({"content": [{"type": "text", "text": text}], "isError": True})
 
 
-def _mcp_error_classes() -> tuple[type[BaseException], ...]:
-    try:
-        module = importlib.import_module("mcp.shared.exceptions")
-    except ImportError:
-        return ()
-    # MCPError in mcp 2.x, McpError in 1.x.
-    found = (getattr(module, "MCPError", None), getattr(module, "McpError", None))
-    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
+# JSON-RPC errors: MCPError in mcp 2.x, McpError in 1.x (a name the installed version lacks
+# matches nothing). Resolved at the first failed call: naming them here would import mcp.
+_MCP_ERRORS: tuple[type, ...] = (
+    sdk_type("mcp.shared.exceptions", "MCPError"),
+    sdk_type("mcp.shared.exceptions", "McpError"),
+)
 
 
-def _accepts_meta(module: str, cls: str) -> bool:
+def _accepts_meta(method: Callable[..., Any]) -> bool:
     try:
-        method = getattr(importlib.import_module(module), cls).call_tool
         return "meta" in inspect.signature(method).parameters
-    except (ImportError, AttributeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return False
 
 
@@ -151,11 +147,13 @@ def _is_inner(active: _ActiveCall, instance: object) -> bool:
         return False
 
 
-def _call_tool(
-    telemetry: ToolTelemetry, inject_meta: bool, errors: tuple[type[BaseException], ...]
-) -> Callable[..., Any]:
+def _call_tool(telemetry: ToolTelemetry) -> Callable[..., Any]:
+    # Whether the SDK's call_tool takes `meta` (1.19+), per method, read at its first call: the
+    # SDK is not imported when this wrapper is built.
+    accepts_meta: dict[object, bool] = {}
+
     def error_type(exc: BaseException) -> str:
-        if errors and isinstance(exc, errors):
+        if isinstance(exc, _MCP_ERRORS):
             code = getattr(getattr(exc, "error", None), "code", None)
             if isinstance(code, int):
                 return str(code)
@@ -211,6 +209,11 @@ def _call_tool(
                         raise
                 return result
 
+        function = getattr(wrapped, "__func__", wrapped)
+        inject_meta = accepts_meta.get(function)
+        if inject_meta is None:
+            inject_meta = accepts_meta[function] = _accepts_meta(wrapped)
+
         async def invoke() -> Any:
             call_kwargs = kwargs
             if inject_meta and state.span is not None:
@@ -264,17 +267,8 @@ def _sdk_span(
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
     tools = ToolTelemetry(telemetry)
-    errors = _mcp_error_classes()
-    yield (
-        "mcp.client.session",
-        "ClientSession.call_tool",
-        _call_tool(tools, _accepts_meta("mcp.client.session", "ClientSession"), errors),
-    )
-    yield (
-        "mcp.client.client",
-        "Client.call_tool",
-        _call_tool(tools, _accepts_meta("mcp.client.client", "Client"), errors),
-    )
+    yield "mcp.client.session", "ClientSession.call_tool", _call_tool(tools)
+    yield "mcp.client.client", "Client.call_tool", _call_tool(tools)
     yield "mcp.shared.jsonrpc_dispatcher", "otel_span", _sdk_span
     # Only to learn each tool's inputSchema for argument validation.
     yield "mcp.client.session", "ClientSession.list_tools", _list_tools

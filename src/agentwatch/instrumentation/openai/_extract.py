@@ -10,7 +10,16 @@ from opentelemetry.util.types import AttributeValue
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._inference import Content, InferenceCall
 from agentwatch._telemetry._usage import Usage
-from agentwatch.instrumentation._common import as_float, as_int, as_str, as_str_list, get, parse_json, put
+from agentwatch.instrumentation._common import (
+    as_float,
+    as_int,
+    as_str,
+    as_str_list,
+    function_definition,
+    get,
+    parse_json,
+    put,
+)
 
 # Output-message finish reasons are normalised in the message schema; the span attribute keeps
 # the provider's own values.
@@ -41,6 +50,8 @@ def chat_request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
     )
     put(attrs, sc.REQUEST_TEMPERATURE, as_float(kwargs.get("temperature")))
     put(attrs, sc.REQUEST_TOP_P, as_float(kwargs.get("top_p")))
+    # Not an OpenAI parameter, but OpenAI-compatible servers (vLLM, ...) take it in extra_body.
+    put(attrs, sc.REQUEST_TOP_K, as_float(kwargs.get("top_k")))
     put(attrs, sc.REQUEST_FREQUENCY_PENALTY, as_float(kwargs.get("frequency_penalty")))
     put(attrs, sc.REQUEST_PRESENCE_PENALTY, as_float(kwargs.get("presence_penalty")))
     put(attrs, sc.REQUEST_STOP_SEQUENCES, as_str_list(kwargs.get("stop")))
@@ -118,7 +129,42 @@ def _tool_call_parts(tool_calls: object) -> list[dict[str, Any]]:
     return parts
 
 
+def _tool_definitions(tools: object) -> Content | None:
+    """Request tools in the shape of v1.41 ``gen_ai.tool.definitions`` (chat and Responses).
+
+    Function tools become ``{type: function, name, description, parameters}``: nested under
+    ``function`` in Chat Completions, flat in Responses. Other tools (Responses' built-ins, custom
+    and MCP tools) keep their type and a name: their own, the MCP server label, or the type.
+    """
+    if not isinstance(tools, Sequence) or isinstance(tools, str) or not tools:
+        return None
+    definitions: Content = []
+    for tool in tools:
+        kind = get(tool, "type")
+        function = get(tool, "function")
+        if kind == "function" and function is not None:
+            definitions.append(
+                function_definition(
+                    get(function, "name"), get(function, "description"), get(function, "parameters")
+                )
+            )
+        elif kind == "function":
+            definitions.append(
+                function_definition(get(tool, "name"), get(tool, "description"), get(tool, "parameters"))
+            )
+        elif kind is not None:
+            custom = get(tool, "custom")
+            name = get(custom, "name") or get(tool, "name") or get(tool, "server_label") or kind
+            definition: dict[str, Any] = {"type": kind, "name": name}
+            description = get(custom, "description") or get(tool, "description")
+            if description is not None:
+                definition["description"] = description
+            definitions.append(definition)
+    return definitions or None
+
+
 def chat_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
+    call.tool_definitions = _tool_definitions(kwargs.get("tools"))
     messages: Content = []
     for message in kwargs.get("messages") or ():
         role = get(message, "role")
@@ -145,6 +191,7 @@ def chat_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
 
 
 def responses_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
+    call.tool_definitions = _tool_definitions(kwargs.get("tools"))
     raw = kwargs.get("input")
     messages: Content = []
     if isinstance(raw, str):
@@ -218,7 +265,8 @@ def _common_response(call: InferenceCall, obj: object) -> None:
     if fingerprint:
         extra[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
     if extra:
-        call.response_attributes = extra
+        # v1.41 openai.md: both on the span and on the duration and token-usage metrics.
+        call.response_attributes = call.metric_attributes = extra
 
 
 def chat_response(call: InferenceCall, completion: object) -> None:
@@ -258,11 +306,8 @@ def chat_chunk_handler(capture: bool) -> Any:
 
     def on_chunk(call: InferenceCall, chunk: Any) -> None:
         if call.response_id is None:
-            call.response_id = getattr(chunk, "id", None)
-            call.response_model = getattr(chunk, "model", None)
-            tier = getattr(chunk, "service_tier", None)
-            if isinstance(tier, str):
-                call.response_attributes = {sc.OPENAI_RESPONSE_SERVICE_TIER: tier}
+            # Every chunk repeats these; the first one's are read.
+            _common_response(call, chunk)
         for choice in chunk.choices or ():
             reason = choice.finish_reason
             if reason is not None:

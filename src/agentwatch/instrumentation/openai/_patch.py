@@ -1,4 +1,8 @@
-"""The OpenAI methods agentwatch wraps, and how each is read."""
+"""The OpenAI methods agentwatch wraps, and how each is read.
+
+``with_raw_response``/``with_streaming_response`` call the same wrapped methods with a header that
+makes the SDK return a raw response; ``_telemetry._raw`` reads those (LiteLLM calls the SDK so).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 from agentwatch import _semconv as sc
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._headers import build_request_wrapper
+from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import AsyncStreamManagerProxy, SyncStreamManagerProxy
-from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._base import Patch, sdk_type
 from agentwatch.instrumentation._common import server_of
 from agentwatch.instrumentation._wrappers import (
     Operation,
@@ -39,9 +44,9 @@ def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, An
 
 
 def patches(telemetry: Telemetry) -> Iterable[Patch]:
-    import openai
-
-    stream_types: tuple[type, ...] = (openai.Stream, openai.AsyncStream)
+    # Resolved at the first call: importing openai here would import it into every application.
+    stream_types = (sdk_type("openai._streaming", "Stream"), sdk_type("openai._streaming", "AsyncStream"))
+    raw = RawResponses.of("openai")
     chat = Operation(
         name=sc.OP_CHAT,
         client_info=client_info,
@@ -51,6 +56,7 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         stream_items=ex.chat_chunk_handler,
         stream_types=stream_types,
         adjust_kwargs=_include_usage,
+        raw=raw,
     )
     # parse() never streams and takes its stream_options as given.
     parse = replace(chat, stream_items=None, stream_types=(), adjust_kwargs=None)
@@ -62,12 +68,14 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
         response=ex.responses_response,
         stream_items=ex.responses_event_handler,
         stream_types=stream_types,
+        raw=raw,
     )
     embeddings = Operation(
         name=sc.OP_EMBEDDINGS,
         client_info=client_info,
         request=ex.embeddings_request,
         response=ex.embeddings_response,
+        raw=raw,
     )
     chat_module = "openai.resources.chat.completions"
     yield chat_module, "Completions.create", sync_wrapper(telemetry, chat)
@@ -90,3 +98,6 @@ def patches(telemetry: Telemetry) -> Iterable[Patch]:
     yield "openai.resources.embeddings", "Embeddings.create", sync_wrapper(telemetry, embeddings)
     yield "openai.resources.embeddings", "AsyncEmbeddings.create", async_wrapper(telemetry, embeddings)
     yield "openai._base_client", "BaseClient._build_request", build_request_wrapper
+    # Closing a raw response (the exit of with_streaming_response's ``with``) ends its span.
+    yield "openai._response", "APIResponse.close", raw.close_wrapper()
+    yield "openai._response", "AsyncAPIResponse.close", raw.aclose_wrapper()
