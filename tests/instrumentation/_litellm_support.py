@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentwatch._fakellm import (
-    WIRE_FORMATS,
-    Body,
-    Context,
-    ErrorSpec,
-    FakeLLMServer,
-    RecordedRequest,
-    Reply,
-    WireFormat,
-)
-from agentwatch._fakellm import Route as Route_
+from agentwatch._fakellm import FakeLLMServer, Reply
 from support import user
 
 # The LiteLLM tests skip where LiteLLM is not installed (the compat runs on openai 1.x: it needs 2.x).
@@ -121,35 +110,3 @@ def replay(name: str) -> Reply:
     separator = b"\r\n\r\n" if b"\r\n\r\n" in raw else b"\n\n"
     frames = [frame + separator for frame in raw.split(separator) if frame.strip()]
     return Reply.frames(frames, content_type="text/event-stream")
-
-
-_GEMINI_PATH = re.compile(
-    r"^(?:/v1beta)?/models/(?P<model>[^/:]+):(?P<op>generateContent|streamGenerateContent)$"
-)
-
-
-class GeminiPaths(WireFormat):
-    """Routes the Gemini API's REST paths (``/models/{model}:streamGenerateContent``), for the
-    recorded Gemini responses replayed to LiteLLM's own Gemini handler. Raw replies only: the
-    fake server's full Gemini wire format is another module's work."""
-
-    name = "gemini"
-    request_id_header = "x-request-id"
-
-    def route(self, request: RecordedRequest) -> Route_ | None:
-        match = _GEMINI_PATH.match(request.path)
-        if match is None:
-            return None
-        stream = match.group("op") == "streamGenerateContent"
-        endpoint = match.group("op") if request.method == "POST" else None
-        return Route_(provider="gemini", endpoint=endpoint, model=match.group("model"), stream=stream)
-
-    def error(self, spec: ErrorSpec, request: RecordedRequest, ctx: Context) -> Body:
-        return Body(
-            spec.status,
-            {"error": {"code": spec.status, "message": spec.message or "error", "status": "ERROR"}},
-        )
-
-
-def gemini_server() -> FakeLLMServer:
-    return FakeLLMServer(wire_formats=(*WIRE_FORMATS, GeminiPaths()))

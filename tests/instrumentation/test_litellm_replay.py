@@ -17,7 +17,7 @@ import agentwatch
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.tools import ToolRegistry
-from instrumentation._litellm_support import KEY, gemini_server, litellm, replay
+from instrumentation._litellm_support import KEY, litellm, replay
 from instrumentation.test_openai_hosts import ToFakeServer
 from support import Signals, make_signals, user
 
@@ -30,12 +30,12 @@ T = TypeVar("T")
 def signals_and_server() -> Callable[[Callable[[FakeLLMServer], T]], tuple[T, T, Signals]]:
     def run(scenario: Callable[[FakeLLMServer], T]) -> tuple[T, T, Signals]:
         """``scenario`` bare, then instrumented, each against a fresh server serving the same replay."""
-        with gemini_server() as server:
+        with FakeLLMServer() as server:
             bare = scenario(server)
         signals = make_signals()
         agentwatch.instrument(**signals.providers, configure_sdk=False)
         try:
-            with gemini_server() as server:
+            with FakeLLMServer() as server:
                 instrumented = scenario(server)
                 trace_headers = [r.headers.get("traceparent") for r in server.requests]
         finally:
@@ -206,7 +206,7 @@ def test_gemini_stream_sends_its_request_at_the_first_read_with_the_calls_contex
         stream = litellm.completion(
             model="gemini/gemini-2.0-flash-exp",
             messages=user(),
-            api_base=server.url,
+            api_base=server.url + "/v1beta",  # as Gemini's own base URL ends
             api_key="AIza-test",
             stream=True,
         )
@@ -234,11 +234,13 @@ def test_gemini_function_call_runs_through_the_tool_registry(fake_llm: FakeLLMSe
         return "France"
 
     try:
-        with gemini_server() as server:
-            server.enqueue(replay("gemini_function_call.json"))
-            response = litellm.completion(
-                model="gemini/gemini-2.0-flash", messages=user(), api_base=server.url, api_key="AIza-test"
-            )
+        fake_llm.enqueue(replay("gemini_function_call.json"))
+        response = litellm.completion(
+            model="gemini/gemini-2.0-flash",
+            messages=user(),
+            api_base=fake_llm.url + "/v1beta",
+            api_key="AIza-test",
+        )
         (tool_call,) = response.choices[0].message.tool_calls
         assert registry.call_tool_call(tool_call) == "France"
     finally:
