@@ -17,6 +17,7 @@ token-count estimate when the provider reported none, depending on the LiteLLM v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -58,26 +59,17 @@ def chat_request(kwargs: Mapping[str, Any], provider: str) -> dict[str, Attribut
 
 
 def usage(value: object) -> Usage | None:
-    """A LiteLLM ``Usage`` (or its dict) -> :class:`Usage`, as LiteLLM normalised the provider's."""
-    if value is None:
+    """A LiteLLM ``Usage`` (or its dict) -> :class:`Usage`, as LiteLLM normalised the provider's:
+    OpenAI's shape, with Anthropic's cache counts also under their own names (read when the
+    details lack them)."""
+    found = openai_ex.chat_usage(value)
+    if found is None or not found.reported:
         return None
-    prompt = get(value, "prompt_tokens_details")
-    completion = get(value, "completion_tokens_details")
-    cache_read = as_int(get(prompt, "cached_tokens"))
-    if cache_read is None:
-        cache_read = as_int(get(value, "cache_read_input_tokens"))
-    cache_creation = as_int(get(prompt, "cache_write_tokens"))
-    if cache_creation is None:
-        # Anthropic's, which LiteLLM also keeps under their own names.
-        cache_creation = as_int(get(value, "cache_creation_input_tokens"))
-    found = Usage(
-        input_tokens=as_int(get(value, "prompt_tokens")),
-        output_tokens=as_int(get(value, "completion_tokens")),
-        cache_read_tokens=cache_read,
-        cache_creation_tokens=cache_creation,
-        reasoning_tokens=as_int(get(completion, "reasoning_tokens")),
-    )
-    return found if found.reported else None
+    if found.cache_read_tokens is None:
+        found = replace(found, cache_read_tokens=as_int(get(value, "cache_read_input_tokens")))
+    if found.cache_creation_tokens is None:
+        found = replace(found, cache_creation_tokens=as_int(get(value, "cache_creation_input_tokens")))
+    return found
 
 
 def _without_openai_attributes(extra: dict[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
