@@ -30,8 +30,9 @@ stage "tests (pytest)"
 # 2.x on httpx, anthropic 1.x), openai 1.x while `parse` was still under `beta` with the last
 # anthropic 0.x, and the oldest supported. openai < 1.56 predates httpx 0.28's removal of
 # `proxies`, so the oldest set pins httpx as that release did. They install `.[test]`, which is
-# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26) and
-# langchain-openai (its releases for langchain-core 1.x require openai >= 2).
+# `.[dev]` without openai-agents (every supported release of it requires openai >= 2.26), LiteLLM
+# (>= 2.20) and langchain-openai (its releases for langchain-core 1.x require openai >= 2); the
+# tests of those skip there.
 compat_tests=(tests/instrumentation tests/test_trace_headers.py tests/test_content_capture.py tests/test_setup.py)
 # compat TITLE DIR UNPIN PIN... -- TEST...: one compatibility run, named with the versions it pins
 # and then with those its environment really holds.
@@ -85,4 +86,11 @@ compat "oldest langgraph and langchain-core" .venv-compat-langgraph \
   "langgraph==0.2.17" "langchain-core==0.3.0" "langchain-openai==0.2.0" "langchain-groq==0.2.0" "openai==1.91.0" -- \
   -W "ignore::pydantic.warnings.PydanticDeprecatedSince211" \
   tests/graphs/test_agent_runs.py tests/graphs/test_chat_models.py tests/graphs/test_tool_policies.py tests/tools/test_langchain.py
+# LiteLLM 1.100, the oldest supported: the last release whose OpenAI chat calls go through the
+# openai SDK's with_raw_response (later ones use its low-level post), on the openai 2.x it requires
+# (< 3). `.[test]` lacks LiteLLM: the pin installs it.
+compat "oldest LiteLLM" .venv-compat-litellm "litellm openai" "litellm==1.100.0" "openai==2.54.0" -- \
+  tests/instrumentation/test_litellm.py tests/instrumentation/test_litellm_policies.py \
+  tests/instrumentation/test_litellm_replay.py tests/instrumentation/test_litellm_startup.py \
+  tests/tools/test_registry.py
 stage "done"

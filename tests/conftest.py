@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
@@ -21,6 +24,13 @@ from agentwatch._fakellm import FakeLLMServer
 from agentwatch._telemetry._core import set_default_telemetry
 from agentwatch.resilience import Policy, reset_registry
 from support import ANTHROPIC_KEY, NO_NATIVE, OPENAI_KEY, Signals, internal_faults, make_signals
+
+# Nothing in the tests may reach the internet: LiteLLM fetches its model cost map from GitHub when
+# imported unless told not to, and may fetch tokenizers. Set here, before anything imports it, and
+# inherited by every subprocess the tests start.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["LITELLM_OFFLINE_MODE"] = "true"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 # Fixtures of tests/_redis.py and tests/_bedrock.py, for every test module.
 __all__ = ["aws_environment", "bedrock", "bedrock_clients", "redis_server", "redis_url"]
@@ -122,3 +132,46 @@ def no_internal_faults(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Mon
     caplog.set_level(logging.DEBUG, logger="agentwatch")
     yield
     assert internal_faults(caplog) == []
+
+
+@pytest.fixture
+def litellm_setup(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """LiteLLM as a test needs it: quiet, and with an event loop the test closes.
+
+    LiteLLM prints help text to stdout on every error unless told not to. Its sync paths call
+    ``asyncio.get_event_loop()`` on the calling thread (service logging), which creates and sets a
+    loop that nobody closes: left to the garbage collector it would warn during a later test.
+    """
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setattr(litellm, "suppress_debug_info", True)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+async def litellm_async_clients() -> AsyncIterator[None]:
+    """For async tests: LiteLLM's cached async clients closed before the test's loop ends."""
+    from instrumentation._litellm_support import close_clients
+
+    yield
+    await close_clients()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_litellm_clients() -> Iterator[None]:
+    """LiteLLM keeps its sync HTTP clients for the life of the process: close them at the end of
+    the session, rather than leave their sockets to the interpreter's exit."""
+    yield
+    cache = getattr(sys.modules.get("litellm"), "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            try:
+                close()
+            except Exception:  # a client that cannot close is the process's to reap
+                pass

@@ -105,7 +105,7 @@ def test_listing_the_integrations_imports_no_client_library(tmp_path: Path) -> N
     result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert {"openai", "anthropic", "google.genai", "botocore", "mcp", "langchain_core"} <= set(
+    assert {"openai", "anthropic", "google.genai", "botocore", "mcp", "langchain_core", "litellm"} <= set(
         seen["clients"]
     )
     # By module, not by top-level package: looking google.genai up imports its namespace package

@@ -195,6 +195,31 @@ async def test_anthropic_tool_use_blocks_link_their_ids(
     assert attrs(tool_spans(tele)[0])["gen_ai.tool.call.id"] == blocks[0].id
 
 
+@pytest.mark.usefixtures("litellm_setup")
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [("openai/gpt-4o-mini", "/v1"), ("anthropic/claude-haiku-4-5", ""), ("groq/llama-3.1-8b-instant", "/v1")],
+)
+def test_litellm_tool_calls_link_their_ids(
+    tele: Signals, fake_llm: FakeLLMServer, model: str, path: str
+) -> None:
+    """LiteLLM answers in OpenAI's shape whichever provider it called (its own ``ChatCompletionMessageToolCall``)."""
+    litellm = pytest.importorskip("litellm")
+
+    registry = make_registry()
+    fake_llm.enqueue(Reply.tool_calls([("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Rome"})]))
+    response = litellm.completion(
+        model=model, messages=user(), api_base=fake_llm.url + path, api_key="sk-test"
+    )
+    tool_calls = response.choices[0].message.tool_calls
+    assert type(tool_calls[0]).__module__.startswith("litellm")
+    assert [registry.call_tool_call(tc) for tc in tool_calls] == [
+        {"city": "Oslo", "unit": "C"},
+        {"city": "Rome", "unit": "C"},
+    ]
+    assert [attrs(s)["gen_ai.tool.call.id"] for s in tool_spans(tele)] == [tc.id for tc in tool_calls]
+
+
 def test_bedrock_tool_use_blocks_link_their_ids(tele: Signals, fake_llm: FakeLLMServer, bedrock: Any) -> None:
     registry = make_registry()
     fake_llm.enqueue(

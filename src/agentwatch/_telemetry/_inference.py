@@ -194,15 +194,23 @@ class InferenceCall:
 
     def activate(self) -> None:
         """Make the call's span current (for propagation and child spans) until :meth:`deactivate`."""
-        ctx = trace.set_span_in_context(self.span) if self.span is not None else otel_context.get_current()
-        self._tokens = (otel_context.attach(ctx), current_call.set(self))
+        self._tokens = self.enter()
 
     def deactivate(self) -> None:
         tokens = self._tokens
         if tokens is not None:
             self._tokens = None
-            current_call.reset(tokens[1])  # type: ignore[arg-type]
-            otel_context.detach(tokens[0])  # type: ignore[arg-type]
+            self.leave(tokens)
+
+    def enter(self) -> tuple[object, object]:
+        """Make the call current for a while; :meth:`leave` with the result undoes it. Unlike
+        :meth:`activate` it keeps nothing on the call, so it nests (a stream's first read)."""
+        ctx = trace.set_span_in_context(self.span) if self.span is not None else otel_context.get_current()
+        return otel_context.attach(ctx), current_call.set(self)
+
+    def leave(self, tokens: tuple[object, object]) -> None:
+        current_call.reset(tokens[1])  # type: ignore[arg-type]
+        otel_context.detach(tokens[0])  # type: ignore[arg-type]
 
     def adopt_span(self, span: Span) -> None:
         """Enrich a span the SDK made itself (Anthropic's native tracing) instead of owning one."""
@@ -367,6 +375,10 @@ class InferenceCall:
     def _priced_models(self) -> tuple[str | None, str | None]:
         """(the response's model, the model requested of the request that answered) for the pricer."""
         return (self.response_model or self.answered_by, self.answered_by or self.request_model)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def write_response_to_span(self) -> None:
         """Write what is known of the response now, for a span the SDK ends itself."""

@@ -52,9 +52,10 @@ _PRICED_BY_REQUEST_MODEL = frozenset({"aws.bedrock"})
 
 
 class _Rates:
-    """Flat USD-per-token rates for one model."""
+    """Flat USD-per-token rates for one model, and a price per request where the provider charges
+    one (Perplexity's)."""
 
-    __slots__ = ("cache_read", "cache_write", "input", "output", "reasoning")
+    __slots__ = ("cache_read", "cache_write", "input", "output", "per_request", "reasoning")
 
     def __init__(
         self,
@@ -63,7 +64,9 @@ class _Rates:
         cache_read_mtok: float | None,
         cache_write_mtok: float | None,
         output_reasoning_mtok: float | None,
+        per_request: float = 0.0,
     ) -> None:
+        self.per_request = per_request
         self.input = input_mtok / 1e6
         self.output = output_mtok / 1e6
         self.cache_read = self.input if cache_read_mtok is None else cache_read_mtok / 1e6
@@ -82,6 +85,7 @@ class _Rates:
             + cache_write * self.cache_write
             + visible_output * self.output
             + reasoning * self.reasoning
+            + self.per_request
         )
 
 
@@ -122,12 +126,16 @@ def _rates_from_genai_prices(model_price: Any) -> _Price:
             return _Tiered(model_price)
     if values["input_mtok"] is None and values["output_mtok"] is None:
         raise LookupError("genai-prices has no token prices for this model")
+    requests = getattr(model_price, "requests_kcount", None)
+    if requests is not None and not isinstance(requests, Decimal):
+        return _Tiered(model_price)
     return _Rates(
         values["input_mtok"] or 0.0,
         values["output_mtok"] or 0.0,
         values["cache_read_mtok"],
         values["cache_write_mtok"],
         values["output_reasoning_mtok"],
+        per_request=0.0 if requests is None else float(requests) / 1000,
     )
 
 

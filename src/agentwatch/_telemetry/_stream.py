@@ -18,12 +18,18 @@ Two ways, chosen per stream class by what ``isinstance`` does (:meth:`SyncStream
   caller then gets the SDK's very object; its ``_iterator`` (the generator that ``__iter__`` and
   ``__next__`` read) is replaced by an observing generator over it, and its ``close`` by one that
   also ends the call.
+
+Until the first item arrives, each read of a proxied stream runs with the call current: some
+streams send their request only then (google-genai's generators, LiteLLM's Anthropic, Gemini...
+streams), and that request must carry the call's trace context, and a second instrumented layer
+under it must see that it is part of the call (one span: ``_wrappers``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -37,6 +43,7 @@ __all__ = [
     "AsyncStreamManagerProxy",
     "AsyncStreamProxy",
     "IterableStreamProxy",
+    "OnEnd",
     "OnItem",
     "SyncGeneratorProxy",
     "SyncStreamManagerProxy",
@@ -44,6 +51,9 @@ __all__ = [
 ]
 
 OnItem = Callable[[InferenceCall, Any], None]
+OnEnd = Callable[[InferenceCall, Any], None]
+"""(call, the SDK stream): what the stream object itself tells when it ends (LiteLLM's keeps the
+usage its provider reported with its chunks), read just before the call ends."""
 Limits = tuple[float | None, float | None]
 """A policy's (first_chunk_timeout, idle_timeout) in seconds."""
 
@@ -59,7 +69,16 @@ def _skip(call: InferenceCall, item: Any) -> None:
     pass
 
 
-def _abandon(call: InferenceCall) -> None:
+def _read_end(call: InferenceCall, read_end: Callable[[], None] | None) -> None:
+    if read_end is not None:
+        try:
+            read_end()
+        except Exception:  # noqa: BLE001 - the stream is the app's; its telemetry is incomplete
+            call.fault("reading a stream's end")
+
+
+def _abandon(call: InferenceCall, read_end: Callable[[], None] | None) -> None:
+    _read_end(call, read_end)
     call.end(None, outcome="abandoned", at_last_activity=True)
 
 
@@ -111,19 +130,28 @@ class _Observing:
     _self_call: InferenceCall
     _self_on_item: OnItem
     _self_limits: Limits | None
-    _self_finalizer: weakref.finalize[[InferenceCall], Any]
+    _self_read_end: Callable[[], None] | None
+    _self_finalizer: weakref.finalize[[InferenceCall, Callable[[], None] | None], Any]
 
     def _self_watch(
-        self, watched: object, call: InferenceCall, on_item: OnItem, limits: Limits | None
+        self,
+        watched: object,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None,
+        read_end: Callable[[], None] | None = None,
     ) -> None:
         self._self_call = call
         self._self_on_item = on_item
         self._self_limits = limits
+        self._self_read_end = read_end
         # The finalizer must not reference the watched object, or it would keep it alive.
-        self._self_finalizer = weakref.finalize(watched, _abandon, call)
+        self._self_finalizer = weakref.finalize(watched, _abandon, call, read_end)
 
     def _self_end(self, error: BaseException | None, outcome: str) -> None:
-        self._self_finalizer.detach()
+        # Only the first end reads the stream's own end (the finalizer is still attached).
+        if self._self_finalizer.detach() is not None:
+            _read_end(self._self_call, self._self_read_end)
         self._self_call.end(error, outcome=outcome)
 
     def _self_item(self, item: Any) -> None:
@@ -195,7 +223,8 @@ class _InPlace(_Observing):
     stream's generator already makes with it: anthropic 0.x streams are collected by the cyclic
     garbage collector, with or without agentwatch). Raises where the stream keeps no iterator of
     its own in its ``__dict__`` for its ``__iter__``/``__next__`` to read: it cannot be observed
-    in place, and nothing has been changed.
+    in place, and nothing has been changed. Nothing reads such a stream's own end (``OnEnd``):
+    the finalizer could not hold the stream it would read.
     """
 
     def __init__(
@@ -304,16 +333,28 @@ def _proxy_passes_isinstance(stream: Any) -> bool:
 
 class _StreamProxyBase(_Observing, _Proxy):
     def __init__(
-        self, wrapped: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None
+        self,
+        wrapped: Any,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None = None,
+        on_end: OnEnd | None = None,
     ) -> None:
         super().__init__(wrapped)
-        self._self_watch(self, call, on_item, limits)
+        # The stream, not the proxy, is what the end reader holds: the proxy's finalizer runs.
+        read_end = None if on_end is None else functools.partial(on_end, call, wrapped)
+        self._self_watch(self, call, on_item, limits, read_end)
 
     _sync = True
 
     @classmethod
     def observe(
-        cls, stream: Any, call: InferenceCall, on_item: OnItem, limits: Limits | None = None
+        cls,
+        stream: Any,
+        call: InferenceCall,
+        on_item: OnItem,
+        limits: Limits | None = None,
+        on_end: OnEnd | None = None,
     ) -> tuple[Any, _Observing]:
         """Observe the SDK stream ``stream`` for ``call``: (what to hand the caller, its observer).
 
@@ -322,14 +363,17 @@ class _StreamProxyBase(_Observing, _Proxy):
         hands out ``stream`` unobserved and ends the call).
         """
         if _proxy_passes_isinstance(stream):
-            proxy = cls(stream, call, on_item, limits)
+            proxy = cls(stream, call, on_item, limits, on_end)
             return proxy, proxy
         return stream, _InPlace(stream, call, on_item, limits, sync=cls._sync)
 
     async def _self_close_sdk_stream(self) -> None:
         wrapped = self.__wrapped__
-        # SDK streams close(); async generators (google-genai) only aclose().
-        await (wrapped.close() if hasattr(wrapped, "close") else wrapped.aclose())
+        # aclose() where the stream has it: async generators (google-genai) have only that, and
+        # LiteLLM's async streams also have a sync close() that cannot await the body.
+        closed = wrapped.aclose() if hasattr(wrapped, "aclose") else wrapped.close()
+        if inspect.isawaitable(closed):
+            await closed
 
 
 class SyncStreamProxy(_StreamProxyBase):
@@ -341,7 +385,14 @@ class SyncStreamProxy(_StreamProxyBase):
         return self.__wrapped__.__next__()
 
     def __next__(self) -> Any:
-        return self._self_observe(self._self_pull)
+        call = self._self_call
+        if call.first_chunk_at is not None:
+            return self._self_observe(self._self_pull)
+        tokens = call.enter()  # until the first item: see the module docstring
+        try:
+            return self._self_observe(self._self_pull)
+        finally:
+            call.leave(tokens)
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -367,8 +418,8 @@ class SyncGeneratorProxy(SyncStreamProxy):
     """A sync stream whose request is sent at its first ``next()``: a generator (google-genai).
 
     Without agentwatch the request is made when the caller starts iterating, so it is made then
-    here too, with the call's span current (trace headers, the SDK's own retries inside the
-    span). ``opener``, when given, makes that first step instead: it returns the first item (or
+    here too, with the call's span current as for every proxied stream's first read (trace
+    headers, the SDK's own retries inside the span). ``opener``, when given, makes that first step instead: it returns the first item (or
     raises ``StopIteration``) and may replace ``__wrapped__`` with the generator that made it (a
     policy's attempts each open a generator of their own).
     """
@@ -389,12 +440,7 @@ class SyncGeneratorProxy(SyncStreamProxy):
         if opener is _OPENED:
             return self.__wrapped__.__next__()
         self._self_opener = _OPENED
-        call = self._self_call
-        call.activate()
-        try:
-            return self.__wrapped__.__next__() if opener is None else opener(self)
-        finally:
-            call.deactivate()
+        return self.__wrapped__.__next__() if opener is None else opener(self)
 
 
 class IterableStreamProxy(_StreamProxyBase):
@@ -431,6 +477,16 @@ class AsyncStreamProxy(_StreamProxyBase):
         return self
 
     async def __anext__(self) -> Any:
+        call = self._self_call
+        if call.first_chunk_at is not None:
+            return await self._self_next()
+        tokens = call.enter()  # until the first item: see the module docstring
+        try:
+            return await self._self_next()
+        finally:
+            call.leave(tokens)
+
+    async def _self_next(self) -> Any:
         try:
             if self._self_limits is None:
                 item = await self.__wrapped__.__anext__()
@@ -455,9 +511,22 @@ class AsyncStreamProxy(_StreamProxyBase):
         finally:
             self._self_end(None, "closed")
 
-    async def close(self) -> Any:
+    def close(self) -> Any:
+        # As the stream's own close(): a coroutine for the SDKs' async streams, a plain call for
+        # LiteLLM's (whose async streams close with aclose() and also have a sync close()).
         try:
-            return await self.__wrapped__.close()
+            closed = self.__wrapped__.close()
+        except BaseException:
+            self._self_end(None, "closed")
+            raise
+        if inspect.isawaitable(closed):
+            return self._self_closing(closed)
+        self._self_end(None, "closed")
+        return closed
+
+    async def _self_closing(self, closing: Awaitable[Any]) -> Any:
+        try:
+            return await closing
         finally:
             self._self_end(None, "closed")
 

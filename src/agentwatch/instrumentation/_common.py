@@ -11,6 +11,7 @@ import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.util.types import AttributeValue
 
@@ -25,6 +26,7 @@ __all__ = [
     "put",
     "sdk_attribute",
     "server_of",
+    "server_of_url",
 ]
 
 
@@ -104,6 +106,28 @@ def server_of(client: object) -> tuple[str | None, int | None]:
     if port is None:
         port = 443 if getattr(url, "scheme", "https") == "https" else 80
     return host, port
+
+
+_servers: dict[str, tuple[str | None, int | None]] = {}
+
+
+def server_of_url(url: object) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` of a base URL given as text
+    (``https://api.groq.com/openai/v1``; a bare host is https). Parsed once per URL: clients and
+    their endpoints are few, and the cache is bounded all the same."""
+    if not isinstance(url, str) or not url:
+        return None, None
+    server = _servers.get(url)
+    if server is None:
+        try:
+            parts = urlsplit(url if "://" in url else f"https://{url}")
+            port = parts.port or (80 if parts.scheme == "http" else 443)
+            server = (parts.hostname or None, port)
+        except ValueError:
+            server = (None, None)
+        if len(_servers) < 256:
+            _servers[url] = server
+    return server
 
 
 def sdk_attribute(module: str, name: str) -> Any:

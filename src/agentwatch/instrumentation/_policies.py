@@ -140,10 +140,7 @@ class LLMPolicies:
         no_retries: bool,
     ) -> Callable[..., Any]:
         """The Stainless SDKs' (openai, anthropic) :data:`AttemptOptions`."""
-        if limit is not None:
-            given = kwargs.get("timeout")
-            if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
-                kwargs["timeout"] = limit
+        cap_timeout(kwargs, limit)
         return self._without_sdk_retries(wrapped, instance) if no_retries else wrapped
 
     def _attempt(
@@ -183,7 +180,7 @@ class LLMPolicies:
         *,
         model_key: str = "model",
     ) -> Any:
-        pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs, model_key), policy)
         grants = _Grants(call, policy, kwargs)
         answers = _Answers()
 
@@ -208,7 +205,7 @@ class LLMPolicies:
         *,
         model_key: str = "model",
     ) -> Any:
-        pipeline = self.pipeline(call.provider, call.request_model or "", policy)
+        pipeline = self.pipeline(call.provider, _subject(call, kwargs, model_key), policy)
         grants = _Grants(call, policy, kwargs)
         answers = _Answers()
 
@@ -272,6 +269,21 @@ class _Grants:
         if usage.input_tokens is None and usage.output_tokens is None:
             return  # not reported (a stream without usage): the estimate stands
         grant.settle((usage.input_tokens or 0) + (usage.output_tokens or 0))
+
+
+def _subject(call: InferenceCall, kwargs: Mapping[str, Any], model_key: str) -> str:
+    """The pipeline's name: the model as the caller named it, which each attempt sends again
+    (LiteLLM's ``groq/llama-3.1-8b-instant``; ``gen_ai.request.model`` is the provider's name)."""
+    model = kwargs.get(model_key)
+    return model if isinstance(model, str) and model else call.request_model or ""
+
+
+def cap_timeout(kwargs: dict[str, Any], limit: float | None) -> None:
+    """Lower ``kwargs["timeout"]`` to ``limit`` seconds, unless the caller gave a smaller number."""
+    if limit is not None:
+        given = kwargs.get("timeout")
+        if not isinstance(given, (int, float)) or isinstance(given, bool) or given > limit:
+            kwargs["timeout"] = limit
 
 
 def stream_limits(policy: Policy | None) -> tuple[float | None, float | None] | None:

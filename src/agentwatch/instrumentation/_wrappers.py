@@ -4,6 +4,10 @@ An :class:`Operation` says how to read one SDK method (request attributes, conte
 stream items); :func:`sync_wrapper`/:func:`async_wrapper` turn it into a wrapt wrapper once, at
 instrument time. The wrapper returns exactly what the SDK returned (a stream observed in place, or
 a transparent proxy of it: see ``_telemetry._stream``) and re-raises exactly what it raised.
+
+A wrapped method called while another instrumented call is open (:func:`open_call`) is that call
+seen by a second layer (LiteLLM over the openai SDK, LiteLLM retrying itself): it passes straight
+through, so the outer call's span, metrics, policy and session accounting are the only ones.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch._internal import report_internal_error
+from agentwatch._telemetry._context import open_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch._telemetry._inference import InferenceCall
 from agentwatch._telemetry._raw import RawResponses
 from agentwatch._telemetry._stream import (
     AsyncStreamManagerProxy,
     AsyncStreamProxy,
+    OnEnd,
     OnItem,
     SyncGeneratorProxy,
     SyncStreamManagerProxy,
@@ -42,6 +48,8 @@ __all__ = ["Operation", "async_wrapper", "generator_wrapper", "stream_manager_wr
 
 ClientInfo = Callable[[Any], tuple[str, str | None, int | None]]
 """instance -> (gen_ai.provider.name, server.address, server.port)"""
+Target = Callable[[Any, Mapping[str, Any]], tuple[str, str | None, str | None, int | None]]
+"""(instance, kwargs) -> (gen_ai.provider.name, gen_ai.request.model, server.address, server.port)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +74,29 @@ class Operation:
     """The SDK's raw-response classes (``with_raw_response``/``with_streaming_response``)."""
     model_key: str = "model"
     """The request parameter naming the model (Bedrock's is ``modelId``)."""
+    target: Target | None = None
+    """Where the request names the provider, model and server rather than the client (LiteLLM's
+    ``"groq/llama-3.1-8b-instant"``): read from it instead of ``client_info`` and ``model_key``."""
+    stream_end: OnEnd | None = None
+    """What the SDK stream object itself tells when it ends (see _stream.OnEnd)."""
+    credentials: Callable[[Any, Mapping[str, Any]], object] | None = None
+    """(instance, kwargs) -> what holds the call's API key (scrubbed from error descriptions), when
+    the instance's client does not."""
 
 
 def start_call(
     telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any], *, own_span: bool = False
 ) -> InferenceCall | None:
     try:
-        provider, host, port = op.client_info(instance)
         # The SDKs merge ``extra_body`` into the JSON body over the named arguments (OpenAI-
         # compatible servers take top_k, seed ... that way): read the request that is sent.
         extra = kwargs.get("extra_body")
         params = {**kwargs, **extra} if isinstance(extra, Mapping) and extra else kwargs
-        model = params.get(op.model_key)
+        if op.target is not None:
+            provider, model, host, port = op.target(instance, params)
+        else:
+            provider, host, port = op.client_info(instance)
+            model = params.get(op.model_key)
         # A policy's span must cover every attempt, so it is always agentwatch's own.
         native = not own_span and op.native_span is not None and op.native_span(instance, kwargs)
         call = InferenceCall(
@@ -97,7 +116,11 @@ def start_call(
             call.error_typer = op.error_type
         # The client whose credentials an error description must not quote (openai and
         # anthropic resources hold it as ``_client``, google-genai's ``Models`` as ``_api_client``).
-        call.client = getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
+        call.client = (
+            op.credentials(instance, kwargs)
+            if op.credentials is not None
+            else getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
+        )
         if op.content is not None and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
@@ -162,7 +185,9 @@ def finish_call(
         return raw.finish(call, op, result, proxy, limits)
     if op.stream_items is not None and isinstance(result, op.stream_types):
         try:
-            return proxy.observe(result, call, op.stream_items(call.capture_content), limits)[0]
+            return proxy.observe(result, call, op.stream_items(call.capture_content), limits, op.stream_end)[
+                0
+            ]
         except Exception:  # noqa: BLE001
             call.fault("wrapping a stream")
             call.end()
@@ -173,6 +198,12 @@ def finish_call(
         call.fault(f"reading a {op.name} response")
     call.end()
     return result
+
+
+def _passes_through() -> bool:
+    """Whether a wrapped method runs as if unwrapped: instrumentation suppressed, or the method is
+    part of an instrumented call that is already open (see the module docstring)."""
+    return not is_instrumentation_enabled() or open_call() is not None
 
 
 def _begin(
@@ -191,7 +222,7 @@ def sync_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        if _passes_through():
             return wrapped(*args, **kwargs)
         policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
@@ -222,7 +253,7 @@ def async_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]:
     async def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        if _passes_through():
             return await wrapped(*args, **kwargs)
         policy, call = _begin(telemetry, policies, op, instance, kwargs)
         if call is None:
@@ -272,7 +303,7 @@ def generator_wrapper(telemetry: Telemetry, op: Operation) -> Callable[..., Any]
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        if _passes_through():
             return wrapped(*args, **kwargs)
         policy, call = _begin(telemetry, policies, op, instance, kwargs)
         try:
@@ -365,14 +396,14 @@ def stream_manager_wrapper(
     def traced(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if op is not None and telemetry.settings.capture.enabled and is_instrumentation_enabled():
+        if _passes_through():
+            return wrapped(*args, **kwargs)
+        if op is not None and telemetry.settings.capture.enabled:
             make_replayable(kwargs)
         manager = wrapped(*args, **kwargs)
-        if not is_instrumentation_enabled():
-            return manager
 
         def start() -> InferenceCall | None:
-            if op is None or not is_instrumentation_enabled():
+            if op is None or _passes_through():
                 return None
             return start_call(telemetry, op, instance, kwargs)
 

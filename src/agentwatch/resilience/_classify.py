@@ -100,6 +100,9 @@ _TIMEOUT_CLASS_NAMES = frozenset(
 _CONNECTION_CLASS_NAMES = frozenset(
     {"APIConnectionError", "TransportError", "NetworkError", "ConnectionError", "HTTPClientError"}
 )
+# LiteLLM's exceptions for a request this model cannot serve but another might, whatever the
+# provider's own code said (LiteLLM maps each provider's wording to them).
+_FALLBACK_CLASS_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError"})
 
 # Provider error codes of a request that this model cannot serve but another model might:
 # context-length and content-policy rejections (OpenAI ``code``, Anthropic messages).
@@ -251,8 +254,13 @@ def _classify_code(exc: BaseException, codes: set[str]) -> Classification | None
 
 
 def _response_headers(exc: BaseException) -> object:
-    """The error response's headers: ``exc.response.headers`` (httpx), or botocore's
-    ``ResponseMetadata.HTTPHeaders`` (its ``response`` is the parsed dict)."""
+    """The error response's headers: ``exc.response.headers`` (httpx), botocore's
+    ``ResponseMetadata.HTTPHeaders`` (its ``response`` is the parsed dict), or the provider's that
+    LiteLLM keeps apart (``litellm_response_headers``: it raises with an HTTP response of its own
+    making, without headers, for the providers it calls itself)."""
+    provider_headers = getattr(exc, "litellm_response_headers", None)
+    if provider_headers is not None:
+        return provider_headers
     response = getattr(exc, "response", None)
     if isinstance(response, Mapping):
         metadata = response.get("ResponseMetadata")
@@ -294,7 +302,11 @@ def _classify_status(exc: BaseException, status: int, codes: set[str]) -> Classi
             fallback=True,
         )
     if status >= 400:
-        fallback = bool(codes & _FALLBACK_CODES) or _mentions(exc, _FALLBACK_MESSAGES)
+        fallback = (
+            bool(codes & _FALLBACK_CODES)
+            or _mentions(exc, _FALLBACK_MESSAGES)
+            or any(cls.__name__ in _FALLBACK_CLASS_NAMES for cls in type(exc).__mro__)
+        )
         return Classification(
             category=ErrorCategory.VALIDATION, retryable=False, counts_as_failure=False, fallback=fallback
         )

@@ -18,7 +18,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry.semconv._incubating.attributes.aws_attributes import (
     AWS_BEDROCK_GUARDRAIL_ID,
@@ -40,6 +39,7 @@ from agentwatch.instrumentation._common import (
     get,
     parse_json,
     put,
+    server_of_url,
 )
 from agentwatch.instrumentation.anthropic import _extract as anthropic
 
@@ -88,19 +88,9 @@ def _finish(reason: str | None) -> str:
 
 # -- the client ----------------------------------------------------------------------------------
 
-_servers: dict[str, tuple[str | None, int | None]] = {}
-
 
 def client_info(client: Any) -> tuple[str, str | None, int | None]:
-    url = get(get(client, "meta"), "endpoint_url")
-    if not isinstance(url, str):
-        return PROVIDER, None, None
-    server = _servers.get(url)
-    if server is None:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        server = _servers[url] = (parts.hostname, port)
-    return PROVIDER, server[0], server[1]
+    return PROVIDER, *server_of_url(get(get(client, "meta"), "endpoint_url"))
 
 
 # -- model families (InvokeModel) ----------------------------------------------------------------

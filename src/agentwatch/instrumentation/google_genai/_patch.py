@@ -31,34 +31,17 @@ from agentwatch._internal import report_internal_error
 from agentwatch._telemetry._context import current_call
 from agentwatch._telemetry._core import Telemetry
 from agentwatch.instrumentation._base import Patch
+from agentwatch.instrumentation._common import server_of_url
 from agentwatch.instrumentation._wrappers import Operation, async_wrapper, generator_wrapper, sync_wrapper
 from agentwatch.instrumentation.google_genai import _extract as ex
 
 OP_GENERATE_CONTENT = "generate_content"
 
-_servers: dict[str, tuple[str | None, int | None]] = {}
-
-
-def _server(base_url: object) -> tuple[str | None, int | None]:
-    if not isinstance(base_url, str) or not base_url:
-        return None, None
-    server = _servers.get(base_url)
-    if server is None:
-        try:
-            parts = urlsplit(base_url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            server = (parts.hostname or None, port)
-        except ValueError:
-            server = (None, None)
-        if len(_servers) < 256:  # a handful of clients; never unbounded
-            _servers[base_url] = server
-    return server
-
 
 def client_info(instance: Any) -> tuple[str, str | None, int | None]:
     client = getattr(instance, "_api_client", None)
     provider = "gcp.vertex_ai" if getattr(client, "vertexai", False) is True else "gcp.gemini"
-    host, port = _server(getattr(getattr(client, "_http_options", None), "base_url", None))
+    host, port = server_of_url(getattr(getattr(client, "_http_options", None), "base_url", None))
     return provider, host, port
 
 

@@ -10,8 +10,12 @@ or, with no code, ``opentelemetry-instrument python app.py`` (entry point ``agen
 
 Instrumented: ``chat.completions.create`` (and ``parse``), ``responses.create`` and
 ``embeddings.create``, sync and async, streaming included, also through ``with_raw_response``
-and ``with_streaming_response`` (how LiteLLM calls the SDK). ``AzureOpenAI`` clients report
-``gen_ai.provider.name = azure.ai.openai``; any other base URL keeps ``openai``.
+and ``with_streaming_response``. ``AzureOpenAI`` clients report
+``gen_ai.provider.name = azure.ai.openai``; a client pointed at another provider's OpenAI-compatible
+API reports that provider when its host is a well-known one (Groq, DeepSeek, Mistral, xAI,
+Perplexity, Azure AI Inference...: ``_hosts``), and its calls are priced as that provider's; any
+other base URL (a local Ollama or vLLM, a gateway) keeps ``openai``. Calls LiteLLM makes through
+the SDK are the LiteLLM call's (``agentwatch.instrumentation.litellm``): they make no span here.
 
 Configuration: see :mod:`agentwatch.environment_variables`.
 """

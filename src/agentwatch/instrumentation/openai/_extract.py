@@ -240,7 +240,8 @@ def responses_input(call: InferenceCall, kwargs: Mapping[str, Any]) -> None:
 # -- responses ---------------------------------------------------------------------------------
 
 
-def _chat_usage(usage: object) -> Usage | None:
+def chat_usage(usage: object) -> Usage | None:
+    """A Chat Completions ``usage`` (an object or its dict) -> :class:`Usage`."""
     if usage is None:
         return None
     prompt = get(usage, "prompt_tokens_details")
@@ -273,7 +274,7 @@ def chat_response(call: InferenceCall, completion: object) -> None:
     _common_response(call, completion)
     choices = get(completion, "choices") or ()
     call.finish_reasons = [str(get(c, "finish_reason") or "error") for c in choices] or None
-    if (usage := _chat_usage(get(completion, "usage"))) is not None:
+    if (usage := chat_usage(get(completion, "usage"))) is not None:
         call.usage = usage
     if call.capture_content:
         outputs: Content = []
@@ -318,7 +319,7 @@ def chat_chunk_handler(capture: bool) -> Any:
                 call.before_end = build_outputs
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            call.usage = _chat_usage(usage) or call.usage
+            call.usage = chat_usage(usage) or call.usage
 
     return on_chunk
 

@@ -24,21 +24,13 @@ from agentwatch.instrumentation._wrappers import (
     sync_wrapper,
 )
 from agentwatch.instrumentation.openai import _extract as ex
-
-_AZURE_CLIENTS = frozenset({"AzureOpenAI", "AsyncAzureOpenAI"})
-_provider_by_type: dict[type, str] = {}
+from agentwatch.instrumentation.openai._hosts import provider_of
 
 
 def client_info(instance: Any) -> tuple[str, str | None, int | None]:
     client = getattr(instance, "_client", None)
-    kind = type(client)
-    provider = _provider_by_type.get(kind)
-    if provider is None:
-        # OpenAI-compatible servers reached through the plain client stay "openai".
-        azure = any(cls.__name__ in _AZURE_CLIENTS for cls in kind.__mro__)
-        provider = _provider_by_type[kind] = "azure.ai.openai" if azure else "openai"
     host, port = server_of(client)
-    return provider, host, port
+    return provider_of(client), host, port
 
 
 def _include_usage(telemetry: Telemetry, kwargs: dict[str, Any]) -> dict[str, Any]:
