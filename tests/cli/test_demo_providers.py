@@ -4,6 +4,7 @@ unknown or not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -27,6 +28,9 @@ PROVIDERS = {
         "us.amazon.nova-micro-v1:0",
         "us.anthropic.claude-haiku-4-5-20251001-v1:0",
     ),
+    # Through LiteLLM's OpenAI-compatible route: the policy and its circuit name the model as
+    # LiteLLM is asked for it; the span, as the server is (the adapter's wire_model).
+    "litellm": ("openai", "chat", "openai/gpt-4o-mini", "openai/gpt-4.1-mini"),
 }
 # Six sessions of seed 7 at a 0.3 fault rate have LLM retries, fallbacks, and an open circuit.
 ARGS = ("--sessions", "6", "--seed", "7", "--fault-rate", "0.3", "--no-progress")
@@ -49,7 +53,25 @@ HOSTILE_ENVIRONMENT = {
     "GEMINI_API_KEY": "wrong",
     "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
     "OPENAI_BASE_URL": "http://127.0.0.1:9",
+    "OPENAI_API_BASE": "http://127.0.0.1:9",
+    "OPENAI_API_KEY": "wrong",
+    "USE_LITELLM_PROXY": "true",
+    "LITELLM_PROXY_API_BASE": "http://127.0.0.1:9",
+    "LITELLM_PROXY_API_KEY": "wrong",
+    "LITELLM_MODE": "DEV",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "False",
+    "LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices_and_context_window.json",
+    "LITELLM_ROUTE_ALL_CHAT_OPENAI_TO_RESPONSES": "true",
+    "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER": "true",
 }
+
+
+# LiteLLM is in `.[dev]`, not `.[test]` (see scripts/test.sh): without it, its runs skip.
+_HAS_LITELLM = importlib.util.find_spec("litellm") is not None
+_NEEDS_LITELLM = pytest.mark.skipif(
+    not _HAS_LITELLM, reason="LiteLLM is not installed (pip install -e '.[dev]')"
+)
+INSTALLED = [provider for provider in PROVIDERS if provider != "litellm" or _HAS_LITELLM]
 
 
 def _int(pattern: str, text: str) -> int:
@@ -62,7 +84,7 @@ def _int(pattern: str, text: str) -> int:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Path]]:
     """Every provider's run: (the summary printed, the telemetry file)."""
     done = {}
-    for provider in PROVIDERS:
+    for provider in INSTALLED:
         cwd = tmp_path_factory.mktemp(provider)
         config = cwd.with_name(f"{cwd.name}-aws-config")
         config.write_text("[default]\nregion = ap-south-1\nendpoint_url = http://127.0.0.1:9\n")
@@ -92,11 +114,16 @@ def _session_tool_calls(path: Path) -> dict[str, set[tuple[str, str]]]:
     return dict(calls)
 
 
-@pytest.mark.parametrize("provider", list(PROVIDERS))
+@pytest.mark.parametrize(
+    "provider", [pytest.param(p, marks=_NEEDS_LITELLM if p == "litellm" else ()) for p in PROVIDERS]
+)
 def test_the_demo_runs_on_each_provider(runs: dict[str, tuple[str, Path]], provider: str) -> None:
     provider_name, operation, main, fallback = PROVIDERS[provider]
+    wire_model = demo_providers()[provider].load().wire_model
     out, path = runs[provider]
-    # The same summary and waterfall as the default (OpenAI) run, and the provider named.
+    # The report alone (no SDK's own printing before it), the same summary and waterfall as the
+    # default (OpenAI) run, and the provider named.
+    assert out.lstrip().startswith("agentwatch demo: "), out
     for section in ("LLM calls by model", "Tool calls", "Sessions", "Interesting trace", "Telemetry"):
         assert f"\n{section}" in out
     default = runs["openai"][0].replace(str(runs["openai"][1]), str(path))
@@ -115,7 +142,7 @@ def test_the_demo_runs_on_each_provider(runs: dict[str, tuple[str, Path]], provi
     # One span per model call, the provider's own, with its tokens and cost.
     assert {
         span["name"] for span in found if not span["name"].startswith(("invoke_agent", "execute_tool"))
-    } == {f"{operation} {main}"}
+    } == {f"{operation} {wire_model(main)}"}
     assert len(llm) == calls
     assert {attrs["gen_ai.provider.name"] for attrs in llm} == {provider_name}
     answered = [attrs for attrs in llm if "error.type" not in attrs]
@@ -132,7 +159,7 @@ def test_the_demo_runs_on_each_provider(runs: dict[str, tuple[str, Path]], provi
         for event in span.get("events", [])
     )
     assert events["retry"] > 0 and events["fallback"] > 0 and events["circuit_opened"] > 0, events
-    assert any(attrs.get("gen_ai.response.model") == fallback for attrs in answered)
+    assert any(attrs.get("gen_ai.response.model") == wire_model(fallback) for attrs in answered)
     assert f"circuit {provider_name}:{main}: " in out
     # The tools, through the registry, linked to the model's tool-call ids.
     tool_spans = [span for span in found if span["name"].startswith("execute_tool ")]
@@ -149,7 +176,7 @@ def test_every_provider_runs_the_same_sessions(runs: dict[str, tuple[str, Path]]
     assert len(plans) == 1
     calls = {provider: _session_tool_calls(path) for provider, (_, path) in runs.items()}
     assert len(calls["openai"]) == 6
-    for provider in PROVIDERS:
+    for provider in INSTALLED:
         assert calls[provider] == calls["openai"], provider
 
 
@@ -159,7 +186,7 @@ def test_an_unknown_provider_is_named_with_the_accepted_values(tmp_path: Path) -
     assert "usage: agentwatch demo" in result.stderr
     assert (
         "agentwatch demo: error: argument --provider: unknown provider 'watsonx'; accepted values are "
-        "openai, anthropic, bedrock, gemini\n"
+        "openai, anthropic, bedrock, gemini, litellm\n"
     ) in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -173,6 +200,7 @@ def test_an_unknown_provider_is_named_with_the_accepted_values(tmp_path: Path) -
         ("anthropic", "anthropic", "anthropic", "agentwatch[anthropic]"),
         ("gemini", "google.genai", "google-genai", "agentwatch[google-genai]"),
         ("bedrock", "boto3", "boto3", "agentwatch[bedrock]"),
+        ("litellm", "litellm", "litellm", "agentwatch[litellm]"),
     ],
 )
 def test_a_provider_whose_sdk_is_missing_says_what_to_install(
@@ -188,7 +216,7 @@ def test_a_provider_whose_sdk_is_missing_says_what_to_install(
     assert (
         f"agentwatch demo: error: argument --provider: provider {provider!r} runs on the {sdk} SDK, which "
         f'is not installed (no module {module}): pip install "{extra}" (accepted values are openai, '
-        "anthropic, bedrock, gemini)\n"
+        "anthropic, bedrock, gemini, litellm)\n"
     ) in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -200,12 +228,12 @@ def test_help_lists_the_providers(tmp_path: Path) -> None:
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "--provider NAME the LLM SDK the agent calls" in text
-    assert ": openai, anthropic, bedrock, gemini (default: openai)" in text
+    assert ": openai, anthropic, bedrock, gemini, litellm (default: openai)" in text
 
 
 def test_the_providers_are_the_registrys() -> None:
     """A provider is an integration whose package.py names a demo adapter: none is listed by hand."""
-    assert list(demo_providers()) == ["openai", "anthropic", "bedrock", "gemini"]
+    assert list(demo_providers()) == ["openai", "anthropic", "bedrock", "gemini", "litellm"]
     for name, entry in demo_providers().items():
         adapter = entry.load()
         assert entry.adapter_module == f"{entry.integration.entry_point.module}._demo"
@@ -213,7 +241,7 @@ def test_the_providers_are_the_registrys() -> None:
         assert (adapter.main_model, adapter.fallback_model) == PROVIDERS[name][2:]
 
 
-_SDKS = ("openai", "anthropic", "google.genai", "boto3", "botocore")
+_SDKS = ("openai", "anthropic", "google.genai", "boto3", "botocore", "litellm")
 _LAZY = """
 import json, sys
 from agentwatch._cli import main
@@ -229,6 +257,12 @@ print(json.dumps([status, sorted(m for m in {sdks!r} if m in sys.modules)]))
         (["demo", "--provider", "nosuch"], []),
         (["demo", "--provider", "anthropic", "--sessions", "1", "--no-progress"], ["anthropic"]),
         (["demo", "--provider", "bedrock", "--sessions", "1", "--no-progress"], ["boto3", "botocore"]),
+        # LiteLLM calls OpenAI-compatible servers through the openai SDK.
+        pytest.param(
+            ["demo", "--provider", "litellm", "--sessions", "1", "--no-progress"],
+            ["litellm", "openai"],
+            marks=_NEEDS_LITELLM,
+        ),
     ],
 )
 def test_the_command_line_imports_only_the_sdk_it_uses(

@@ -11,3 +11,5 @@ _duplicated_by = {
     "httpx": "an HTTP span under every LLM call (the SDKs use httpx), plus its own HTTP metrics",
     "aiohttp": "an HTTP span under every async LiteLLM call (its async transport is aiohttp)",
 }
+# `agentwatch demo --provider litellm` runs the demo agent through the _demo.py next to this file.
+_demo = "litellm"
