@@ -63,6 +63,14 @@ HOSTILE_ENVIRONMENT = {
     "LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices_and_context_window.json",
     "LITELLM_ROUTE_ALL_CHAT_OPENAI_TO_RESPONSES": "true",
     "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER": "true",
+    # A proxy that cannot reach this machine's loopback (nothing listens on port 9).
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "ALL_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "all_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "example.com",
 }
 
 

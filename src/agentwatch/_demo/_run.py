@@ -17,7 +17,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,6 +316,32 @@ def _reset_circuits(adapter: type[DemoProvider]) -> None:
             found.reset()
 
 
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
+@contextmanager
+def _loopback_without_proxy() -> Iterator[None]:
+    """Requests to the embedded fake LLM (on 127.0.0.1) never go through a proxy from the environment.
+
+    The SDKs' HTTP clients (httpx, aiohttp, requests, botocore) honour ``HTTP(S)_PROXY`` and
+    ``ALL_PROXY``, and a proxy cannot reach this process's loopback: with one set, every session
+    failed. They all honour ``NO_PROXY`` too, so the loopback names are added to it for the run.
+    """
+    names = ("NO_PROXY", "no_proxy")
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        given = [h for h in (saved[name] or "").split(",") if h.strip()]
+        os.environ[name] = ",".join([*given, *(h for h in _LOOPBACK if h not in given)])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_demo(options: DemoOptions | None = None) -> DemoResult:
     """Run the demo; see :class:`DemoOptions`. Raises ``ValueError``/``ConfigError`` for bad settings
     (:class:`~agentwatch._demo._provider.ProviderUnavailable` for an unknown provider or one whose
@@ -361,7 +388,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
     runner: _Runner | None = None
     llm_server = ""
     try:
-        with bound_world(world):
+        with bound_world(world), _loopback_without_proxy():
             _reset_circuits(adapter)
             instrument(
                 tracer_provider=telemetry.tracer_provider,
@@ -374,23 +401,27 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
                 server.start()
                 llm_server = server.url
                 provider = adapter(server)
-                runner = _Runner(options, world, provider, run_id)
                 try:
-                    runner.dispatch()
-                    runner.join(None)
-                    runner.ended = time.monotonic()
-                except KeyboardInterrupt:
-                    interrupted = True
-                    world.stopping.set()
-                    # The dispatcher may have been cut before it told the workers to finish.
-                    for _ in runner.workers:
-                        runner.jobs.put(None)
+                    runner = _Runner(options, world, provider, run_id)
                     try:
-                        runner.join(_DRAIN_SECONDS)
+                        runner.dispatch()
+                        runner.join(None)
+                        runner.ended = time.monotonic()
                     except KeyboardInterrupt:
-                        pass  # a second Ctrl-C: stop waiting; what ended is still exported
-                    runner.ended = time.monotonic()
-                provider.close()
+                        interrupted = True
+                        world.stopping.set()
+                        # The dispatcher may have been cut before it told the workers to finish.
+                        for _ in runner.workers:
+                            runner.jobs.put(None)
+                        try:
+                            runner.join(_DRAIN_SECONDS)
+                        except KeyboardInterrupt:
+                            pass  # a second Ctrl-C: stop waiting; what ended is still exported
+                        runner.ended = time.monotonic()
+                finally:
+                    # Whatever ended the run: an adapter gives back what it changed (LiteLLM's
+                    # hidden environment variables).
+                    provider.close()
             finally:
                 world.stopping.set()
                 server.stop()
