@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,15 +95,32 @@ def parse_json(text: object) -> object:
         return text
 
 
+# client -> (its base_url object, server.address, server.port): a client's URL is parsed once,
+# and again only if the application gives it a new one (``client.base_url = ...``).
+_servers: weakref.WeakKeyDictionary[object, tuple[object, str | None, int | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def server_of(client: object) -> tuple[str | None, int | None]:
     """``server.address``/``server.port`` from an SDK client's ``base_url`` (an httpx URL)."""
     url = getattr(client, "base_url", None)
     if url is None:
         return None, None
+    try:
+        cached = _servers.get(client)
+    except TypeError:  # a client that cannot be weakly referenced: parsed every time
+        cached = None
+    if cached is not None and cached[0] is url:
+        return cached[1], cached[2]
     host = getattr(url, "host", None) or None
     port = getattr(url, "port", None)
     if port is None:
         port = 443 if getattr(url, "scheme", "https") == "https" else 80
+    try:
+        _servers[client] = (url, host, port)
+    except TypeError:
+        pass
     return host, port
 
 

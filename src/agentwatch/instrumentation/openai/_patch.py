@@ -37,7 +37,7 @@ def client_info(instance: Any) -> tuple[str, str | None, int | None]:
         # OpenAI-compatible servers reached through the plain client stay "openai".
         azure = any(cls.__name__ in _AZURE_CLIENTS for cls in kind.__mro__)
         provider = _provider_by_type[kind] = "azure.ai.openai" if azure else "openai"
-    host, port = server_of(client)
+    host, port = server_of(client)  # cached per client
     return provider, host, port
 
 
