@@ -98,7 +98,7 @@ def start_call(
         # The client whose credentials an error description must not quote (openai and
         # anthropic resources hold it as ``_client``, google-genai's ``Models`` as ``_api_client``).
         call.client = getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
-        if op.content is not None and call.capture_content:
+        if op.content is not None and telemetry.settings.capture.enabled and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
                 op.content(call, params)
