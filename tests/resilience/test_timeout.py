@@ -66,7 +66,9 @@ def test_hanging_sync_tool_times_out_within_the_deadline(
     assert timeout["agentwatch.timeout.scope"] == "total"
 
 
-def test_the_default_deadline_runs_sync_attempts_in_the_callers_thread(telemetry: ResilienceTelemetry) -> None:
+def test_the_default_deadline_runs_sync_attempts_in_the_callers_thread(
+    telemetry: ResilienceTelemetry,
+) -> None:
     # Policy()'s own 30 s deadline costs no thread hand-off; a timeout the policy sets does.
     threads: list[threading.Thread] = []
 

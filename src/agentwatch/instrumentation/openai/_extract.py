@@ -40,20 +40,12 @@ def _output_type(response_format: object) -> str | None:
     return None
 
 
-def _put_int(key: str) -> Callable[[dict[str, AttributeValue], object], None]:
+_Reader = Callable[[dict[str, AttributeValue], object], None]
+
+
+def _put(key: str, convert: Callable[[object], AttributeValue | None]) -> _Reader:
     def read(attrs: dict[str, AttributeValue], value: object) -> None:
-        number = as_int(value)
-        if number is not None:
-            attrs[key] = number
-
-    return read
-
-
-def _put_float(key: str) -> Callable[[dict[str, AttributeValue], object], None]:
-    def read(attrs: dict[str, AttributeValue], value: object) -> None:
-        number = as_float(value)
-        if number is not None:
-            attrs[key] = number
+        put(attrs, key, convert(value))
 
     return read
 
@@ -65,18 +57,10 @@ def _max_tokens(attrs: dict[str, AttributeValue], value: object) -> None:
         attrs.setdefault(sc.REQUEST_MAX_TOKENS, number)
 
 
-def _stop(attrs: dict[str, AttributeValue], value: object) -> None:
-    put(attrs, sc.REQUEST_STOP_SEQUENCES, as_str_list(value))
-
-
 def _choice_count(attrs: dict[str, AttributeValue], value: object) -> None:
     n = as_int(value)
     if n is not None and n != 1:
         attrs[sc.REQUEST_CHOICE_COUNT] = n
-
-
-def _response_format(attrs: dict[str, AttributeValue], value: object) -> None:
-    put(attrs, sc.OUTPUT_TYPE, _output_type(value))
 
 
 def _request_tier(attrs: dict[str, AttributeValue], value: object) -> None:
@@ -87,19 +71,19 @@ def _request_tier(attrs: dict[str, AttributeValue], value: object) -> None:
 
 # The request parameters that become attributes, by name: a request is read by walking the
 # parameters it has (a handful) rather than every one known.
-_CHAT_PARAMETERS: dict[str, Callable[[dict[str, AttributeValue], object], None]] = {
-    "max_completion_tokens": _put_int(sc.REQUEST_MAX_TOKENS),
+_CHAT_PARAMETERS: dict[str, _Reader] = {
+    "max_completion_tokens": _put(sc.REQUEST_MAX_TOKENS, as_int),
     "max_tokens": _max_tokens,
-    "temperature": _put_float(sc.REQUEST_TEMPERATURE),
-    "top_p": _put_float(sc.REQUEST_TOP_P),
+    "temperature": _put(sc.REQUEST_TEMPERATURE, as_float),
+    "top_p": _put(sc.REQUEST_TOP_P, as_float),
     # Not an OpenAI parameter, but OpenAI-compatible servers (vLLM, ...) take it in extra_body.
-    "top_k": _put_float(sc.REQUEST_TOP_K),
-    "frequency_penalty": _put_float(sc.REQUEST_FREQUENCY_PENALTY),
-    "presence_penalty": _put_float(sc.REQUEST_PRESENCE_PENALTY),
-    "stop": _stop,
-    "seed": _put_int(sc.REQUEST_SEED),
+    "top_k": _put(sc.REQUEST_TOP_K, as_float),
+    "frequency_penalty": _put(sc.REQUEST_FREQUENCY_PENALTY, as_float),
+    "presence_penalty": _put(sc.REQUEST_PRESENCE_PENALTY, as_float),
+    "stop": _put(sc.REQUEST_STOP_SEQUENCES, as_str_list),
+    "seed": _put(sc.REQUEST_SEED, as_int),
     "n": _choice_count,
-    "response_format": _response_format,
+    "response_format": _put(sc.OUTPUT_TYPE, _output_type),
     "service_tier": _request_tier,
 }
 
