@@ -132,6 +132,7 @@ def test_a_second_instrument_changes_no_setting(signals: Signals) -> None:
         ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "yes please", "NO_CONTENT, SPAN_ONLY"),
         ("AGENTWATCH_PROPAGATE_HOSTS", "https://api.openai.com/", "host names"),
         ("AGENTWATCH_OPENAI_INCLUDE_USAGE", "maybe", "true, false"),
+        ("AGENTWATCH_TIME_PER_OUTPUT_CHUNK", "sometimes", "true, false"),
         ("AGENTWATCH_PRICES_FILE", "/nonexistent/prices.toml", "readable TOML or JSON"),
     ],
 )
@@ -342,6 +343,7 @@ def test_a_missing_client_does_not_disable_the_others(monkeypatch: pytest.Monkey
         ("configure_sdk", "false", "a bool"),
         ("configure_sdk", None, "a bool"),
         ("openai_include_usage", "false", "a bool"),
+        ("time_per_output_chunk", "no", "a bool"),
     ],
 )
 def test_a_wrong_argument_is_refused_and_changes_nothing(

@@ -107,6 +107,9 @@ class Settings:
     capture: ContentCapture = ContentCapture()
     propagate: HostPolicy = HostPolicy()
     openai_include_usage: bool = False
+    # One gen_ai.client.operation.time_per_output_chunk value per streamed chunk (the conventions'
+    # metric, ~8 µs of SDK work per chunk at the end of a stream): on unless switched off.
+    time_per_output_chunk: bool = True
     prices: Mapping[str, ModelPrices] = field(default_factory=dict)
     # Resilience policies by tool name / model name, "*" being the default of each section.
     tool_policies: Mapping[str, Policy] = field(default_factory=dict)
@@ -381,6 +384,7 @@ def resolve_settings(
     capture_message_content: object = None,
     propagate_hosts: object = None,
     openai_include_usage: object = None,
+    time_per_output_chunk: object = None,
     prices: object = None,
     llm_policies: object = None,
     tool_policies: object = None,
@@ -410,6 +414,14 @@ def resolve_settings(
         include_usage = parse_bool(
             ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, env.get(ev.AGENTWATCH_OPENAI_INCLUDE_USAGE, "")
         )
+
+    if time_per_output_chunk is not None:
+        check_instrument_arguments(providers={}, flags={"time_per_output_chunk": time_per_output_chunk})
+        per_chunk = bool(time_per_output_chunk)
+    else:
+        # Unset or empty: on, as the conventions define the metric.
+        raw_chunk = env.get(ev.AGENTWATCH_TIME_PER_OUTPUT_CHUNK, "").strip()
+        per_chunk = parse_bool(ev.AGENTWATCH_TIME_PER_OUTPUT_CHUNK, raw_chunk) if raw_chunk else True
 
     table: dict[str, ModelPrices] = {}
     if path := env.get(ev.AGENTWATCH_PRICES_FILE):
@@ -455,6 +467,7 @@ def resolve_settings(
         capture=capture,
         propagate=propagate,
         openai_include_usage=include_usage,
+        time_per_output_chunk=per_chunk,
         prices=table,
         tool_policies=tools,
         llm_policies=llm,

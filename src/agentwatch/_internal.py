@@ -14,9 +14,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import context
+from opentelemetry import context, trace
 
 __all__ = [
+    "NO_SPAN_CONTEXT",
     "at_fork_in_child",
     "instrumentation_enabled",
     "is_async_callable",
@@ -97,6 +98,12 @@ def _stack_without_messages(exc: BaseException) -> str:
 # misspelled OTEL_PROPAGATORS entry, and neither `import agentwatch` nor a tool call may fail on it.
 _SUPPRESS_KEY = context._SUPPRESS_INSTRUMENTATION_KEY
 _SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
+
+
+NO_SPAN_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
+"""For ``Histogram.record(..., context=)`` inside a call's own span: no exemplar of that span is
+sampled (one costs more than the record), as for the metrics recorded after a call. An empty
+context would not do: the SDK takes a falsy one to mean the current context."""
 
 
 def instrumentation_enabled() -> bool:

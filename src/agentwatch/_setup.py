@@ -70,6 +70,7 @@ def instrument(
     capture_message_content: str | bool | None = None,
     propagate_hosts: str | list[str] | None = None,
     openai_include_usage: bool | None = None,
+    time_per_output_chunk: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
     llm_policies: Mapping[str, Policy] | None = None,
     tool_policies: Mapping[str, Policy] | None = None,
@@ -88,7 +89,8 @@ def instrument(
     Settings (keyword > environment variable > default; see the README's configuration table):
     ``capture_message_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``),
     ``propagate_hosts`` (``AGENTWATCH_PROPAGATE_HOSTS``), ``openai_include_usage``
-    (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
+    (``AGENTWATCH_OPENAI_INCLUDE_USAGE``), ``time_per_output_chunk``
+    (``AGENTWATCH_TIME_PER_OUTPUT_CHUNK``: ``False`` leaves out the per-chunk stream metric), ``prices`` (merged over ``AGENTWATCH_PRICES_FILE``),
     ``llm_policies`` (model name or ``"*"`` -> :class:`agentwatch.Policy`, merged over the
     ``[llm]`` section of ``AGENTWATCH_CONFIG``), ``tool_policies`` (tool name or ``"*"`` ->
     :class:`agentwatch.Policy`, merged over its ``[tools]`` section: tools called by name, such as
@@ -117,6 +119,7 @@ def instrument(
         capture_message_content=capture_message_content,
         propagate_hosts=propagate_hosts,
         openai_include_usage=openai_include_usage,
+        time_per_output_chunk=time_per_output_chunk,
         prices=prices,
         llm_policies=llm_policies,
         tool_policies=tool_policies,

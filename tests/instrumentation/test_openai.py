@@ -12,6 +12,7 @@ from genai_prices import calc_price
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentwatch._fakellm import FakeLLMServer, Reply
+from agentwatch._telemetry._core import set_default_telemetry
 from support import OPENAI_KEY, OPENAI_MODEL, Signals, needs_chat_parse, needs_responses, parse_api, user
 
 pytestmark = pytest.mark.usefixtures("instrumented")
@@ -362,6 +363,55 @@ def test_streamed_per_chunk_metrics(
         assert metric.unit == "s", name
         (point,) = metric.data.data_points
         assert tuple(point.explicit_bounds) == DURATION_BUCKETS, name
+
+
+@pytest.mark.parametrize(
+    ("argument", "variable", "recorded"),
+    [
+        (None, None, True),  # on by default, as the conventions define the metric
+        (None, "", True),  # an empty variable is unset
+        (None, "false", False),
+        (False, None, False),
+        (True, "false", True),  # the argument wins over the variable
+        (None, "TRUE", True),
+    ],
+)
+def test_time_per_output_chunk_is_on_by_default_and_can_be_switched_off(
+    signals: Signals,
+    fake_llm: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    argument: bool | None,
+    variable: str | None,
+    recorded: bool,
+) -> None:
+    import agentwatch
+
+    if variable is not None:
+        monkeypatch.setenv("AGENTWATCH_TIME_PER_OUTPUT_CHUNK", variable)
+    agentwatch.uninstrument()
+    agentwatch.instrument(**signals.providers, configure_sdk=False, time_per_output_chunk=argument)
+    try:
+        fake_llm.enqueue(Reply.text("a b c d e", chunks=5, usage=True))
+        with openai.OpenAI(base_url=fake_llm.openai_base_url, api_key=OPENAI_KEY, max_retries=0) as client:
+            chunks = list(
+                client.chat.completions.create(
+                    model=OPENAI_MODEL, messages=user(), stream=True, stream_options={"include_usage": True}
+                )
+            )
+    finally:
+        agentwatch.uninstrument()
+        set_default_telemetry()
+    per_chunk = signals.points("gen_ai.client.operation.time_per_output_chunk")
+    if recorded:
+        assert [point.count for point in per_chunk] == [len(chunks) - 1]
+    else:
+        assert per_chunk == []
+    # Everything else a stream records is there either way.
+    (ttfc,) = signals.points("gen_ai.client.operation.time_to_first_chunk")
+    assert ttfc.count == 1
+    (duration,) = signals.points("gen_ai.client.operation.duration")
+    assert duration.count == 1
+    assert len(signals.points("gen_ai.client.token.usage")) == 2
 
 
 def test_chat_stream_response_id_comes_from_the_chunks(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import gc
 import threading
@@ -16,7 +17,7 @@ import pytest
 
 from agentwatch.resilience import AttemptContext, Pipeline, Policy, ResilienceTelemetry, ToolTimeoutError
 from agentwatch.resilience._timeout import _run_with_cancel_timer
-from resilience._support import events
+from resilience._support import FakeClock, events
 from support import Signals
 
 SLACK = 1.0  # generous: CI machines stall; the point is "returns", not "returns fast"
@@ -62,6 +63,53 @@ def test_hanging_sync_tool_times_out_within_the_deadline(
     assert span_data.attributes is not None
     assert span_data.attributes["error.type"] == "timeout"
     (timeout,) = events(span_data, "timeout")
+    assert timeout["agentwatch.timeout.scope"] == "total"
+
+
+def test_the_default_deadline_runs_sync_attempts_in_the_callers_thread(
+    telemetry: ResilienceTelemetry,
+) -> None:
+    # Policy()'s own 30 s deadline costs no thread hand-off; a timeout the policy sets does.
+    threads: list[threading.Thread] = []
+
+    def attempt(ctx: AttemptContext) -> str:
+        threads.append(threading.current_thread())
+        assert ctx.attempt_timeout is not None and 0 < ctx.attempt_timeout <= 30.0
+        return "ok"
+
+    assert real_pipeline(Policy(), telemetry).call(attempt) == "ok"
+    assert real_pipeline(Policy(timeout=30.0), telemetry, "explicit").call(attempt) == "ok"
+    assert real_pipeline(Policy(attempt_timeout=5.0), telemetry, "per_attempt").call(attempt) == "ok"
+    assert threads[0] is threading.current_thread()
+    assert threads[1] is not threading.current_thread()
+    assert threads[2] is not threading.current_thread()
+    # The default survives dataclasses.replace(), an explicit 30 s does not become a default.
+    assert type(dataclasses.replace(Policy(), critical=False).timeout) is type(Policy().timeout)
+    assert Policy().timeout == 30.0 and repr(Policy()).startswith("Policy(timeout=30.0,")
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_an_attempt_that_overruns_the_default_deadline_ends_as_a_timeout(
+    telemetry: ResilienceTelemetry, signals: Signals, raises: bool
+) -> None:
+    clock = FakeClock()
+    pipeline = Pipeline(Policy(), name="slow_tool", telemetry=telemetry, clock=clock, sleep=clock.sleep)
+
+    def attempt(ctx: AttemptContext) -> str:
+        clock.advance(31.0)  # the attempt outlives the 30 s deadline, in the caller's thread
+        if raises:
+            raise ConnectionError("late failure")
+        return "late"
+
+    tracer = signals.tracer_provider.get_tracer("t")
+    with (
+        tracer.start_as_current_span("execute_tool slow_tool") as span,
+        pytest.raises(ToolTimeoutError) as caught,
+    ):
+        pipeline.call(attempt, span=span)
+    assert (caught.value.scope, caught.value.timeout) == ("total", 30.0)
+    assert caught.value.__cause__ is None
+    (timeout,) = events(signals.only_span(), "timeout")
     assert timeout["agentwatch.timeout.scope"] == "total"
 
 

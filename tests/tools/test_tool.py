@@ -570,3 +570,28 @@ async def test_telemetry_faults_never_reach_the_tool_caller(caplog: pytest.LogCa
         "ending an execute_tool span",
     ]
     caplog.clear()  # expected faults: the autouse guard must not flag them
+
+
+def test_the_duration_is_recorded_in_the_callers_context_without_an_exemplar_of_the_tool_span(
+    tele: Signals,
+) -> None:
+    # With the tool's own span current, the metric SDK would sample an exemplar of it on every
+    # call (its default filter keeps sampled spans): the record is made in the caller's context.
+    @tool
+    def alone(city: str) -> str:
+        return city
+
+    @tool
+    def inside(city: str) -> str:
+        return city
+
+    alone("Paris")
+    tracer = tele.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("agent turn") as parent:
+        inside("Rome")
+    points = {p.attributes["gen_ai.tool.name"]: p for p in tele.points("gen_ai.execute_tool.duration")}
+    assert list(points["alone"].exemplars) == []
+    (exemplar,) = points["inside"].exemplars  # the caller's span, as for an LLM call's metrics
+    assert exemplar.span_id == parent.get_span_context().span_id
+    (tool_span,) = tool_spans(tele, "inside")
+    assert exemplar.span_id != tool_span.context.span_id

@@ -30,6 +30,7 @@ agentwatch.instrument(
     capture_message_content="SPAN_ONLY",
     propagate_hosts=["api.openai.com"],
     openai_include_usage=True,
+    time_per_output_chunk=False,
     prices={"my-model": {"input_mtok": 1.0, "output_mtok": 2.0}},
     llm_policies={"gpt-4o": Policy(timeout=60, fallback_models=["gpt-4o-mini"])},
     tool_policies={"get_user_preferences": Policy(critical=False, timeout=2.0), "*": Policy(timeout=10)},

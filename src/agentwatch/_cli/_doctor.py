@@ -334,6 +334,14 @@ def _describers(report: Report) -> dict[str, _Describer]:
             "OpenAI streams ask for usage" if on else "OpenAI streams are sent as the application wrote them"
         )
 
+    def per_chunk(value: str) -> str:
+        on = parse_bool(ev.AGENTWATCH_TIME_PER_OUTPUT_CHUNK, value) if value.strip() else True
+        return (
+            "streams record gen_ai.client.operation.time_per_output_chunk (one value per chunk)"
+            if on
+            else "streams do not record gen_ai.client.operation.time_per_output_chunk"
+        )
+
     def prices(value: str) -> str:
         if not value:
             return "genai-prices data only"
@@ -367,6 +375,7 @@ def _describers(report: Report) -> dict[str, _Describer]:
         ev.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: _Describer("NO_CONTENT", capture),
         ev.AGENTWATCH_PROPAGATE_HOSTS: _Describer("*", hosts),
         ev.AGENTWATCH_OPENAI_INCLUDE_USAGE: _Describer("false", usage),
+        ev.AGENTWATCH_TIME_PER_OUTPUT_CHUNK: _Describer("true", per_chunk),
         ev.AGENTWATCH_PRICES_FILE: _Describer("", prices),
         ev.AGENTWATCH_CONFIG: _Describer("", config),
         ev.AGENTWATCH_CACHE_REDIS_URL: _redis_setting(

@@ -34,7 +34,9 @@ def inject_trace_context(headers: Any, host: Callable[[], str], setter: Setter[A
     if call is None:
         return
     try:
-        if call.telemetry.settings.propagate.allows(host()):
+        hosts = call.telemetry.settings.propagate
+        # The default allows every host: the URL is read only when there is a list to check.
+        if hosts.allow_all or hosts.allows(host()):
             propagate.inject(headers, setter=setter)
     except Exception:  # noqa: BLE001
         report_internal_error("injecting trace-context headers")

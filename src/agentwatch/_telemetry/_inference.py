@@ -5,9 +5,10 @@ of :class:`InferenceCall`; everything that follows the conventions (names, units
 attribute goes where, content capture, cost) happens here once for every provider.
 
 Hot-path rules: the span starts with every attribute known from the request in one dict (so a
-sampler sees them and no per-attribute calls follow); metric attributes are built once at the
-end; content is converted only when capture is on; span-only work is skipped when the span is
-not recording, but metrics are always recorded.
+sampler sees them and no per-attribute calls follow); metric attribute sets are built once per
+model, server and response model and shared by the calls that have them; content is converted
+only when capture is on; span-only work is skipped when the span is not recording, but metrics
+are always recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ Content = list[dict[str, Any]]
 """Messages in the semconv v1.41 JSON message schema."""
 
 _NO_USAGE = Usage()
+
+_MetricSets = tuple[
+    dict[str, AttributeValue], dict[str, AttributeValue], dict[str, AttributeValue], dict[str, AttributeValue]
+]
+"""(cost and chunk metrics, duration, input tokens, output tokens) attributes."""
+_METRIC_KEYS = (sc.REQUEST_MODEL, sc.SERVER_ADDRESS, sc.SERVER_PORT, sc.RESPONSE_MODEL)
+_METRIC_SET_CACHE_SIZE = 1024
+_metric_set_cache: dict[tuple[Any, ...], _MetricSets] = {}
 
 
 class InferenceCall:
@@ -276,22 +285,7 @@ class InferenceCall:
         inst = tel.instruments
         usage = self.usage
 
-        metric_attrs: dict[str, AttributeValue] = {
-            sc.OPERATION_NAME: self.operation,
-            sc.PROVIDER_NAME: self.provider,
-        }
-        attrs = self.attributes
-        for key in (sc.REQUEST_MODEL, sc.SERVER_ADDRESS, sc.SERVER_PORT):
-            value = attrs.get(key)
-            if value is not None:
-                metric_attrs[key] = value
-        response_model = self.response_model or self.answered_by
-        if response_model:
-            metric_attrs[sc.RESPONSE_MODEL] = response_model
-
-        # Only the duration and token-usage metrics carry the provider's extra attributes.
-        extra = self.metric_attributes
-        response_attrs = {**metric_attrs, **extra} if extra else metric_attrs
+        metric_attrs, response_attrs, input_attrs, output_attrs = self._metric_sets()
         etype = None
         if error is not None and isinstance(error, Exception):
             etype = self._error_type(error)
@@ -300,9 +294,9 @@ class InferenceCall:
             inst.duration.record(duration, response_attrs)
 
         if usage.input_tokens is not None:
-            inst.token_usage.record(usage.input_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT})
+            inst.token_usage.record(usage.input_tokens, input_attrs)
         if usage.output_tokens is not None:
-            inst.token_usage.record(usage.output_tokens, {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT})
+            inst.token_usage.record(usage.output_tokens, output_attrs)
 
         cost: float | None = None
         unpriced = False
@@ -317,7 +311,7 @@ class InferenceCall:
         if self.first_chunk_at is not None:
             ttfc = self.first_chunk_at - self._start_perf
             inst.time_to_first_chunk.record(ttfc, metric_attrs)
-            if self.chunk_gaps:
+            if self.chunk_gaps and tel.settings.time_per_output_chunk:
                 record = inst.time_per_output_chunk.record
                 for gap in self.chunk_gaps:
                     record(gap, metric_attrs)
@@ -354,6 +348,52 @@ class InferenceCall:
                 span.end(end_time=self._start_ns + int(duration * 1e9))
             else:
                 span.end()
+
+    def _metric_sets(self) -> _MetricSets:
+        """The metric attribute sets of this call, shared by every call with the same model,
+        server, response model and provider extras (the SDK copies attributes when it records, so
+        sharing them is safe); built once per such combination instead of four dicts a call."""
+        attrs = self.attributes
+        extra = self.metric_attributes
+        key = (
+            self.operation,
+            self.provider,
+            attrs.get(sc.REQUEST_MODEL),
+            attrs.get(sc.SERVER_ADDRESS),
+            attrs.get(sc.SERVER_PORT),
+            self.response_model or self.answered_by or None,
+            tuple(extra.items()) if extra else None,
+        )
+        try:
+            sets = _metric_set_cache.get(key)
+        except TypeError:  # an unhashable extra value (a list): built for this call only
+            return self._build_metric_sets(key)
+        if sets is None:
+            sets = self._build_metric_sets(key)
+            if len(_metric_set_cache) >= _METRIC_SET_CACHE_SIZE:
+                # Model names come from requests and responses: bounded like the SDK's own
+                # attribute sets, rebuilt rather than grown without limit.
+                _metric_set_cache.clear()
+            _metric_set_cache[key] = sets
+        return sets
+
+    def _build_metric_sets(self, key: tuple[Any, ...]) -> _MetricSets:
+        metric_attrs: dict[str, AttributeValue] = {
+            sc.OPERATION_NAME: self.operation,
+            sc.PROVIDER_NAME: self.provider,
+        }
+        for name, value in zip(_METRIC_KEYS, key[2:6], strict=True):
+            if value is not None:
+                metric_attrs[name] = value
+        # Only the duration and token-usage metrics carry the provider's extra attributes.
+        extra = self.metric_attributes
+        response_attrs = {**metric_attrs, **extra} if extra else metric_attrs
+        return (
+            metric_attrs,
+            response_attrs,
+            {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_INPUT},
+            {**response_attrs, sc.TOKEN_TYPE: sc.TOKEN_OUTPUT},
+        )
 
     def _error_type(self, error: Exception) -> str:
         typer = self.error_typer

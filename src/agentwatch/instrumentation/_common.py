@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,19 +97,36 @@ def parse_json(text: object) -> object:
         return text
 
 
+# client -> (its base_url object, server.address, server.port): a client's URL is parsed once,
+# and again only if the application gives it a new one (``client.base_url = ...``).
+_servers: weakref.WeakKeyDictionary[object, tuple[object, str | None, int | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def server_of(client: object) -> tuple[str | None, int | None]:
     """``server.address``/``server.port`` from an SDK client's ``base_url`` (an httpx URL)."""
     url = getattr(client, "base_url", None)
     if url is None:
         return None, None
+    try:
+        cached = _servers.get(client)
+    except TypeError:  # a client that cannot be weakly referenced: parsed every time
+        cached = None
+    if cached is not None and cached[0] is url:
+        return cached[1], cached[2]
     host = getattr(url, "host", None) or None
     port = getattr(url, "port", None)
     if port is None:
         port = 443 if getattr(url, "scheme", "https") == "https" else 80
+    try:
+        _servers[client] = (url, host, port)
+    except TypeError:
+        pass
     return host, port
 
 
-_servers: dict[str, tuple[str | None, int | None]] = {}
+_url_servers: dict[str, tuple[str | None, int | None]] = {}
 
 
 def server_of_url(url: object) -> tuple[str | None, int | None]:
@@ -117,7 +135,7 @@ def server_of_url(url: object) -> tuple[str | None, int | None]:
     their endpoints are few, and the cache is bounded all the same."""
     if not isinstance(url, str) or not url:
         return None, None
-    server = _servers.get(url)
+    server = _url_servers.get(url)
     if server is None:
         try:
             parts = urlsplit(url if "://" in url else f"https://{url}")
@@ -125,8 +143,8 @@ def server_of_url(url: object) -> tuple[str | None, int | None]:
             server = (parts.hostname or None, port)
         except ValueError:
             server = (None, None)
-        if len(_servers) < 256:
-            _servers[url] = server
+        if len(_url_servers) < 256:
+            _url_servers[url] = server
     return server
 
 

@@ -121,7 +121,7 @@ def start_call(
             if op.credentials is not None
             else getattr(instance, "_client", None) or getattr(instance, "_api_client", None)
         )
-        if op.content is not None and call.capture_content:
+        if op.content is not None and telemetry.settings.capture.enabled and call.capture_content:
             # On its own: the span has started, and a fault here must not leave it open.
             try:
                 op.content(call, params)

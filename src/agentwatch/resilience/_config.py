@@ -418,6 +418,24 @@ class SharedState:
         )
 
 
+class _DefaultDeadline(float):
+    """``Policy.timeout`` when it was not given: the same 30 s, marked so that the pipeline knows
+    it bounds the call without cutting a running sync attempt short (see ``Policy``)."""
+
+    __slots__ = ()
+
+
+DEFAULT_DEADLINE = _DefaultDeadline(30.0)
+
+
+def preempts_attempts(policy: Policy) -> bool:
+    """Whether a running sync attempt is cut at the deadline (in a worker thread): only when the
+    policy set ``timeout`` or ``attempt_timeout`` itself."""
+    return policy.attempt_timeout is not None or (
+        policy.timeout is not None and type(policy.timeout) is not _DefaultDeadline
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """The resilience policy of one tool or model.
@@ -429,7 +447,11 @@ class Policy:
     ``timeout`` (or ``None``).
 
     Attributes:
-        timeout: total deadline of the call, retries and waits included (``None``: none).
+        timeout: total deadline of the call, retries and waits included (``None``: none). Set
+            here, it cuts a running sync attempt short (the attempt runs in a worker thread, which
+            a hung tool keeps). Left at its default (30 s), it bounds the call without that thread
+            hand-off: it stops retries and waits, is the LLM SDK's request timeout, and an attempt
+            that ends after it ends as a timeout, but a running sync attempt is not interrupted.
         attempt_timeout: limit of each attempt (``None``: only the total deadline bounds it).
             Must not exceed ``timeout``.
         retry: the retry policy (``None``: a single attempt).
@@ -450,7 +472,7 @@ class Policy:
         rate_limit: requests (and, for LLM calls, tokens) per period (``None``: no limit).
     """
 
-    timeout: Duration | None = 30.0
+    timeout: Duration | None = DEFAULT_DEADLINE
     attempt_timeout: Duration | None = None
     retry: Retry | None = None
     breaker: CircuitBreaker | None = None
@@ -465,7 +487,8 @@ class Policy:
 
     def __post_init__(self) -> None:
         total = _optional_seconds("Policy.timeout", self.timeout)
-        _set(self, "timeout", total)
+        if type(self.timeout) is not _DefaultDeadline:  # kept as given: dataclasses.replace() too
+            _set(self, "timeout", total)
         attempt = _optional_seconds("Policy.attempt_timeout", self.attempt_timeout)
         if attempt is not None and total is not None and attempt > total:
             raise ConfigError(

@@ -81,7 +81,7 @@ from agentwatch.resilience._breaker import Circuit, Permit, Transition
 from agentwatch.resilience._bulkhead import BulkheadGate
 from agentwatch.resilience._cache import ToolCache
 from agentwatch.resilience._classify import Classification, ErrorCategory, default_classifier
-from agentwatch.resilience._config import Policy, check_policy_kind, seconds
+from agentwatch.resilience._config import Policy, check_policy_kind, preempts_attempts, seconds
 from agentwatch.resilience._errors import (
     BulkheadFullError,
     CallKind,
@@ -331,6 +331,7 @@ class Pipeline:
         self._classifier = policy.classifier or default_classifier
         self._timeout = None if policy.timeout is None else seconds(policy.timeout)
         self._attempt_timeout = None if policy.attempt_timeout is None else seconds(policy.attempt_timeout)
+        self._preempt = preempts_attempts(policy)
         self._retry = policy.retry
         self._budget = (
             RetryBudgetTracker(policy.retry.budget, clock)
@@ -542,6 +543,8 @@ class Pipeline:
             limit = ctx.attempt_timeout
             if limit is None:
                 return attempt(ctx)
+            if not self._preempt:
+                return self._bounded_by_deadline(run, attempt, ctx, model, remaining)
             # A timed-out attempt's thread runs on, so it keeps its slot until it returns:
             # otherwise Bulkhead(max_concurrent=1) would let every hung attempt run at once.
             # From here the worker gives the slot back, on every path, before waking the caller.
@@ -556,6 +559,36 @@ class Pipeline:
         finally:
             if leave is not None:
                 leave()
+
+    def _bounded_by_deadline(
+        self,
+        run: _Call,
+        attempt: Callable[[AttemptContext], T],
+        ctx: AttemptContext,
+        model: str,
+        remaining: float | None,
+    ) -> T:
+        """A sync attempt under ``Policy()``'s default deadline, run in the caller's thread.
+
+        Handing every attempt to a worker thread so that the deadline could cut it would cost
+        each call of ``Policy()`` a thread hand-off (about as much as the rest of the policy);
+        a ``timeout`` or ``attempt_timeout`` the policy sets itself asks for that. Here the
+        deadline stops retries and waits, reaches an LLM SDK as its request timeout
+        (``ctx.attempt_timeout``), and an attempt that ends after it, returning or raising, ends
+        as the same timeout a worker's would have.
+        """
+        try:
+            result = attempt(ctx)
+        except Exception:
+            if self._past_deadline(run):
+                raise self._cut(run, model, remaining) from None
+            raise
+        if self._past_deadline(run):
+            raise self._cut(run, model, remaining)
+        return result
+
+    def _past_deadline(self, run: _Call) -> bool:
+        return run.deadline is not None and self._clock() >= run.deadline
 
     async def _guarded_attempt_async(
         self,

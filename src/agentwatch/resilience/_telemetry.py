@@ -34,7 +34,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from agentwatch._internal import renew_locks_at_fork, report_internal_error
+from agentwatch._internal import NO_SPAN_CONTEXT, renew_locks_at_fork, report_internal_error
 from agentwatch._version import __version__
 from agentwatch.resilience._breaker import Circuit, Transition
 from agentwatch.resilience._errors import CallKind
@@ -183,7 +183,8 @@ class ResilienceTelemetry:
             except Exception:  # noqa: BLE001 - a faulty span must not change the call's outcome
                 report_internal_error("resilience.span_attribute")
         try:
-            self._attempts.record(attempts, attributes)
+            # The call's span is current here: NO_SPAN_CONTEXT spares sampling an exemplar of it.
+            self._attempts.record(attempts, attributes, context=NO_SPAN_CONTEXT)
         except Exception:  # noqa: BLE001 - a faulty meter must not change the call's outcome
             report_internal_error("resilience.attempts_metric")
 

@@ -31,10 +31,14 @@ def _default(value: Any) -> Any:
     return str(value)  # datetime, Decimal, UUID, any other object
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+
+
 def to_json(value: object) -> str | None:
     """Compact JSON of ``value``; objects JSON cannot represent are converted (or stringified)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+        return _encode(value)
     except Exception:  # noqa: BLE001 - circular or hostile values: fall back to text
         try:
             return json.dumps(str(value), ensure_ascii=False)

@@ -34,7 +34,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch import _semconv as sc
-from agentwatch._internal import instrumentation_enabled, renew_locks_at_fork, report_internal_error
+from agentwatch._internal import (
+    NO_SPAN_CONTEXT,
+    instrumentation_enabled,
+    renew_locks_at_fork,
+    report_internal_error,
+)
 from agentwatch._telemetry._context import SessionSink, current_session
 from agentwatch._telemetry._core import Telemetry, default_telemetry
 from agentwatch._telemetry._errors import describe_error, error_type
@@ -141,6 +146,7 @@ class ToolCall:
 
     __slots__ = (
         "_ended",
+        "_parent",
         "_start",
         "_token",
         "arguments",
@@ -180,6 +186,7 @@ class ToolCall:
         self.invalid: InvalidArgumentsError | None = None
         self._ended = False
         self._token: object = None
+        self._parent: otel_context.Context | None = None
         self.session: SessionSink | None = current_session.get()
         self.keys = argument_keys(arguments)
 
@@ -230,7 +237,8 @@ class ToolCall:
 
     def activate(self) -> None:
         """Make the span current, for child spans, propagation headers and log correlation."""
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        parent = self._parent = otel_context.get_current()
+        self._token = otel_context.attach(trace.set_span_in_context(self.span, parent))
 
     def deactivate(self) -> None:
         token, self._token = self._token, None
@@ -293,13 +301,12 @@ class ToolCall:
         if etype is None and error is not None and not cancelled:
             etype = spec.error_typer(error)
 
-        metric_attrs: dict[str, AttributeValue] = {
-            sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
-            sc.TOOL_NAME: self.metric_name,
-        }
+        metric_attrs = _metric_attributes(self.metric_name)
         if etype is not None:
-            metric_attrs[sc.ERROR_TYPE] = etype
-        self.telemetry.duration.record(duration, metric_attrs)
+            metric_attrs = {**metric_attrs, sc.ERROR_TYPE: etype}
+        # Recorded in the caller's context, as an inference call's metrics are: with the tool's
+        # own span current the SDK would also sample an exemplar of it on every call.
+        self.telemetry.duration.record(duration, metric_attrs, context=self._parent or NO_SPAN_CONTEXT)
 
         session = self.session
         record = getattr(session, "record_tool_call", None)
@@ -391,6 +398,21 @@ class ToolCall:
             _log.info("tool call %s succeeded in %.1f ms", self.spec.name, duration_ms, extra=extra)
         else:
             _log.info("tool call %s failed (%s) in %.1f ms", self.spec.name, etype, duration_ms, extra=extra)
+
+
+_METRIC_ATTRIBUTES_CACHE_SIZE = 1024
+_metric_attribute_cache: dict[str, dict[str, AttributeValue]] = {}
+
+
+def _metric_attributes(tool: str) -> dict[str, AttributeValue]:
+    """The duration metric's attributes of a successful call of ``tool``: built once per tool
+    and shared (the SDK copies attributes when it records)."""
+    attrs = _metric_attribute_cache.get(tool)
+    if attrs is None:
+        if len(_metric_attribute_cache) >= _METRIC_ATTRIBUTES_CACHE_SIZE:
+            _metric_attribute_cache.clear()  # bounded: tool names may come from model output
+        attrs = _metric_attribute_cache[tool] = {sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL, sc.TOOL_NAME: tool}
+    return attrs
 
 
 def _start(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -40,29 +40,61 @@ def _output_type(response_format: object) -> str | None:
     return None
 
 
-def chat_request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    attrs: dict[str, AttributeValue] = {}
-    max_tokens = as_int(kwargs.get("max_completion_tokens"))
-    put(
-        attrs,
-        sc.REQUEST_MAX_TOKENS,
-        max_tokens if max_tokens is not None else as_int(kwargs.get("max_tokens")),
-    )
-    put(attrs, sc.REQUEST_TEMPERATURE, as_float(kwargs.get("temperature")))
-    put(attrs, sc.REQUEST_TOP_P, as_float(kwargs.get("top_p")))
-    # Not an OpenAI parameter, but OpenAI-compatible servers (vLLM, ...) take it in extra_body.
-    put(attrs, sc.REQUEST_TOP_K, as_float(kwargs.get("top_k")))
-    put(attrs, sc.REQUEST_FREQUENCY_PENALTY, as_float(kwargs.get("frequency_penalty")))
-    put(attrs, sc.REQUEST_PRESENCE_PENALTY, as_float(kwargs.get("presence_penalty")))
-    put(attrs, sc.REQUEST_STOP_SEQUENCES, as_str_list(kwargs.get("stop")))
-    put(attrs, sc.REQUEST_SEED, as_int(kwargs.get("seed")))
-    n = as_int(kwargs.get("n"))
+_Reader = Callable[[dict[str, AttributeValue], object], None]
+
+
+def _put(key: str, convert: Callable[[object], AttributeValue | None]) -> _Reader:
+    def read(attrs: dict[str, AttributeValue], value: object) -> None:
+        put(attrs, key, convert(value))
+
+    return read
+
+
+def _max_tokens(attrs: dict[str, AttributeValue], value: object) -> None:
+    # max_completion_tokens (the current name) wins over max_tokens, whichever comes first.
+    number = as_int(value)
+    if number is not None:
+        attrs.setdefault(sc.REQUEST_MAX_TOKENS, number)
+
+
+def _choice_count(attrs: dict[str, AttributeValue], value: object) -> None:
+    n = as_int(value)
     if n is not None and n != 1:
         attrs[sc.REQUEST_CHOICE_COUNT] = n
-    put(attrs, sc.OUTPUT_TYPE, _output_type(kwargs.get("response_format")))
-    tier = as_str(kwargs.get("service_tier"))
+
+
+def _request_tier(attrs: dict[str, AttributeValue], value: object) -> None:
+    tier = as_str(value)
     if tier and tier != "auto":
         attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = tier
+
+
+# The request parameters that become attributes, by name: a request is read by walking the
+# parameters it has (a handful) rather than every one known.
+_CHAT_PARAMETERS: dict[str, _Reader] = {
+    "max_completion_tokens": _put(sc.REQUEST_MAX_TOKENS, as_int),
+    "max_tokens": _max_tokens,
+    "temperature": _put(sc.REQUEST_TEMPERATURE, as_float),
+    "top_p": _put(sc.REQUEST_TOP_P, as_float),
+    # Not an OpenAI parameter, but OpenAI-compatible servers (vLLM, ...) take it in extra_body.
+    "top_k": _put(sc.REQUEST_TOP_K, as_float),
+    "frequency_penalty": _put(sc.REQUEST_FREQUENCY_PENALTY, as_float),
+    "presence_penalty": _put(sc.REQUEST_PRESENCE_PENALTY, as_float),
+    "stop": _put(sc.REQUEST_STOP_SEQUENCES, as_str_list),
+    "seed": _put(sc.REQUEST_SEED, as_int),
+    "n": _choice_count,
+    "response_format": _put(sc.OUTPUT_TYPE, _output_type),
+    "service_tier": _request_tier,
+}
+
+
+def chat_request(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    readers = _CHAT_PARAMETERS
+    for name, value in kwargs.items():
+        read = readers.get(name)
+        if read is not None:
+            read(attrs, value)
     return attrs
 
 
@@ -244,28 +276,39 @@ def chat_usage(usage: object) -> Usage | None:
     """A Chat Completions ``usage`` (an object or its dict) -> :class:`Usage`."""
     if usage is None:
         return None
-    prompt = get(usage, "prompt_tokens_details")
-    completion = get(usage, "completion_tokens_details")
+    if isinstance(usage, Mapping):
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        prompt, completion = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    else:
+        # The SDK's pydantic model: plain attribute reads (a field an older SDK lacks is None).
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        prompt = getattr(usage, "prompt_tokens_details", None)
+        completion = getattr(usage, "completion_tokens_details", None)
     return Usage(
-        input_tokens=as_int(get(usage, "prompt_tokens")),
-        output_tokens=as_int(get(usage, "completion_tokens")),
-        cache_read_tokens=as_int(get(prompt, "cached_tokens")),
-        cache_creation_tokens=as_int(get(prompt, "cache_write_tokens")),
-        reasoning_tokens=as_int(get(completion, "reasoning_tokens")),
+        input_tokens=as_int(prompt_tokens),
+        output_tokens=as_int(completion_tokens),
+        cache_read_tokens=None if prompt is None else as_int(get(prompt, "cached_tokens")),
+        cache_creation_tokens=None if prompt is None else as_int(get(prompt, "cache_write_tokens")),
+        reasoning_tokens=None if completion is None else as_int(get(completion, "reasoning_tokens")),
     )
 
 
 def _common_response(call: InferenceCall, obj: object) -> None:
-    call.response_id = as_str(get(obj, "id"))
-    call.response_model = as_str(get(obj, "model"))
-    extra: dict[str, AttributeValue] = {}
-    tier = as_str(get(obj, "service_tier"))
-    if tier:
-        extra[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
-    fingerprint = as_str(get(obj, "system_fingerprint"))
-    if fingerprint:
-        extra[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
-    if extra:
+    if isinstance(obj, Mapping):
+        response_id, model = obj.get("id"), obj.get("model")
+        tier, fingerprint = obj.get("service_tier"), obj.get("system_fingerprint")
+    else:
+        response_id, model = getattr(obj, "id", None), getattr(obj, "model", None)
+        tier, fingerprint = getattr(obj, "service_tier", None), getattr(obj, "system_fingerprint", None)
+    call.response_id = response_id if isinstance(response_id, str) else None
+    call.response_model = model if isinstance(model, str) else None
+    if (tier and isinstance(tier, str)) or (fingerprint and isinstance(fingerprint, str)):
+        extra: dict[str, AttributeValue] = {}
+        if tier and isinstance(tier, str):
+            extra[sc.OPENAI_RESPONSE_SERVICE_TIER] = tier
+        if fingerprint and isinstance(fingerprint, str):
+            extra[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
         # v1.41 openai.md: both on the span and on the duration and token-usage metrics.
         call.response_attributes = call.metric_attributes = extra
 
@@ -273,7 +316,15 @@ def _common_response(call: InferenceCall, obj: object) -> None:
 def chat_response(call: InferenceCall, completion: object) -> None:
     _common_response(call, completion)
     choices = get(completion, "choices") or ()
-    call.finish_reasons = [str(get(c, "finish_reason") or "error") for c in choices] or None
+    reasons = []
+    for choice in choices:
+        reason = (
+            choice.get("finish_reason")
+            if isinstance(choice, Mapping)
+            else getattr(choice, "finish_reason", None)
+        )
+        reasons.append(str(reason or "error"))
+    call.finish_reasons = reasons or None
     if (usage := chat_usage(get(completion, "usage"))) is not None:
         call.usage = usage
     if call.capture_content:
