@@ -188,7 +188,8 @@ def test_responses_create_and_stream(
     )
     # Conversations came to the Responses API in openai 1.101.
     has_conversation = (
-        "conversation" in inspect.signature(openai.resources.responses.Responses.create).parameters
+        # The client's resource: ``openai.resources.responses`` is loaded on first use.
+        "conversation" in inspect.signature(type(openai_client.responses).create).parameters
     )
     conversation = {"conversation": "conv_123"} if has_conversation else {}
     response = openai_client.responses.create(
