@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -483,3 +484,29 @@ def test_duration_budget_stops_starting_sessions(tmp_path: Path) -> None:
     assert _int(r"\n  ([\d,]+) sessions: ", result.stdout) == ran
     sessions = [span for _, span in spans(read_jsonl(output)) if span["name"] == "invoke_agent support-agent"]
     assert len(sessions) == ran
+
+
+STOP_WITHOUT_KEYBOARD_INTERRUPT = """
+import json, sys
+from pathlib import Path
+from agentwatch._demo import DemoOptions, run_demo
+from agentwatch._demo._run import request_stop
+
+def on_progress(update):
+    # From a worker thread, with no KeyboardInterrupt at all: as when the main thread's one was
+    # swallowed by a finalizer it landed in.
+    request_stop()
+
+result = run_demo(DemoOptions(sessions=400, concurrency=2, output=Path(sys.argv[1]), on_progress=on_progress))
+print(json.dumps({"interrupted": result.interrupted, "done": sum(result.outcomes.values())}))
+"""
+
+
+def test_a_stop_request_stops_the_run_even_if_its_keyboard_interrupt_is_lost(tmp_path: Path) -> None:
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_WITHOUT_KEYBOARD_INTERRUPT, encoding="utf-8")
+    result = run([sys.executable, script, tmp_path / "out.jsonl"], cwd=tmp_path, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["interrupted"] is True
+    assert outcome["done"] < 400

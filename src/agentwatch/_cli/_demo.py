@@ -139,10 +139,22 @@ class _SigtermHandler:
         self.received = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        from agentwatch._demo._run import request_stop
+
         self.received = True
+        request_stop()
         # Raised once: a second SIGTERM during the flush must not cut it.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Terminated()
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Python's own Ctrl-C (a KeyboardInterrupt in the main thread), and a stop request the run
+    checks as well, in case that exception is swallowed where it lands."""
+    from agentwatch._demo._run import request_stop
+
+    request_stop()
+    raise KeyboardInterrupt
 
 
 def _check_output(path: Path, parser: argparse.ArgumentParser) -> Path:
@@ -231,6 +243,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     sigterm = _SigtermHandler()
     previous = signal.signal(signal.SIGTERM, sigterm)
+    previous_sigint = signal.signal(signal.SIGINT, _on_sigint)
     try:
         if progress is not None:
             progress.start()
@@ -247,6 +260,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_sigint)
     if progress is not None:
         progress.finish(result.finished)
     for error in result.llm_server_errors:

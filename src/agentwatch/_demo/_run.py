@@ -48,6 +48,16 @@ LLM_POLICY = Policy(
 # How long an interrupted run waits for the sessions in flight to reach their next step.
 _DRAIN_SECONDS = 10.0
 _POLL = 0.1
+# Set by the command line's SIGINT/SIGTERM handlers, next to the KeyboardInterrupt they raise in
+# the main thread. That exception can be lost: raised while the main thread runs a weakref
+# finalizer or a garbage-collection callback, it is printed as "ignored" and the run goes on.
+# The main thread's loops check this flag too, so the stop is never lost.
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the running demo to stop, as Ctrl-C does (safe in a signal handler)."""
+    _stop_requested.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +203,13 @@ class _Runner:
         self.deadline = None if options.duration is None else self.start + options.duration
         self.cut = False
         self.workers: list[threading.Thread] = []
+        self.stop_seen = False  # a stop request has been turned into the run's KeyboardInterrupt
+
+    def check_stop(self) -> None:
+        """Raise the KeyboardInterrupt of a stop request the main thread has not seen yet."""
+        if _stop_requested.is_set() and not self.stop_seen:
+            self.stop_seen = True
+            raise KeyboardInterrupt
 
     def session_id(self, index: int) -> str:
         return f"demo-{self.run_id}-{index:04d}"
@@ -246,6 +263,7 @@ class _Runner:
             while self.jobs.qsize() >= options.concurrency and not self.world.stopping.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
+                self.check_stop()
                 time.sleep(0.01)
             if deadline is not None and time.monotonic() >= deadline:
                 self.cut = True
@@ -256,6 +274,7 @@ class _Runner:
 
     def _wait_until(self, when: float, deadline: float | None) -> None:
         while not self.world.stopping.is_set():
+            self.check_stop()
             now = time.monotonic()
             if now >= when or (deadline is not None and now >= deadline):
                 return
@@ -268,6 +287,7 @@ class _Runner:
             while worker.is_alive():
                 if end is not None and time.monotonic() >= end:
                     return False
+                self.check_stop()
                 worker.join(_POLL)
         return True
 
@@ -354,6 +374,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
     from agentwatch.resilience import _telemetry as resilience_telemetry
 
     options = options or DemoOptions()
+    _stop_requested.clear()
     entry, adapter = find_provider(options.provider)
     if entry.integration.instrumentor().is_instrumented_by_opentelemetry:
         raise RuntimeError(
@@ -409,6 +430,7 @@ def run_demo(options: DemoOptions | None = None) -> DemoResult:
                         runner.ended = time.monotonic()
                     except KeyboardInterrupt:
                         interrupted = True
+                        runner.stop_seen = True  # the drain below waits; a second Ctrl-C cuts it
                         world.stopping.set()
                         # The dispatcher may have been cut before it told the workers to finish.
                         for _ in runner.workers:
