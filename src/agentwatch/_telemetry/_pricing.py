@@ -23,7 +23,7 @@ from agentwatch._config import PRICE_KEYS, ModelPrices
 from agentwatch._internal import logger, report_internal_error, reset_in_forked_child
 from agentwatch._telemetry._usage import Usage
 
-__all__ = ["Pricer", "put_cost", "usd"]
+__all__ = ["Pricer", "preload", "put_cost", "usd"]
 
 # gen_ai.provider.name -> genai-prices provider id. Unknown providers let genai-prices guess
 # from the model name.
@@ -87,6 +87,21 @@ class _Rates:
             + reasoning * self.reasoning
             + self.per_request
         )
+
+
+def preload() -> None:
+    """Import genai-prices now, in the thread that is importing an instrumented library.
+
+    genai-prices imports ``httpx2``. Imported lazily at the first priced call, that import ran in
+    whichever application thread finished a call first, while other threads' openai clients read
+    ``sys.modules["httpx2"]`` (openai 2.x does, to tell httpx2 clients apart): they could see the
+    module half-initialized and fail with an AttributeError. Imported here, inside the import of
+    the library (whose module lock makes the other threads wait), no call can race it.
+    """
+    try:
+        import genai_prices  # noqa: F401
+    except Exception:  # noqa: BLE001 - pricing then fails where it is used, and is reported there
+        pass
 
 
 class _Tiered:

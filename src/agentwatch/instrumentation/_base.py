@@ -184,6 +184,9 @@ class AgentwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _build(self, generation: int) -> None:
         """Run ``_patches()`` (agentwatch's wrappers, no library import) and patch or hook each module."""
+        from agentwatch._telemetry._pricing import preload
+
+        preload()  # before any call can be made through the library (see preload)
         wanted: dict[str, list[tuple[str, Wrapper]]] = {}
         for module_name, path, wrapper in self._patches(self._telemetry):
             wanted.setdefault(module_name, []).append((path, wrapper))
