@@ -11,6 +11,7 @@ modules, and its patch points are patched whether the library is imported before
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from importlib.metadata import entry_points
@@ -388,8 +389,14 @@ def test_a_fault_while_patching_inside_the_import_is_logged_once(
     assert values["layers"] == 0
     assert values["spans"] == ["embeddings text-embedding-3-small"]
     stderr = values["stderr"]
-    assert stderr.count("agentwatch: internal error in instrumenting openai.resources.chat.completions") == 1
-    assert stderr.count("Traceback") == 1  # the one warning's; the other three faults went to DEBUG
+    warned = re.findall(r"agentwatch: internal error in instrumenting (\S+?);", stderr)
+    # One warning per module whose patching failed: the chat resources, and in the openai
+    # releases that still have them (< 1.92) the beta chat resources, whose classes share the name.
+    assert "openai.resources.chat.completions" in warned
+    assert set(warned) <= {"openai.resources.chat.completions", "openai.resources.beta.chat.completions"}
+    assert len(warned) == len(set(warned))
+    # Each warning's one traceback; the other faults of the same module went to DEBUG.
+    assert stderr.count("Traceback") == len(warned)
 
 
 def test_a_fault_building_the_patches_inside_the_import_is_logged_once(
