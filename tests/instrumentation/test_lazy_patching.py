@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 from agentwatch._fakellm import FakeLLMServer
 from agentwatch.instrumentation._registry import load_registry
 from cli._support import REPO, run
+from support import needs_responses
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -263,6 +264,7 @@ def llm_env(fake_llm: FakeLLMServer) -> dict[str, str]:
     return {"FAKE_OPENAI_URL": fake_llm.openai_base_url}
 
 
+@needs_responses
 def test_a_client_imported_after_instrument_is_patched_and_traced(
     tmp_path: Path, llm_env: dict[str, str]
 ) -> None:
@@ -294,6 +296,7 @@ def test_a_client_imported_after_instrument_is_patched_and_traced(
     assert (values["patched"], values["restored"], values["reply"]) == (1, True, True)
 
 
+@needs_responses
 def test_uninstrument_before_the_import_means_nothing_is_patched(
     tmp_path: Path, llm_env: dict[str, str]
 ) -> None:
