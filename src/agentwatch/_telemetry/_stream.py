@@ -275,19 +275,14 @@ def _async_close(observer: _InPlace) -> Callable[..., Any]:
 
 def _sync_items(observer: _InPlace, source: Iterator[Any]) -> Iterator[Any]:
     """``source`` observed: the in-place counterpart of :meth:`SyncStreamProxy.__next__`."""
-    try:
-        for item in source:
-            observer._self_item(item)
-            yield item
-    except GeneratorExit:
-        # Closed with the dropped stream by the garbage collector: its finalizer ends the call.
-        raise
-    except BaseException as exc:
-        timeout = observer._self_failed_sync(exc)
-        if timeout is None:
-            raise
-        raise timeout from exc
-    observer._self_end(None, "completed")
+    # The proxies' one observed step; a GeneratorExit at ``yield`` (the dropped stream closed by
+    # the garbage collector) passes through, and the stream's finalizer ends the call.
+    while True:
+        try:
+            item = observer._self_observe(source.__next__)
+        except StopIteration:
+            return
+        yield item
 
 
 async def _async_items(observer: _InPlace, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
